@@ -1,0 +1,5 @@
+import { InitialSchema1732838400000 } from './1732838400000-InitialSchema';
+import { LookupIndexes1732838500000 } from './1732838500000-LookupIndexes';
+
+/** Every migration, oldest first. */
+export const MIGRATIONS = [InitialSchema1732838400000, LookupIndexes1732838500000];

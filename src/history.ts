@@ -1,0 +1,122 @@
+import { quote, whereClause } from './conditions';
+import type { Dialect, Executor } from './database';
+import { type Result, S_OK } from './result';
+import { secondsAgoSql } from './time';
+import { fail } from './validate';
+
+/** Time-bucketed views of vm_History: fleet figures and running-instance counts. */
+
+export const HISTORY_DATA_FIELDS = ['Load', 'Jobs', 'TransferredFiles', 'TransferredBytes'] as const;
+const CUMULATIVE = new Set(['Jobs', 'TransferredFiles', 'TransferredBytes']);
+export const MIN_RUNNING_BUCKET = 300;
+
+/** Seconds since the epoch of a DATETIME column, floored to a bucket; the bucket size is bound twice. */
+function bucketExpression(dialect: Dialect, column: string): string {
+  const epoch =
+    dialect === 'mysql'
+      ? `TIMESTAMPDIFF(SECOND, '1970-01-01 00:00:00', ${column})`
+      : `CAST(strftime('%s', ${column}) AS INTEGER)`;
+  // better-sqlite3 binds JS numbers as REAL: cast so SQLite divides integers.
+  return dialect === 'mysql' ? `((${epoch} DIV ?) * ?)` : `((${epoch} / CAST(? AS INTEGER)) * CAST(? AS INTEGER))`;
+}
+
+interface Sample {
+  instance: number;
+  bucket: number;
+  values: Record<string, number>;
+}
+
+/**
+ * Load: mean of the samples in a bucket. Cumulative figures: each instance's
+ * maximum in the bucket, carried forward while it stays silent, summed over
+ * instances, reported as the increase since the first bucket.
+ */
+export function aggregateBuckets(samples: Sample[], fields: readonly string[]): unknown[][] {
+  const buckets = [...new Set(samples.map((s) => s.bucket))].sort((a, b) => a - b);
+  const byBucket = new Map<number, Sample[]>(buckets.map((b) => [b, []]));
+  for (const sample of samples) byBucket.get(sample.bucket)!.push(sample);
+  const latest = new Map<string, Map<number, number>>(fields.map((f) => [f, new Map()]));
+  const first: Record<string, number> = {};
+  return buckets.map((bucket, index) => {
+    const inBucket = byBucket.get(bucket)!;
+    const record: unknown[] = [bucket];
+    for (const field of fields) {
+      if (!CUMULATIVE.has(field)) {
+        record.push(inBucket.reduce((sum, s) => sum + s.values[field], 0) / inBucket.length);
+        continue;
+      }
+      const perInstance = latest.get(field)!;
+      const maxima = new Map<number, number>();
+      for (const s of inBucket) maxima.set(s.instance, Math.max(maxima.get(s.instance) ?? 0, s.values[field]));
+      for (const [instance, value] of maxima) perInstance.set(instance, value);
+      const total = [...perInstance.values()].reduce((a, b) => a + b, 0);
+      if (index === 0) first[field] = total;
+      record.push(Math.max(0, total - first[field]));
+    }
+    return record;
+  });
+}
+
+export async function getHistoryValues(
+  ex: Executor,
+  averageBucket: number,
+  selDict: unknown,
+  fields2Get: unknown,
+  timespan: number,
+): Promise<Result<{ ParameterNames: string[]; Records: unknown[][] }>> {
+  const fields = fields2Get ? (Array.isArray(fields2Get) ? fields2Get : [fields2Get]) : [...HISTORY_DATA_FIELDS];
+  for (const field of fields) {
+    if (!(HISTORY_DATA_FIELDS as readonly unknown[]).includes(field)) fail(`${JSON.stringify(field)} is not a valid data field`);
+  }
+  const where = whereClause('vm_Instances', { condDict: selDict });
+  const terms = [where.sql.replace(/^WHERE /, '').replace(/`(\w+)`/g, 'inst.`$1`')].filter(Boolean);
+  const params: unknown[] = [averageBucket, averageBucket, ...where.params];
+  if (timespan > 0) {
+    terms.push('h.`Update` >= ?');
+    params.push(secondsAgoSql(timespan));
+  }
+  const rows = await ex.select(
+    `SELECT h.\`InstanceID\` AS instance, ${bucketExpression(ex.dialect, 'h.`Update`')} AS bucket, ${fields.map((f) => `h.${quote(f)}`).join(', ')}
+     FROM \`vm_History\` h JOIN \`vm_Instances\` inst ON inst.\`InstanceID\` = h.\`InstanceID\`
+     ${terms.length ? `WHERE ${terms.join(' AND ')} AND` : 'WHERE'} h.\`Update\` IS NOT NULL`,
+    params,
+  );
+  const samples = rows.map((row) => ({
+    instance: Number(row.instance),
+    bucket: Number(row.bucket),
+    values: Object.fromEntries(fields.map((f) => [f, Number(row[f])])),
+  }));
+  return S_OK({ ParameterNames: ['Update', ...fields], Records: aggregateBuckets(samples, fields) });
+}
+
+export type RunningGroup = 'Endpoint' | 'RunningPod' | 'Image' | null;
+
+/** Distinct instances with a Running history row per bucket, optionally per endpoint, pod or image. */
+export async function getRunningHistory(
+  ex: Executor,
+  timespan: number,
+  bucketSize: number,
+  group: RunningGroup,
+): Promise<Result<unknown[][]>> {
+  const size = Math.max(MIN_RUNNING_BUCKET, bucketSize);
+  const bucket = bucketExpression(ex.dialect, 'h.`Update`');
+  const groupColumn = group === 'Image' ? 'img.`Name`' : group ? `inst.${quote(group)}` : null;
+  const joins = group
+    ? ' JOIN `vm_Instances` inst ON inst.`InstanceID` = h.`InstanceID`' +
+      (group === 'Image' ? ' JOIN `vm_Images` img ON img.`VMImageID` = inst.`VMImageID`' : '')
+    : '';
+  const params: unknown[] = [size, size, 'Running'];
+  let timeFilter = '';
+  if (timespan > 0) {
+    timeFilter = ' AND h.`Update` >= ?';
+    params.push(secondsAgoSql(timespan));
+  }
+  const rows = await ex.select(
+    `SELECT ${bucket} AS bucket${groupColumn ? `, ${groupColumn} AS grp` : ''}, COUNT(DISTINCT h.\`InstanceID\`) AS n
+     FROM \`vm_History\` h${joins}
+     WHERE h.\`Status\` = ? AND h.\`Update\` IS NOT NULL${timeFilter}
+     GROUP BY bucket${groupColumn ? ', grp' : ''} ORDER BY bucket${groupColumn ? ', grp' : ''}`,
+    params,
+  );
+  return S_OK(rows.map((row) => (groupColumn ? [Number(row.bucket), String(row.grp), Number(row.n)] : [Number(row.bucket), Number(row.n)])));
+}

@@ -1,0 +1,273 @@
+import { createHash } from 'node:crypto';
+import { type ObjectKind, STALLABLE_STATES, allowedSources, checkTransition, isValidState } from '../entities/states';
+import type { Executor, Row } from './database';
+import { Refusal, type Result, S_ERROR, S_OK } from './result';
+import { nowSql, secondsAgoSql } from './time';
+
+/**
+ * Every state change of images and instances. Each function runs inside one
+ * transaction (`ex.inTransaction`) and reads the row with a locking read, so
+ * check-then-write is atomic; the decision itself comes from entities/states.
+ */
+
+export interface HistoryFigures {
+  load?: number;
+  jobs?: number;
+  transferredFiles?: number;
+  transferredBytes?: number;
+}
+
+const TABLE = { Image: 'vm_Images', Instance: 'vm_Instances' } as const;
+const KEY = { Image: 'VMImageID', Instance: 'InstanceID' } as const;
+const ERROR_MESSAGE_LENGTH = 255;
+
+function forUpdate(ex: Executor): string {
+  // SQLite's BEGIN IMMEDIATE already excludes other writers.
+  return ex.dialect === 'mysql' ? ' FOR UPDATE' : '';
+}
+
+export interface InstanceRow {
+  InstanceID: number;
+  VMImageID: number;
+  Status: string;
+  ErrorMessage: string;
+}
+
+/** The instance row, locked for the rest of the transaction; refuses unknown or ambiguous keys. */
+export async function lockInstance(ex: Executor, by: 'InstanceID' | 'UniqueID', value: number | string): Promise<InstanceRow> {
+  const rows = await ex.select(
+    `SELECT \`InstanceID\`, \`VMImageID\`, \`Status\`, \`ErrorMessage\` FROM \`vm_Instances\` WHERE \`${by}\` = ?${forUpdate(ex)}`,
+    [value],
+  );
+  if (rows.length === 0) throw new Refusal(S_ERROR(`Unknown ${by} = ${value}`));
+  if (rows.length > 1) throw new Refusal(S_ERROR(`${by} is not unique: ${value}`));
+  const row = rows[0];
+  return {
+    InstanceID: Number(row.InstanceID),
+    VMImageID: Number(row.VMImageID),
+    Status: String(row.Status),
+    ErrorMessage: String(row.ErrorMessage ?? ''),
+  };
+}
+
+export async function appendHistory(ex: Executor, instanceID: number, status: string, figures: HistoryFigures, now: string): Promise<void> {
+  await ex.write(
+    'INSERT INTO `vm_History` (`InstanceID`, `Status`, `Load`, `Jobs`, `TransferredFiles`, `TransferredBytes`, `Update`) VALUES (?, ?, ?, ?, ?, ?, ?)',
+    [instanceID, status, figures.load ?? 0, figures.jobs ?? 0, figures.transferredFiles ?? 0, figures.transferredBytes ?? 0, now],
+  );
+}
+
+/** Forces `Error` from any state (with history for instances). */
+export async function forceError(ex: Executor, kind: ObjectKind, id: number, message: string, now = nowSql()): Promise<void> {
+  await ex.write(
+    `UPDATE \`${TABLE[kind]}\` SET \`Status\` = 'Error', \`ErrorMessage\` = ?, \`LastUpdate\` = ? WHERE \`${KEY[kind]}\` = ?`,
+    [message.slice(0, ERROR_MESSAGE_LENGTH), now, id],
+  );
+  if (kind === 'Instance') await appendHistory(ex, id, 'Error', {}, now);
+}
+
+/**
+ * Moves a locked row to `target`. Throws Refusal (nothing written) when the
+ * table forbids it; returns a Failure to be committed as is when the stored
+ * status was invalid and the row has just been forced to Error.
+ */
+export async function applyTransition(
+  ex: Executor,
+  kind: ObjectKind,
+  id: number,
+  current: { Status: string; ErrorMessage: string },
+  target: string,
+  now: string,
+): Promise<Result<string> | null> {
+  if (!allowedSources(kind, target)) throw new Refusal(S_ERROR(`Transition to ${target} not possible`));
+  if (current.Status === 'Error') throw new Refusal(S_ERROR(current.ErrorMessage || `${kind} ${id} is in Error`));
+  if (!isValidState(kind, current.Status)) {
+    const message = `Invalid Status: ${current.Status}`;
+    await forceError(ex, kind, id, message, now);
+    return S_ERROR(message);
+  }
+  const verdict = checkTransition(kind, current.Status, target);
+  if (!verdict.allowed) throw new Refusal(S_ERROR(verdict.message, verdict.state));
+  if (verdict.refreshOnly) {
+    await ex.write(`UPDATE \`${TABLE[kind]}\` SET \`LastUpdate\` = ? WHERE \`${KEY[kind]}\` = ?`, [now, id]);
+  } else {
+    await ex.write(`UPDATE \`${TABLE[kind]}\` SET \`Status\` = ?, \`LastUpdate\` = ? WHERE \`${KEY[kind]}\` = ?`, [target, now, id]);
+  }
+  return null;
+}
+
+/** Instance transition plus its history row: the body of every declare* call. */
+export async function moveInstance(
+  ex: Executor,
+  instance: InstanceRow,
+  target: string,
+  figures: HistoryFigures = {},
+  now = nowSql(),
+): Promise<Result<string>> {
+  const failure = await applyTransition(ex, 'Instance', instance.InstanceID, instance, target, now);
+  if (failure) return failure;
+  await appendHistory(ex, instance.InstanceID, target, figures, now);
+  return S_OK(target);
+}
+
+function imageLockKey(name: string): string {
+  // MySQL lock names are limited to 64 characters; a digest of the name fits any name.
+  return `vmdb.image.${createHash('sha1').update(name).digest('hex')}`;
+}
+
+/** Finds or inserts the image, serialised per name so concurrent Directors create one row. */
+export async function ensureImage(ex: Executor, imageName: string): Promise<Result<{ id: number; status: string }>> {
+  await ex.lock(imageLockKey(imageName));
+  const rows = await ex.select(
+    `SELECT \`VMImageID\`, \`Status\`, \`ErrorMessage\` FROM \`vm_Images\` WHERE \`Name\` = ?${forUpdate(ex)}`,
+    [imageName],
+  );
+  if (rows.length > 1) return S_ERROR(`Image name "${imageName}" is not unique`);
+  if (rows.length === 0) {
+    const inserted = await ex.write(
+      "INSERT INTO `vm_Images` (`Name`, `Status`, `LastUpdate`, `ErrorMessage`) VALUES (?, 'New', ?, '')",
+      [imageName, nowSql()],
+    );
+    return S_OK({ id: inserted.insertId, status: 'New' });
+  }
+  const image = rowToStatus(rows[0]);
+  const id = Number(rows[0].VMImageID);
+  if (image.Status === 'Error') return S_ERROR(image.ErrorMessage || `Image ${imageName} is in Error`);
+  if (!isValidState('Image', image.Status)) {
+    const message = `Invalid Status: ${image.Status}`;
+    await forceError(ex, 'Image', id, message);
+    return S_ERROR(message);
+  }
+  return S_OK({ id, status: image.Status });
+}
+
+function rowToStatus(row: Row): { Status: string; ErrorMessage: string } {
+  return { Status: String(row.Status), ErrorMessage: String(row.ErrorMessage ?? '') };
+}
+
+export async function insertInstance(
+  ex: Executor,
+  uniqueID: string,
+  imageName: string,
+  instanceName: string,
+  endpoint: string,
+  runningPod: string,
+): Promise<Result<number>> {
+  const image = await ensureImage(ex, imageName);
+  if (!image.OK) return image;
+  if (uniqueID) await refuseTakenUniqueID(ex, uniqueID, null);
+  const status = uniqueID ? 'Submitted' : 'New';
+  const now = nowSql();
+  const inserted = await ex.write(
+    'INSERT INTO `vm_Instances` (`UniqueID`, `RunningPod`, `Name`, `Endpoint`, `VMImageID`, `Status`, `LastUpdate`) VALUES (?, ?, ?, ?, ?, ?, ?)',
+    [uniqueID, runningPod, instanceName, endpoint, image.Value.id, status, now],
+  );
+  await appendHistory(ex, inserted.insertId, status, {}, now);
+  return S_OK(inserted.insertId);
+}
+
+/** UniqueIDs identify a VM at its cloud: two instances may not share one. */
+async function refuseTakenUniqueID(ex: Executor, uniqueID: string, instanceID: number | null): Promise<void> {
+  await ex.lock(`vmdb.uniqueid.${createHash('sha1').update(uniqueID).digest('hex')}`);
+  const rows = await ex.select(`SELECT \`InstanceID\` FROM \`vm_Instances\` WHERE \`UniqueID\` = ?${forUpdate(ex)}`, [uniqueID]);
+  if (rows.some((row) => Number(row.InstanceID) !== instanceID)) throw new Refusal(S_ERROR(`UniqueID is not unique: ${uniqueID}`));
+}
+
+export async function setInstanceUniqueID(ex: Executor, instanceID: number, uniqueID: string): Promise<Result<number>> {
+  const instance = await lockInstance(ex, 'InstanceID', instanceID);
+  await refuseTakenUniqueID(ex, uniqueID, instance.InstanceID);
+  await ex.write('UPDATE `vm_Instances` SET `UniqueID` = ? WHERE `InstanceID` = ?', [uniqueID, instanceID]);
+  return S_OK(instanceID);
+}
+
+export interface Heartbeat {
+  load: number;
+  jobs: number;
+  transferredFiles: number;
+  transferredBytes: number;
+  uptime: number;
+}
+
+export async function heartbeat(ex: Executor, uniqueID: string, beat: Heartbeat): Promise<Result<string>> {
+  const instance = await lockInstance(ex, 'UniqueID', uniqueID);
+  const now = nowSql();
+  const [image] = await ex.select(
+    `SELECT \`VMImageID\`, \`Name\`, \`Status\`, \`ErrorMessage\` FROM \`vm_Images\` WHERE \`VMImageID\` = ?${forUpdate(ex)}`,
+    [instance.VMImageID],
+  );
+  if (image && String(image.Status) === 'Error') {
+    const message = `Image ${String(image.Name)} is in Error: ${String(image.ErrorMessage ?? '')}`;
+    await forceError(ex, 'Instance', instance.InstanceID, message, now);
+    return S_ERROR(message);
+  }
+  const failure = await applyTransition(ex, 'Instance', instance.InstanceID, instance, 'Running', now);
+  if (failure) return failure;
+  if (image) {
+    const imageFailure = await applyTransition(ex, 'Image', Number(image.VMImageID), rowToStatus(image), 'Validated', now);
+    if (imageFailure) return imageFailure;
+  }
+  await appendHistory(ex, instance.InstanceID, 'Running', beat, now);
+  let uptime = beat.uptime;
+  if (uptime === 0) {
+    // 0 means "unknown": use the span of this instance's history, as the original did.
+    const [span] = await ex.select(
+      'SELECT MIN(`Update`) AS first, MAX(`Update`) AS last FROM `vm_History` WHERE `InstanceID` = ?',
+      [instance.InstanceID],
+    );
+    uptime = spanSeconds(span?.first, span?.last);
+  }
+  await ex.write('UPDATE `vm_Instances` SET `Uptime` = ?, `Jobs` = ?, `Load` = ? WHERE `InstanceID` = ?', [
+    uptime,
+    beat.jobs,
+    beat.load,
+    instance.InstanceID,
+  ]);
+  return S_OK('Running');
+}
+
+function spanSeconds(first: unknown, last: unknown): number {
+  if (!first || !last) return 0;
+  const toMs = (v: unknown) => (v instanceof Date ? v.getTime() : Date.parse(`${String(v).replace(' ', 'T')}Z`));
+  const span = Math.round((toMs(last) - toMs(first)) / 1000);
+  return Number.isFinite(span) && span > 0 ? span : 0;
+}
+
+export async function declareRunning(ex: Executor, uniqueID: string, publicIP: string, privateIP: string): Promise<Result<string>> {
+  const instance = await lockInstance(ex, 'UniqueID', uniqueID);
+  const now = nowSql();
+  const moved = await moveInstance(ex, instance, 'Running', {}, now);
+  if (!moved.OK) return moved;
+  await ex.write('UPDATE `vm_Instances` SET `PublicIP` = ?, `PrivateIP` = ? WHERE `InstanceID` = ?', [
+    publicIP,
+    privateIP,
+    instance.InstanceID,
+  ]);
+  return moved;
+}
+
+/** Every instance silent for longer than the interval in a state that may stall, now Stalled. */
+export async function declareStalled(ex: Executor, stallingInterval: number): Promise<Result<number[]>> {
+  const placeholders = STALLABLE_STATES.map(() => '?').join(', ');
+  const rows = await ex.select(
+    `SELECT \`InstanceID\`, \`VMImageID\`, \`Status\`, \`ErrorMessage\` FROM \`vm_Instances\` WHERE \`Status\` IN (${placeholders}) AND \`LastUpdate\` < ? ORDER BY \`InstanceID\`${forUpdate(ex)}`,
+    [...STALLABLE_STATES, secondsAgoSql(stallingInterval)],
+  );
+  const stalled: number[] = [];
+  const now = nowSql();
+  for (const row of rows) {
+    const instance = { InstanceID: Number(row.InstanceID), VMImageID: Number(row.VMImageID), ...rowToStatus(row) };
+    if ((await moveInstance(ex, instance, 'Stalled', {}, now)).OK) stalled.push(instance.InstanceID);
+  }
+  return S_OK(stalled);
+}
+
+/** One instance to Stalled, only if it really has been silent longer than the interval (a racing heartbeat wins). */
+export async function declareOneStalled(ex: Executor, instanceID: number, stallingInterval: number): Promise<Result<string>> {
+  const instance = await lockInstance(ex, 'InstanceID', instanceID);
+  const [fresh] = await ex.select('SELECT `LastUpdate` FROM `vm_Instances` WHERE `InstanceID` = ? AND `LastUpdate` >= ?', [
+    instanceID,
+    secondsAgoSql(stallingInterval),
+  ]);
+  if (fresh) return S_ERROR(`Instance ${instanceID} is not stalled: last update less than ${stallingInterval}s ago`, instance.Status);
+  return moveInstance(ex, instance, 'Stalled');
+}
