@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import { resolve as resolvePath } from 'node:path';
 import { DataSource, type QueryRunner } from 'typeorm';
 import { MIGRATIONS, VmHistory, VmImage, VmInstance } from '../entities';
 import type { Dialect } from '../entities/migrations/dialect';
@@ -105,8 +106,31 @@ export class Database {
     };
   }
 
+  /**
+   * better-sqlite3 waits for a busy file synchronously, blocking the event
+   * loop: two connections to one file in one process would wait on each other
+   * forever. So every opener of a file in this process shares one Database.
+   */
+  private static readonly sqliteFiles = new Map<string, { db: Promise<Database>; users: number }>();
+  private sharedKey: string | null = null;
+
   static async connect(url: string): Promise<Database> {
     const target = parseDatabaseUrl(url);
+    if (target.dialect === 'sqlite' && target.database !== ':memory:') {
+      const key = resolvePath(target.database);
+      let entry = Database.sqliteFiles.get(key);
+      if (!entry) {
+        entry = { db: Database.connectNew(target), users: 0 };
+        Database.sqliteFiles.set(key, entry);
+        entry.db.then((db) => (db.sharedKey = key)).catch(() => Database.sqliteFiles.delete(key));
+      }
+      entry.users++;
+      return entry.db;
+    }
+    return Database.connectNew(target);
+  }
+
+  private static async connectNew(target: DatabaseUrl): Promise<Database> {
     const common = {
       entities: [VmImage, VmInstance, VmHistory] as Function[],
       migrations: MIGRATIONS as Function[],
@@ -233,6 +257,9 @@ export class Database {
   }
 
   async close(): Promise<void> {
+    const shared = this.sharedKey ? Database.sqliteFiles.get(this.sharedKey) : undefined;
+    if (shared && --shared.users > 0) return;
+    if (this.sharedKey) Database.sqliteFiles.delete(this.sharedKey);
     if (this.dataSource.isInitialized) await this.onSqliteTurn(() => this.dataSource.destroy());
   }
 }

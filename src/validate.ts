@@ -41,6 +41,7 @@ export function freeText(name: string, value: unknown, maxLength: number): strin
   if (typeof value !== 'string') fail(`${name} must be a string, got ${show(value)}`);
   if (value.length > maxLength) fail(`${name} is too long (${value.length} characters, at most ${maxLength})`);
   if (CONTROL.test(value)) fail(`${name} contains control characters`);
+  if (!value.isWellFormed()) fail(`${name} is not well-formed Unicode (unpaired surrogate)`);
   return value;
 }
 
