@@ -93,3 +93,6 @@ export function checkTransition(kind: ObjectKind, current: string, target: strin
 
 /** States whose instances are swept to Stalled when silent for longer than the stalling interval. */
 export const STALLABLE_STATES: readonly string[] = allowedSources('Instance', 'Stalled') ?? [];
+
+/** States in which an instance occupies a slot at its endpoint (the Director counts these). */
+export const OCCUPYING_STATES: readonly InstanceStatus[] = ['New', 'Submitted', 'Wait_ssh_context', 'Contextualizing', 'Running'];

@@ -1,3 +1,5 @@
+import { UINT32_MAX } from './heartbeat';
+
 /**
  * The three tables exactly as the seed's `tablesDesc` describes them, plus a
  * parsed form of each column type. The parsed form is what the facade uses to
@@ -67,7 +69,6 @@ export interface ColumnSpec {
   autoIncrement: boolean;
 }
 
-const UINT32_MAX = 4294967295;
 
 function parseColumn(name: string, sql: string): ColumnSpec {
   const varchar = /^VARCHAR\((\d+)\)/.exec(sql);

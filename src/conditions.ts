@@ -24,19 +24,37 @@ const present = (value: unknown): boolean => value !== undefined && value !== nu
 
 export const quote = (identifier: string): string => `\`${identifier}\``;
 
+interface ResolvedColumn {
+  spec: ColumnSpec;
+  /** The value checked against the column, in whichever table (without a table: any that has it) accepts it. */
+  bind(value: unknown, options?: { like?: boolean }): unknown;
+}
+
 /** The column named `name` in `table`, or (no table given) in any vmdb table, checked. */
-function resolve(table: TableName | undefined, name: unknown): { table: TableName; spec: ColumnSpec } {
-  for (const candidate of table ? [table] : TABLE_NAMES) {
-    const spec = columnOf(candidate, name);
-    if (spec) return { table: candidate, spec };
-  }
-  return fail(`${JSON.stringify(name)} is not a valid field${table ? ` of ${table}` : ''}`);
+function resolve(table: TableName | undefined, name: unknown): ResolvedColumn {
+  const owners = (table ? [table] : TABLE_NAMES).filter((candidate) => columnOf(candidate, name));
+  if (owners.length === 0) return fail(`${JSON.stringify(name)} is not a valid field${table ? ` of ${table}` : ''}`);
+  const specs = owners.map((owner) => ({ owner, spec: columnOf(owner, name)! }));
+  return {
+    spec: specs[0].spec,
+    bind(value, options) {
+      let firstError: unknown;
+      for (const { owner, spec } of specs) {
+        try {
+          return columnValue(owner, spec, value, options);
+        } catch (err) {
+          firstError ??= err;
+        }
+      }
+      throw firstError;
+    },
+  };
 }
 
 function bounded(table: TableName | undefined, name: string, value: unknown, op: string, params: unknown[]): string {
-  const { table: owner, spec } = resolve(table, name);
-  params.push(columnValue(owner, spec, value));
-  return `${quote(spec.name)} ${op} ?`;
+  const column = resolve(table, name);
+  params.push(column.bind(value));
+  return `${quote(column.spec.name)} ${op} ?`;
 }
 
 /** WHERE part of DIRAC's buildCondition: condDict, older/newer on timeStamp, greater/smaller bounds. */
@@ -45,7 +63,8 @@ export function whereClause(table: TableName | undefined, args: ConditionArgs): 
   const params: unknown[] = [];
   const like = args.useLikeQuery === true;
   for (const [name, raw] of Object.entries(plainObject('condDict', args.condDict))) {
-    const { table: owner, spec } = resolve(table, name);
+    const column = resolve(table, name);
+    const spec = column.spec;
     const values = Array.isArray(raw) ? raw : [raw];
     if (values.length === 0) {
       terms.push('1 = 0'); // an empty list of allowed values matches nothing
@@ -54,7 +73,7 @@ export function whereClause(table: TableName | undefined, args: ConditionArgs): 
     const alternatives = values.map((value) => {
       if (value === null || value === undefined) return `${quote(spec.name)} IS NULL`;
       const useLike = like && typeof value === 'string' && value.includes('%');
-      params.push(columnValue(owner, spec, value, { like: useLike }));
+      params.push(column.bind(value, { like: useLike }));
       return `${quote(spec.name)} ${useLike ? 'LIKE' : '='} ?`;
     });
     terms.push(alternatives.length === 1 ? alternatives[0] : `(${alternatives.join(' OR ')})`);

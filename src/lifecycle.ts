@@ -1,5 +1,6 @@
-import { createHash } from 'node:crypto';
-import { type ObjectKind, STALLABLE_STATES, allowedSources, checkTransition, isValidState } from '../entities/states';
+import { createHash, randomBytes } from 'node:crypto';
+import type { HeartbeatFigures } from '../entities/heartbeat';
+import { type ObjectKind, OCCUPYING_STATES, STALLABLE_STATES, allowedSources, checkTransition, isValidState } from '../entities/states';
 import type { Executor, Row } from './database';
 import { Refusal, type Result, S_ERROR, S_OK } from './result';
 import { nowSql, secondsAgoSql } from './time';
@@ -180,13 +181,7 @@ export async function setInstanceUniqueID(ex: Executor, instanceID: number, uniq
   return S_OK(instanceID);
 }
 
-export interface Heartbeat {
-  load: number;
-  jobs: number;
-  transferredFiles: number;
-  transferredBytes: number;
-  uptime: number;
-}
+export type Heartbeat = HeartbeatFigures;
 
 export async function heartbeat(ex: Executor, uniqueID: string, beat: Heartbeat): Promise<Result<string>> {
   const instance = await lockInstance(ex, 'UniqueID', uniqueID);
@@ -261,13 +256,55 @@ export async function declareStalled(ex: Executor, stallingInterval: number): Pr
   return S_OK(stalled);
 }
 
-/** One instance to Stalled, only if it really has been silent longer than the interval (a racing heartbeat wins). */
-export async function declareOneStalled(ex: Executor, instanceID: number, stallingInterval: number): Promise<Result<string>> {
+/**
+ * One instance to Stalled, only if it really is silent: its LastUpdate is
+ * older than the interval or, when `lastSeen` is given, no newer than the
+ * LastUpdate the caller last saw (a racing heartbeat wins either way).
+ */
+export async function declareOneStalled(
+  ex: Executor,
+  instanceID: number,
+  stallingInterval: number,
+  lastSeen?: string,
+): Promise<Result<string>> {
   const instance = await lockInstance(ex, 'InstanceID', instanceID);
-  const [fresh] = await ex.select('SELECT `LastUpdate` FROM `vm_Instances` WHERE `InstanceID` = ? AND `LastUpdate` >= ?', [
+  const [fresh] = await ex.select('SELECT `LastUpdate` FROM `vm_Instances` WHERE `InstanceID` = ? AND `LastUpdate` > ?', [
     instanceID,
-    secondsAgoSql(stallingInterval),
+    lastSeen ?? secondsAgoSql(stallingInterval),
   ]);
-  if (fresh) return S_ERROR(`Instance ${instanceID} is not stalled: last update less than ${stallingInterval}s ago`, instance.Status);
+  if (fresh) {
+    const since = lastSeen ? `since ${lastSeen}` : `less than ${stallingInterval}s ago`;
+    return S_ERROR(`Instance ${instanceID} is not stalled: it was updated ${since}`, instance.Status);
+  }
   return moveInstance(ex, instance, 'Stalled');
+}
+
+/**
+ * Fills the free slots of an endpoint with New instances, up to `maxInstances`
+ * occupying ones. Serialised per endpoint, so two Directors cannot fill one slot twice.
+ */
+export async function reserveSlots(
+  ex: Executor,
+  endpoint: string,
+  imageName: string,
+  runningPod: string,
+  maxInstances: number,
+  namePrefix: string,
+): Promise<Result<number[]>> {
+  await ex.lock(`vmdb.endpoint.${createHash('sha1').update(endpoint).digest('hex')}`);
+  const [row] = await ex.select(
+    `SELECT COUNT(*) AS n FROM \`vm_Instances\` WHERE \`Endpoint\` = ? AND \`Status\` IN (${OCCUPYING_STATES.map(() => '?').join(', ')})`,
+    [endpoint, ...OCCUPYING_STATES],
+  );
+  const reserved: number[] = [];
+  for (let slot = Number(row.n); slot < maxInstances; slot++) {
+    const name = `${namePrefix}-${randomBytes(6).toString('hex')}`;
+    const inserted = await insertInstance(ex, '', imageName, name, endpoint, runningPod);
+    if (!inserted.OK) {
+      if (reserved.length === 0) return inserted;
+      break;
+    }
+    reserved.push(inserted.Value);
+  }
+  return S_OK(reserved);
 }

@@ -20,3 +20,11 @@ export class Refusal extends Error {
     super(result.Message);
   }
 }
+
+/** Prefix of failures caused by the database itself (connection lost, deadlock...), not by the request. */
+export const DATABASE_ERROR_PREFIX = 'Database error: ';
+
+/** True when retrying later may succeed: the database failed, the request did not. */
+export function isDatabaseError(result: Result<unknown>): boolean {
+  return !result.OK && result.Message.startsWith(DATABASE_ERROR_PREFIX);
+}

@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { countProblem, figureProblem } from '../entities/heartbeat';
 import { isValidState, type ObjectKind } from '../entities/states';
 import { type ColumnSpec, type TableName, columnOf } from '../entities/tables';
 import { InputError } from './result';
@@ -53,16 +54,15 @@ export function id(name: string, value: unknown): number {
 }
 
 export function count(name: string, value: unknown, max = Number.MAX_SAFE_INTEGER): number {
-  if (typeof value !== 'number' || !Number.isInteger(value)) fail(`${name} must be an integer, got ${show(value)}`);
-  if (value < 0) fail(`${name} must not be negative, got ${value}`);
-  if (value > max) fail(`${name} is too large (${value}, at most ${max})`);
-  return value;
+  const problem = countProblem(name, value, max);
+  if (problem) fail(problem);
+  return value as number;
 }
 
 export function figure(name: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isFinite(value)) fail(`${name} must be a finite number, got ${show(value)}`);
-  if (value < 0) fail(`${name} must not be negative, got ${value}`);
-  return value;
+  const problem = figureProblem(name, value);
+  if (problem) fail(problem);
+  return value as number;
 }
 
 export function ipAddress(name: string, value: unknown, maxLength: number): string {

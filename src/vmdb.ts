@@ -1,3 +1,4 @@
+import { heartbeatProblems } from '../entities/heartbeat';
 import { ALLOWED_TRANSITIONS, IMAGE_STATES, INSTANCE_STATES } from '../entities/states';
 import { TABLES_DESC, type TableName, columnOf } from '../entities/tables';
 import { type ConditionArgs, buildCondition as buildSqlCondition, type Condition } from './conditions';
@@ -6,7 +7,7 @@ import * as generic from './generic';
 import { getHistoryValues, getRunningHistory, type RunningGroup } from './history';
 import * as life from './lifecycle';
 import * as read from './queries';
-import { type Failure, InputError, Refusal, type Result, S_ERROR, S_OK } from './result';
+import { DATABASE_ERROR_PREFIX, type Failure, InputError, Refusal, type Result, S_ERROR, S_OK } from './result';
 import * as check from './validate';
 
 export interface OpenOptions {
@@ -18,7 +19,6 @@ export interface OpenOptions {
 
 const DEFAULT_STALLING_INTERVAL = 2400;
 const NAME_LENGTH = 255;
-const UINT32_MAX = 4294967295;
 
 // Column widths come from the table description, so validation and schema cannot drift apart.
 const width = (table: TableName, name: string): number => columnOf(table, name)!.length!;
@@ -84,21 +84,23 @@ export class VirtualMachineDB {
       if (err instanceof InputError) return S_ERROR(err.message);
       if (err instanceof Refusal) return err.result as Failure;
       if (this.tx) this.tx.failure ??= err;
-      return S_ERROR(`Database error: ${(err as Error)?.message ?? String(err)}`);
+      return S_ERROR(`${DATABASE_ERROR_PREFIX}${(err as Error)?.message ?? String(err)}`);
     }
   }
 
   /** Runs `fn` atomically: its own transaction, or a savepoint inside the caller's. A Refusal undoes it. */
   private async atomic<T>(fn: (ex: Executor) => Promise<Result<T>>): Promise<Result<T>> {
-    if (!this.tx) {
-      try {
-        return await this.db.transaction(fn);
-      } catch (err) {
-        if (err instanceof Refusal) return err.result as Failure;
-        throw err;
-      }
+    try {
+      return await (this.tx ? this.withSavepoint(fn) : this.db.transaction(fn));
+    } catch (err) {
+      if (err instanceof Refusal) return err.result as Failure;
+      throw err;
     }
-    const savepoint = `vmdb_sp${++this.tx.savepoints}`;
+  }
+
+  /** Inside a transaction: runs `fn` so that a throw undoes only its own work. */
+  private async withSavepoint<T>(fn: (ex: Executor) => Promise<T>): Promise<T> {
+    const savepoint = `vmdb_sp${++this.tx!.savepoints}`;
     await this.ex.write(`SAVEPOINT ${savepoint}`);
     try {
       const result = await fn(this.ex);
@@ -106,7 +108,6 @@ export class VirtualMachineDB {
       return result;
     } catch (err) {
       await this.ex.write(`ROLLBACK TO SAVEPOINT ${savepoint}`);
-      if (err instanceof Refusal) return err.result as Failure;
       throw err;
     }
   }
@@ -224,13 +225,9 @@ export class VirtualMachineDB {
   ): Promise<Result<string>> {
     return this.call(async () => {
       const unique = this.uniqueID(uniqueID);
-      const beat = {
-        load: check.figure('load', load),
-        jobs: check.count('jobs', jobs, UINT32_MAX),
-        transferredFiles: check.count('transferredFiles', transferredFiles, UINT32_MAX),
-        transferredBytes: check.count('transferredBytes', transferredBytes),
-        uptime: check.count('uptime', uptime, UINT32_MAX),
-      };
+      const beat = { load, jobs, transferredFiles, transferredBytes, uptime };
+      const problems = heartbeatProblems(beat);
+      if (problems.length) check.fail(problems.join('; '));
       return this.atomic((ex) => life.heartbeat(ex, unique, beat));
     });
   }
@@ -287,16 +284,40 @@ export class VirtualMachineDB {
     });
   }
 
+  /**
+   * The Director's launch step: inserts New instances for the free slots of an
+   * endpoint (at most `maxInstances` in New..Running) and returns their ids.
+   * Serialised per endpoint, so concurrent Directors never fill one slot twice.
+   */
+  reserveInstances(endpoint: string, imageName: string, runningPod: string, maxInstances: number, namePrefix = 'vmdb'): Promise<Result<number[]>> {
+    return this.call(async () => {
+      const args = [
+        check.token('endpoint', endpoint, width('vm_Instances', 'Endpoint')),
+        check.token('imageName', imageName, width('vm_Images', 'Name')),
+        check.token('runningPod', runningPod, width('vm_Instances', 'RunningPod'), { allowEmpty: true }),
+        check.count('maxInstances', maxInstances, 10000),
+        // Room for the "-<12 hex>" suffix within the Name column.
+        check.token('namePrefix', namePrefix, width('vm_Instances', 'Name') - 13),
+      ] as const;
+      return this.atomic((ex) => life.reserveSlots(ex, ...args));
+    });
+  }
+
   /** Every instance silent for longer than stallingInterval becomes Stalled; returns their InstanceIDs. */
   declareStalledInstances(): Promise<Result<number[]>> {
     return this.call(() => this.atomic((ex) => life.declareStalled(ex, this.stallingInterval)));
   }
 
-  /** One instance to Stalled if, and only if, it has been silent for longer than stallingInterval. */
-  declareInstanceStalled(instanceID: number): Promise<Result<string>> {
+  /**
+   * One instance to Stalled if, and only if, it is silent: LastUpdate older
+   * than stallingInterval, or (with `lastSeenUpdate`) not newer than the
+   * LastUpdate the caller saw last: a compare-and-set for timers that keep their own clock.
+   */
+  declareInstanceStalled(instanceID: number, lastSeenUpdate?: Date | string): Promise<Result<string>> {
     return this.call(async () => {
       const id = this.instanceID(instanceID);
-      return this.atomic((ex) => life.declareOneStalled(ex, id, this.stallingInterval));
+      const lastSeen = lastSeenUpdate === undefined ? undefined : check.datetime('lastSeenUpdate', lastSeenUpdate);
+      return this.atomic((ex) => life.declareOneStalled(ex, id, this.stallingInterval, lastSeen));
     });
   }
 
@@ -561,7 +582,16 @@ export class VirtualMachineDB {
    * happened inside. `fn` may run again if the server picks it as a deadlock victim.
    */
   transaction<T>(fn: (tx: VirtualMachineDB) => Promise<T>): Promise<Result<T>> {
-    if (this.tx) return this.call(async () => S_OK(await fn(this)));
+    if (this.tx) {
+      // Nested: a savepoint, so a throw undoes the inner work and leaves the outer transaction usable.
+      return this.call(async () => {
+        try {
+          return S_OK(await this.withSavepoint(() => fn(this)));
+        } catch (err) {
+          return S_ERROR(`Transaction rolled back: ${(err as Error)?.message ?? String(err)}`);
+        }
+      });
+    }
     return this.call(async () => {
       try {
         return S_OK(

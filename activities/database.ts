@@ -1,0 +1,113 @@
+import { ApplicationFailure } from '@temporalio/common';
+import type { HeartbeatFigures } from '../entities/heartbeat';
+import { type Failure, type Result, isDatabaseError } from '../src/result';
+import type { VirtualMachineDB } from '../src/vmdb';
+import type { Directive } from '../workflows/definitions';
+
+/** Where an instance stands in the database after an activity. */
+export interface InstanceSnapshot {
+  status: string;
+  /** LastUpdate as a UTC ISO string. */
+  lastUpdate: string | null;
+  errorMessage: string;
+}
+
+/** The outcome of a requested state change: accepted, or refused with the database's reason. */
+export interface StateChange extends InstanceSnapshot {
+  accepted: boolean;
+  message?: string;
+  /** `stop` / `halt` / current state, from a refused transition. */
+  state?: string;
+}
+
+/** A failed database (not a refused request) is worth retrying; everything else is a final answer. */
+function retryIfDatabaseDown<T extends Result<unknown>>(result: T): T {
+  if (isDatabaseError(result)) throw ApplicationFailure.retryable((result as Failure).Message, 'DatabaseError');
+  return result;
+}
+
+/**
+ * Activities over the VirtualMachineDB facade: every state change goes
+ * through it, so the transition table is enforced in one place. Each one is
+ * safe to retry: a repeated transition to the current state only refreshes LastUpdate.
+ */
+export function createDatabaseActivities(db: VirtualMachineDB) {
+  async function snapshot(instanceID: number): Promise<InstanceSnapshot> {
+    const rows = retryIfDatabaseDown(await db.getFields('vm_Instances', ['Status', 'LastUpdate', 'ErrorMessage'], { InstanceID: instanceID }));
+    if (!rows.OK) throw ApplicationFailure.nonRetryable(rows.Message, 'DatabaseError');
+    if (rows.Value.length === 0) throw ApplicationFailure.nonRetryable(`Unknown InstanceID = ${instanceID}`, 'UnknownInstance');
+    const [status, lastUpdate, errorMessage] = rows.Value[0] as [string, Date | null, string];
+    return { status, lastUpdate: lastUpdate ? lastUpdate.toISOString() : null, errorMessage };
+  }
+
+  async function change(instanceID: number, result: Result<unknown>): Promise<StateChange> {
+    retryIfDatabaseDown(result);
+    const now = await snapshot(instanceID);
+    return result.OK ? { ...now, accepted: true } : { ...now, accepted: false, message: result.Message, state: result.State };
+  }
+
+  return {
+    /** Records the cloud's id for the VM and moves New -> Submitted; a retry after success is accepted. */
+    async recordSubmitted(instanceID: number, uniqueID: string): Promise<StateChange> {
+      const current = await snapshot(instanceID);
+      const known = retryIfDatabaseDown(await db.getUniqueID(instanceID));
+      if (known.OK && known.Value === uniqueID && current.status !== 'New') {
+        return { ...current, accepted: current.status === 'Submitted' };
+      }
+      const set = retryIfDatabaseDown(await db.setInstanceUniqueID(instanceID, uniqueID));
+      if (!set.OK) return { ...current, accepted: false, message: set.Message };
+      return change(instanceID, await db.declareInstanceSubmitted(uniqueID));
+    },
+
+    async declareWaitSshContext(instanceID: number): Promise<StateChange> {
+      return change(instanceID, await db.declareInstanceWaitSshContext(instanceID));
+    },
+
+    async declareContextualizing(instanceID: number): Promise<StateChange> {
+      return change(instanceID, await db.declareInstanceContextualizing(instanceID));
+    },
+
+    /** The heartbeat's history row and figures are committed before the directive is returned. */
+    async recordHeartbeat(instanceID: number, uniqueID: string, figures: HeartbeatFigures): Promise<StateChange & { directive: Directive }> {
+      const result = retryIfDatabaseDown(
+        await db.instanceIDHeartBeat(uniqueID, figures.load, figures.jobs, figures.transferredFiles, figures.transferredBytes, figures.uptime),
+      );
+      const outcome = await change(instanceID, result);
+      if (result.OK) return { ...outcome, directive: 'ok' };
+      if (result.State === 'stop' || result.State === 'halt') return { ...outcome, directive: result.State };
+      // Anything else (image in Error, instance in Error): the VM must not keep running.
+      if (outcome.status === 'Error') return { ...outcome, directive: 'halt' };
+      throw ApplicationFailure.nonRetryable(result.Message, 'HeartbeatRefused');
+    },
+
+    async recordHalting(instanceID: number, uniqueID: string, load: number): Promise<StateChange> {
+      return change(instanceID, await db.declareInstanceHalting(uniqueID, load));
+    },
+
+    /** Operator stop with the seed's per-state rules (Stalled/New -> Halted, else Stopping). */
+    async requestStop(instanceID: number): Promise<StateChange> {
+      const result = await db.declareInstancesStopping([instanceID]);
+      const own = result.OK ? result.Value[instanceID] : ((result as { Value?: Record<string, Result<string>> }).Value?.[instanceID] ?? result);
+      return change(instanceID, own);
+    },
+
+    async declareStalled(instanceID: number, lastSeenUpdate: string | null): Promise<StateChange> {
+      return change(instanceID, await db.declareInstanceStalled(instanceID, lastSeenUpdate ?? undefined));
+    },
+
+    /** Halted after the VM was stopped at its endpoint (recordDBHalt; Halted -> Halted only refreshes). */
+    async recordHalt(instanceID: number): Promise<StateChange> {
+      return change(instanceID, await db.recordDBHalt(instanceID, 0));
+    },
+
+    async declareError(instanceID: number, message: string): Promise<StateChange> {
+      return change(instanceID, await db.declareInstanceError(instanceID, message.slice(0, 255)));
+    },
+
+    async instanceSnapshot(instanceID: number): Promise<InstanceSnapshot> {
+      return snapshot(instanceID);
+    },
+  };
+}
+
+export type DatabaseActivities = ReturnType<typeof createDatabaseActivities>;

@@ -1,0 +1,124 @@
+import { localDriverFromConfig } from './local';
+
+/** What the Director asks an endpoint to boot. */
+export interface CreateRequest {
+  instanceName: string;
+  imageName: string;
+  runningPod: string;
+  userData?: string;
+}
+
+/** One VM as its endpoint sees it. */
+export interface CloudInstance {
+  uniqueID: string;
+  status: 'pending' | 'running' | 'stopped' | 'unknown';
+  publicIP: string;
+  privateIP: string;
+}
+
+/**
+ * A cloud endpoint. Activities call it and Temporal retries them, so each call must be safe to repeat.
+ */
+export interface CloudDriver {
+  /** DIRAC style "Site::CE". */
+  readonly endpoint: string;
+  /** Idempotent by instanceName: a retry returns the same VM while it lives. */
+  createInstance(req: CreateRequest): Promise<CloudInstance>;
+  /** Stopping a stopped or unknown VM is success. */
+  stopInstance(uniqueID: string): Promise<void>;
+  /** An ID this endpoint never issued answers status 'unknown'; it does not throw. */
+  getInstanceStatus(uniqueID: string): Promise<CloudInstance>;
+  listInstances(): Promise<CloudInstance[]>;
+}
+
+/**
+ * A request no retry can fix (bad name, oversized user data). Its `name` is stable so the activity's
+ * retry policy can list it under nonRetryableErrorTypes.
+ */
+export class InvalidRequestError extends Error {
+  override readonly name = 'InvalidRequestError';
+}
+
+export interface EndpointName {
+  site: string;
+  ce: string;
+  /** The validated "Site::CE" text. */
+  name: string;
+}
+
+const PART = /^[A-Za-z0-9._-]+$/;
+const PART_HINT = "letters, digits, '.', '_' and '-'";
+
+/** Checks a DIRAC endpoint name "Site::CE" and splits it; throws an Error that says what is wrong. */
+export function parseEndpointName(name: unknown): EndpointName {
+  if (typeof name !== 'string') throw new Error(`Endpoint name must be a string "Site::CE", got ${typeof name}`);
+  const parts = name.split('::');
+  if (parts.length !== 2) {
+    throw new Error(`Endpoint name ${JSON.stringify(name)} must be "Site::CE" with exactly one "::"`);
+  }
+  const [site, ce] = parts;
+  for (const [label, part] of [['site', site], ['CE', ce]] as const) {
+    if (part.length === 0) throw new Error(`Endpoint name ${JSON.stringify(name)}: the ${label} part is empty`);
+    if (part.length > 120) throw new Error(`Endpoint name ${JSON.stringify(name)}: the ${label} part is too long (at most 120 characters)`);
+    if (!PART.test(part)) {
+      throw new Error(`Endpoint name ${JSON.stringify(name)}: the ${label} part ${JSON.stringify(part)} may only contain ${PART_HINT}`);
+    }
+  }
+  return { site, ce, name };
+}
+
+/** One endpoint in the configuration: its name, its driver type, and that driver's own options. */
+export interface EndpointDriverConfig {
+  endpoint: string;
+  driver: string;
+  [option: string]: unknown;
+}
+
+/** Builds a driver from the options of its config (endpoint and driver keys removed); throws on bad options. */
+export type DriverFactory = (endpoint: string, options: Record<string, unknown>) => CloudDriver;
+
+// Adding a driver type (ec2, openstack, ...) is one line here plus its own file. The arrows defer the
+// lookup: local.ts imports this module too, and whichever loads first sees the other half-built.
+const FACTORIES: Readonly<Record<string, DriverFactory>> = {
+  local: (endpoint, options) => localDriverFromConfig(endpoint, options),
+};
+
+export const DRIVER_TYPES: readonly string[] = Object.keys(FACTORIES);
+
+/** One driver per endpoint, keyed by "Site::CE". Any configuration mistake throws before a driver is built. */
+export function createDrivers(configs: readonly EndpointDriverConfig[]): Map<string, CloudDriver> {
+  if (!Array.isArray(configs)) throw new Error('Endpoint driver configuration must be an array');
+  const plans: { endpoint: string; factory: DriverFactory; options: Record<string, unknown> }[] = [];
+  const seen = new Set<string>();
+  configs.forEach((config, index) => {
+    const where = `Endpoint driver configuration #${index + 1}`;
+    if (typeof config !== 'object' || config === null || Array.isArray(config)) throw new Error(`${where} must be an object`);
+    const { endpoint, driver, ...options } = config;
+    let name: string;
+    try {
+      name = parseEndpointName(endpoint).name;
+    } catch (err) {
+      throw new Error(`${where}: ${(err as Error).message}`);
+    }
+    if (seen.has(name)) throw new Error(`${where}: endpoint ${name} is configured more than once`);
+    seen.add(name);
+    if (typeof driver !== 'string' || driver === '') {
+      throw new Error(`${where} (${name}): "driver" must name a driver type (known: ${DRIVER_TYPES.join(', ')})`);
+    }
+    // Own keys only: a config parsed from JSON must not reach Object.prototype through "driver".
+    const factory = Object.hasOwn(FACTORIES, driver) ? FACTORIES[driver] : undefined;
+    if (!factory) {
+      throw new Error(`${where} (${name}): unknown driver type ${JSON.stringify(driver)} (known: ${DRIVER_TYPES.join(', ')})`);
+    }
+    plans.push({ endpoint: name, factory, options });
+  });
+  const drivers = new Map<string, CloudDriver>();
+  for (const { endpoint, factory, options } of plans) {
+    try {
+      drivers.set(endpoint, factory(endpoint, options));
+    } catch (err) {
+      throw new Error(`Endpoint ${endpoint}: ${(err as Error).message}`);
+    }
+  }
+  return drivers;
+}

@@ -1,0 +1,94 @@
+import { readFileSync } from 'node:fs';
+import type { SshContextualization } from '../workflows/definitions';
+import { type EndpointDriverConfig, parseEndpointName } from './drivers/driver';
+
+/** One endpoint the Director keeps filled. */
+export interface EndpointConfig {
+  /** DIRAC style "Site::CE". */
+  endpoint: string;
+  image: string;
+  /** The VO or pod the VMs run for. */
+  runningPod: string;
+  maxInstances: number;
+  /** The driver type and its own options, e.g. `{ "type": "local" }`. */
+  driver: { type: string; [option: string]: unknown };
+  contextualization?: SshContextualization;
+  maxLifetimeSeconds?: number;
+  maxStartupSeconds?: number;
+  userData?: string;
+}
+
+export interface FleetConfig {
+  endpoints: EndpointConfig[];
+  /** How often the Director schedule runs (seconds). */
+  directorEverySeconds: number;
+  /** How often the stalled-instance sweep runs (seconds; the original ran every 15 minutes). */
+  sweepEverySeconds: number;
+}
+
+/** The embedded default: one local endpoint whose VMs are processes on this machine. */
+export const DEFAULT_FLEET: FleetConfig = {
+  endpoints: [{ endpoint: 'Local::localhost', image: 'local-image', runningPod: 'demo', maxInstances: 2, driver: { type: 'local' } }],
+  directorEverySeconds: 60,
+  sweepEverySeconds: 900,
+};
+
+function positive(where: string, value: unknown, optional = false): number | undefined {
+  if (optional && value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) throw new Error(`${where} must be a positive integer, got ${JSON.stringify(value)}`);
+  return value;
+}
+
+function text(where: string, value: unknown): string {
+  if (typeof value !== 'string' || value === '') throw new Error(`${where} must be a non-empty string`);
+  return value;
+}
+
+/** Checks a parsed fleet configuration; every mistake is reported with where it is. */
+export function validateFleet(raw: unknown): FleetConfig {
+  const config = (raw ?? {}) as Partial<FleetConfig>;
+  if (!Array.isArray(config.endpoints) || config.endpoints.length === 0) throw new Error('Fleet configuration needs a non-empty "endpoints" array');
+  const endpoints = config.endpoints.map((entry, i) => {
+    const where = `endpoints[${i}]`;
+    const endpoint = parseEndpointName(entry?.endpoint).name;
+    if (!entry.driver || typeof entry.driver.type !== 'string') throw new Error(`${where}.driver.type must name a driver type`);
+    const ctx = entry.contextualization;
+    if (ctx) {
+      text(`${where}.contextualization.username`, ctx.username);
+      text(`${where}.contextualization.command`, ctx.command);
+      positive(`${where}.contextualization.timeoutSeconds`, ctx.timeoutSeconds);
+      if (!Array.isArray(ctx.files)) throw new Error(`${where}.contextualization.files must be an array`);
+    }
+    return {
+      ...entry,
+      endpoint,
+      image: text(`${where}.image`, entry.image),
+      runningPod: text(`${where}.runningPod`, entry.runningPod),
+      maxInstances: positive(`${where}.maxInstances`, entry.maxInstances)!,
+      maxLifetimeSeconds: positive(`${where}.maxLifetimeSeconds`, entry.maxLifetimeSeconds, true),
+      maxStartupSeconds: positive(`${where}.maxStartupSeconds`, entry.maxStartupSeconds, true),
+    };
+  });
+  return {
+    endpoints,
+    directorEverySeconds: positive('directorEverySeconds', config.directorEverySeconds ?? DEFAULT_FLEET.directorEverySeconds)!,
+    sweepEverySeconds: positive('sweepEverySeconds', config.sweepEverySeconds ?? DEFAULT_FLEET.sweepEverySeconds)!,
+  };
+}
+
+/** VMDB_FLEET_FILE (JSON) or the embedded default. */
+export function loadFleetConfig(env: NodeJS.ProcessEnv = process.env): FleetConfig {
+  if (!env.VMDB_FLEET_FILE) return DEFAULT_FLEET;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(env.VMDB_FLEET_FILE, 'utf8'));
+  } catch (err) {
+    throw new Error(`Cannot read fleet configuration ${env.VMDB_FLEET_FILE}: ${(err as Error).message}`);
+  }
+  return validateFleet(parsed);
+}
+
+/** The driver part of each endpoint, in the shape createDrivers takes. */
+export function driverConfigs(fleet: FleetConfig): EndpointDriverConfig[] {
+  return fleet.endpoints.map(({ endpoint, driver: { type, ...options } }) => ({ endpoint, driver: type, ...options }));
+}

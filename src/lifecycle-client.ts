@@ -1,0 +1,79 @@
+import { type Client, WorkflowUpdateFailedError, WorkflowNotFoundError } from '@temporalio/client';
+import { heartbeatProblems, type HeartbeatFigures } from '../entities/heartbeat';
+import { type Directive, haltingUpdate, heartbeatSignal, heartbeatUpdate, lifecycleWorkflowId, stateQuery, stopUpdate, type LifecycleState } from '../workflows/definitions';
+import { type Result, S_ERROR, S_OK } from './result';
+import type { VirtualMachineDB } from './vmdb';
+
+/**
+ * How the API, the agent's endpoint and the CLI talk to instance workflows:
+ * UniqueID -> InstanceID (database) -> workflow id `vm-<InstanceID>`. Answers
+ * use the library's result convention, so a caller never handles raw Temporal errors.
+ */
+export class LifecycleClient {
+  constructor(
+    private readonly client: Client,
+    private readonly db: VirtualMachineDB,
+  ) {}
+
+  private async handleFor(uniqueID: string) {
+    const id = await this.db.getInstanceID(uniqueID);
+    if (!id.OK) return id;
+    return S_OK({ instanceID: id.Value, handle: this.client.workflow.getHandle(lifecycleWorkflowId(id.Value)) });
+  }
+
+  /**
+   * Sends a heartbeat and returns the VM's directive once the heartbeat is committed.
+   * `updateId` (e.g. `<uniqueID>-<sequence>`) makes a retried send count once.
+   */
+  async heartbeat(uniqueID: string, figures: HeartbeatFigures, updateId?: string): Promise<Result<Directive>> {
+    const problems = heartbeatProblems(figures);
+    if (problems.length) return S_ERROR(`Malformed heartbeat: ${problems.join('; ')}`);
+    const target = await this.handleFor(uniqueID);
+    if (!target.OK) return target;
+    return this.attempt(uniqueID, () => target.Value.handle.executeUpdate(heartbeatUpdate, { args: [figures], updateId }));
+  }
+
+  /** Fire-and-forget heartbeat: returns once Temporal has the signal, not once it is recorded. */
+  async heartbeatSignal(uniqueID: string, figures: HeartbeatFigures): Promise<Result<null>> {
+    const problems = heartbeatProblems(figures);
+    if (problems.length) return S_ERROR(`Malformed heartbeat: ${problems.join('; ')}`);
+    const target = await this.handleFor(uniqueID);
+    if (!target.OK) return target;
+    return this.attempt(uniqueID, async () => {
+      await target.Value.handle.signal(heartbeatSignal, figures);
+      return null;
+    });
+  }
+
+  /** The VM announces it is halting; answers the recorded status. */
+  async halting(uniqueID: string, load: number): Promise<Result<string>> {
+    const target = await this.handleFor(uniqueID);
+    if (!target.OK) return target;
+    return this.attempt(uniqueID, () => target.Value.handle.executeUpdate(haltingUpdate, { args: [{ load }] }));
+  }
+
+  /** Operator stop by InstanceID; answers the resulting status (Stopping or Halted). */
+  async stop(instanceID: number): Promise<Result<string>> {
+    return this.attempt(`InstanceID ${instanceID}`, () =>
+      this.client.workflow.getHandle(lifecycleWorkflowId(instanceID)).executeUpdate(stopUpdate),
+    );
+  }
+
+  async state(instanceID: number): Promise<Result<LifecycleState>> {
+    return this.attempt(`InstanceID ${instanceID}`, () => this.client.workflow.getHandle(lifecycleWorkflowId(instanceID)).query(stateQuery));
+  }
+
+  private async attempt<T>(who: string, call: () => Promise<T>): Promise<Result<T>> {
+    try {
+      return S_OK(await call());
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) return S_ERROR(`No running life cycle for ${who}: the instance has finished or never started`);
+      if (err instanceof WorkflowUpdateFailedError) return S_ERROR(err.cause?.message ?? err.message);
+      const message = (err as Error).message ?? String(err);
+      if (/already completed|workflow execution already completed/i.test(message)) {
+        return S_ERROR(`No running life cycle for ${who}: the instance has finished`);
+      }
+      return S_ERROR(message);
+    }
+  }
+}

@@ -1,0 +1,124 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { type History, historyToJSON } from '@temporalio/common/lib/proto-utils';
+import type { Worker } from '@temporalio/worker';
+import { createDrivers, type CloudDriver } from '../../src/drivers/driver';
+import { type FleetConfig, driverConfigs, validateFleet } from '../../src/fleet-config';
+import { LifecycleClient } from '../../src/lifecycle-client';
+import { VirtualMachineDB } from '../../src/vmdb';
+import { createVmdbWorker } from '../../src/worker';
+import { type LifecycleInput, lifecycleWorkflowId } from '../../workflows/definitions';
+import { BACKENDS, ok } from './backends';
+import { workflowBundle } from './temporal';
+
+export const ENDPOINT = 'Local::testcloud';
+
+/** A database, local VMs, a worker and a client around one Temporal test environment. */
+export class LifecycleRig {
+  db!: VirtualMachineDB;
+  drivers!: Map<string, CloudDriver>;
+  fleet!: FleetConfig;
+  lifecycle!: LifecycleClient;
+  worker!: Worker;
+  private workerDone: Promise<void> | undefined;
+  readonly stateDir = mkdtempSync(join(tmpdir(), 'vmdb-vms-'));
+  readonly taskQueue = `vmdb-test-${process.pid}-${Date.now()}`;
+
+  constructor(
+    readonly env: TestWorkflowEnvironment,
+    private readonly options: { maxInstances?: number; sshPrivateKey?: string } = {},
+  ) {}
+
+  async setUp(): Promise<void> {
+    this.db = await VirtualMachineDB.open({ url: await BACKENDS[0].createDatabase() });
+    this.fleet = validateFleet({
+      endpoints: [{ endpoint: ENDPOINT, image: 'test-image', runningPod: 'testvo', maxInstances: this.options.maxInstances ?? 2, driver: { type: 'local', stateDir: this.stateDir } }],
+    });
+    this.drivers = createDrivers(driverConfigs(this.fleet));
+    this.lifecycle = new LifecycleClient(this.env.client, this.db);
+    await this.startWorker();
+  }
+
+  async startWorker(): Promise<void> {
+    this.worker = await createVmdbWorker({
+      db: this.db,
+      client: this.env.client,
+      connection: this.env.nativeConnection,
+      namespace: this.env.namespace ?? 'default',
+      taskQueue: this.taskQueue,
+      fleet: this.fleet,
+      drivers: this.drivers,
+      sshPrivateKey: this.options.sshPrivateKey,
+      workflowBundle: await workflowBundle(),
+    });
+    this.workerDone = this.worker.run();
+  }
+
+  async stopWorker(): Promise<void> {
+    if (this.worker.getState() === 'RUNNING') this.worker.shutdown();
+    await this.workerDone;
+  }
+
+  async tearDown(): Promise<void> {
+    await this.stopWorker();
+    for (const vm of await this.drivers.get(ENDPOINT)!.listInstances()) await this.drivers.get(ENDPOINT)!.stopInstance(vm.uniqueID);
+    await this.db.close();
+    await BACKENDS[0].dropAll();
+    rmSync(this.stateDir, { recursive: true, force: true });
+  }
+
+  /** Inserts a New instance and starts its workflow, as the Director does. */
+  async launch(overrides: Partial<LifecycleInput> = {}): Promise<{ instanceID: number; handle: ReturnType<TestWorkflowEnvironment['client']['workflow']['getHandle']> }> {
+    const name = `vm-${Math.random().toString(36).slice(2, 10)}`;
+    const instanceID = ok(await this.db.insertInstance('', 'test-image', name, ENDPOINT, 'testvo'));
+    const input: LifecycleInput = {
+      instanceID,
+      instanceName: name,
+      imageName: 'test-image',
+      endpoint: ENDPOINT,
+      runningPod: 'testvo',
+      stallingIntervalSeconds: 2400,
+      ...overrides,
+    };
+    const handle = await this.env.client.workflow.start('instanceLifecycle', {
+      workflowId: lifecycleWorkflowId(instanceID),
+      taskQueue: this.taskQueue,
+      args: [input],
+    });
+    return { instanceID, handle };
+  }
+
+  async status(instanceID: number): Promise<string> {
+    return ok(await this.db.getInstanceParameter('Status', instanceID)) as string;
+  }
+
+  /** Polls until the instance reaches `status` in the database. */
+  async waitForStatus(instanceID: number, status: string, timeoutMs = 20_000): Promise<void> {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const now = await this.status(instanceID);
+      if (now === status) return;
+      if (Date.now() > until) throw new Error(`instance ${instanceID} is ${now}, expected ${status}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  async uniqueID(instanceID: number): Promise<string> {
+    return ok(await this.db.getUniqueID(instanceID));
+  }
+
+  async history(instanceID: number): Promise<string[]> {
+    return ok(await this.db.getHistoryForInstanceID(instanceID)).Records.map((r) => r[0] as string);
+  }
+}
+
+/** Saves a workflow's history under test/histories when VMDB_RECORD_HISTORIES is set (for the replay test). */
+export async function maybeRecordHistory(handle: { fetchHistory(): Promise<History> }, name: string): Promise<void> {
+  if (!process.env.VMDB_RECORD_HISTORIES) return;
+  const file = join(HISTORIES_DIR, `${name}.json`);
+  writeFileSync(file, `${historyToJSON(await handle.fetchHistory())}\n`);
+}
+
+export const HISTORIES_DIR = join(__dirname, '..', '..', '..', 'test', 'histories');

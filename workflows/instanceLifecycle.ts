@@ -1,0 +1,251 @@
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  CancellationScope,
+  allHandlersFinished,
+  condition,
+  continueAsNew,
+  isCancellation,
+  log,
+  proxyActivities,
+  setHandler,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { CloudActivities } from '../activities/cloud';
+import type { DatabaseActivities, StateChange } from '../activities/database';
+import type { SshActivities } from '../activities/ssh';
+import { type HeartbeatFigures, figureProblem, heartbeatProblems } from '../entities/heartbeat';
+import {
+  type Directive,
+  type LifecycleInput,
+  type LifecycleState,
+  type SshContextualization,
+  VmEndpoint,
+  VmImage,
+  VmRunningPod,
+  VmStatus,
+  haltingUpdate,
+  heartbeatSignal,
+  heartbeatUpdate,
+  stateQuery,
+  stopUpdate,
+} from './definitions';
+
+// The database is the record: keep retrying through an outage rather than lose a state change.
+const db = proxyActivities<DatabaseActivities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes: ['UnknownInstance', 'HeartbeatRefused'] },
+});
+
+const cloud = proxyActivities<CloudActivities>({
+  startToCloseTimeout: '5 minutes',
+  retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '5 minutes', nonRetryableErrorTypes: ['UnknownEndpoint'] },
+});
+
+export const DEFAULT_HEARTBEATS_PER_RUN = 500;
+const TERMINAL = new Set(['Halted', 'Error']);
+// States in which the VM has not reached Running yet (the startup deadline applies).
+const STARTING = new Set(['New', 'Submitted', 'Wait_ssh_context', 'Contextualizing']);
+
+type Deadline = { kind: 'stall' | 'startup' | 'lifetime'; at: number };
+
+/**
+ * The life of one VM instance: create it at its endpoint, record it, optionally
+ * contextualize it over SSH, then follow its heartbeats until it halts, is
+ * stopped, or stalls. Every state change is an activity through the
+ * VirtualMachineDB facade; the workflow only decides and waits.
+ */
+export async function instanceLifecycle(input: LifecycleInput): Promise<LifecycleState> {
+  const startedAt = Date.now();
+  const s: LifecycleState = input.carried ?? {
+    instanceID: input.instanceID,
+    status: 'New',
+    uniqueID: '',
+    publicIP: '',
+    privateIP: '',
+    lastNewsAt: startedAt,
+    lastSeenUpdate: null,
+    lastHeartbeat: null,
+    heartbeats: 0,
+    startedAt,
+    stopRequested: false,
+    errorMessage: '',
+  };
+  const heartbeatsPerRun = input.heartbeatsPerRun ?? DEFAULT_HEARTBEATS_PER_RUN;
+  let heartbeatsThisRun = 0;
+
+  // A function, not a property read: TypeScript would otherwise keep narrowing s.status across awaits.
+  const status = (): string => s.status;
+  const terminal = () => TERMINAL.has(status());
+  const shouldContinueAsNew = () => heartbeatsThisRun >= heartbeatsPerRun || workflowInfo().continueAsNewSuggested;
+
+  /** Adopts the database's view after an activity; search attributes change only with the status. */
+  function track(change: StateChange): void {
+    s.lastSeenUpdate = change.lastUpdate;
+    s.errorMessage = change.errorMessage;
+    if (change.status !== s.status) {
+      s.status = change.status;
+      upsertSearchAttributes([{ key: VmStatus, value: s.status }]);
+    }
+  }
+
+  async function recordHeartbeat(figures: HeartbeatFigures): Promise<Directive> {
+    const outcome = await db.recordHeartbeat(s.instanceID, s.uniqueID, figures);
+    track(outcome);
+    if (outcome.directive === 'ok') {
+      s.lastNewsAt = Date.now();
+      s.lastHeartbeat = { ...figures, at: s.lastNewsAt };
+      s.heartbeats++;
+      heartbeatsThisRun++;
+    }
+    return outcome.directive;
+  }
+
+  function refuseMalformed(figures: HeartbeatFigures): void {
+    const problems = heartbeatProblems(figures);
+    if (problems.length) throw new Error(`Malformed heartbeat: ${problems.join('; ')}`);
+    if (!s.uniqueID) throw new Error(`Instance ${s.instanceID} has no VM yet`);
+  }
+
+  setHandler(heartbeatUpdate, recordHeartbeat, { validator: refuseMalformed });
+  setHandler(heartbeatSignal, async (figures) => {
+    try {
+      refuseMalformed(figures);
+    } catch (err) {
+      log.warn('Heartbeat signal dropped', { instanceID: s.instanceID, reason: (err as Error).message });
+      return;
+    }
+    await recordHeartbeat(figures);
+  });
+  setHandler(
+    haltingUpdate,
+    async ({ load }) => {
+      const outcome = await db.recordHalting(s.instanceID, s.uniqueID, load);
+      track(outcome);
+      if (!outcome.accepted) throw ApplicationFailure.nonRetryable(outcome.message ?? 'Halting refused', 'HaltingRefused');
+      return s.status;
+    },
+    {
+      validator: (body) => {
+        const problem = figureProblem('load', body?.load);
+        if (problem) throw new Error(problem);
+        if (!s.uniqueID) throw new Error(`Instance ${s.instanceID} has no VM yet`);
+      },
+    },
+  );
+  setHandler(stopUpdate, async () => {
+    s.stopRequested = true;
+    const outcome = await db.requestStop(s.instanceID);
+    track(outcome);
+    if (!outcome.accepted) throw ApplicationFailure.nonRetryable(outcome.message ?? 'Stop refused', 'StopRefused');
+    return s.status;
+  });
+  setHandler(stateQuery, () => s);
+
+  if (!input.carried) {
+    upsertSearchAttributes([
+      { key: VmStatus, value: s.status },
+      { key: VmImage, value: input.imageName },
+      { key: VmEndpoint, value: input.endpoint },
+      { key: VmRunningPod, value: input.runningPod },
+    ]);
+  }
+
+  /** Stops the VM at its endpoint and records Halted (unless it ended in Error, which stays). */
+  async function haltAtCloud(): Promise<void> {
+    if (s.uniqueID) await cloud.stopInstance(input.endpoint, s.uniqueID);
+    if (s.status !== 'Halted' && s.status !== 'Error') track(await db.recordHalt(s.instanceID));
+  }
+
+  async function contextualize(ctx: SshContextualization): Promise<void> {
+    const ssh = proxyActivities<SshActivities>({
+      startToCloseTimeout: `${ctx.timeoutSeconds + 30} seconds`,
+      heartbeatTimeout: '30 seconds',
+      retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 3, nonRetryableErrorTypes: ['SshAuthFailed'] },
+    });
+    const target = { host: ctx.host ?? s.publicIP, port: ctx.port ?? 22, timeoutSeconds: ctx.timeoutSeconds };
+    track(await db.declareWaitSshContext(s.instanceID));
+    if (status() !== 'Wait_ssh_context') return;
+    try {
+      await ssh.waitForSsh(target);
+      track(await db.declareContextualizing(s.instanceID));
+      if (status() !== 'Contextualizing') return;
+      await ssh.contextualize({ ...target, username: ctx.username, files: ctx.files, command: ctx.command });
+    } catch (err) {
+      if (!(err instanceof ActivityFailure)) throw err;
+      // Retries are spent: the VM cannot be prepared, so it is not worth keeping.
+      track(await db.declareError(s.instanceID, `Contextualization failed: ${err.cause?.message ?? err.message}`));
+    }
+  }
+
+  function nextDeadline(): Deadline {
+    const candidates: Deadline[] = [{ kind: 'stall', at: s.lastNewsAt + input.stallingIntervalSeconds * 1000 }];
+    if (input.maxStartupSeconds && STARTING.has(s.status)) candidates.push({ kind: 'startup', at: s.startedAt + input.maxStartupSeconds * 1000 });
+    if (input.maxLifetimeSeconds && !s.stopRequested) candidates.push({ kind: 'lifetime', at: s.startedAt + input.maxLifetimeSeconds * 1000 });
+    return candidates.reduce((a, b) => (b.at < a.at ? b : a));
+  }
+
+  async function onDeadline(deadline: Deadline): Promise<void> {
+    if (deadline.kind !== 'stall') {
+      // Too long to start, or lived long enough: stop it the way an operator would.
+      s.stopRequested = true;
+      track(await db.requestStop(s.instanceID));
+      return;
+    }
+    if (s.status === 'Stopping' || s.status === 'Stalled') {
+      // Told to stop (or already Stalled) and silent since: take it down at the endpoint.
+      await haltAtCloud();
+      return;
+    }
+    const outcome = await db.declareStalled(s.instanceID, s.lastSeenUpdate);
+    track(outcome);
+    if (outcome.accepted) await haltAtCloud();
+    else if (outcome.lastUpdate !== null) s.lastNewsAt = Date.now(); // the database heard from it meanwhile
+  }
+
+  try {
+    if (!s.uniqueID && !terminal()) {
+      const vm = await cloud.createInstance(input.endpoint, {
+        instanceName: input.instanceName,
+        imageName: input.imageName,
+        runningPod: input.runningPod,
+        userData: input.userData,
+      });
+      s.uniqueID = vm.uniqueID;
+      s.publicIP = vm.publicIP;
+      s.privateIP = vm.privateIP;
+      const submitted = await db.recordSubmitted(s.instanceID, vm.uniqueID);
+      track(submitted);
+      // Refused: stopped by an operator while the VM was being created.
+      if (!submitted.accepted && !terminal()) track(await db.requestStop(s.instanceID));
+      s.lastNewsAt = Date.now();
+    }
+    if (input.contextualization && s.status === 'Submitted') await contextualize(input.contextualization);
+
+    while (!terminal()) {
+      if (shouldContinueAsNew()) {
+        await condition(allHandlersFinished);
+        return await continueAsNew<typeof instanceLifecycle>({ ...input, carried: s });
+      }
+      const deadline = nextDeadline();
+      // Heartbeats only move lastNewsAt; the timer re-arms lazily for the remainder (one timer per interval, not per beat).
+      const woken = await condition(() => terminal() || shouldContinueAsNew(), Math.max(deadline.at - Date.now(), 1));
+      if (woken) continue;
+      const current = nextDeadline();
+      if (current.kind === deadline.kind && current.at <= Date.now()) await onDeadline(current);
+    }
+    await haltAtCloud();
+  } catch (err) {
+    if (isCancellation(err)) {
+      // Cancelled from outside (UI, CLI): do not leave a VM running that nothing watches.
+      await CancellationScope.nonCancellable(async () => {
+        if (!terminal()) track(await db.requestStop(s.instanceID));
+        await haltAtCloud();
+      });
+    }
+    throw err;
+  }
+  await condition(allHandlersFinished);
+  return s;
+}
