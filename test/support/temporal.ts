@@ -5,6 +5,7 @@ import { DefaultLogger, Runtime, bundleWorkflowCode, type WorkflowBundleWithSour
 
 // Worker chatter (state changes, polls) drowns test output; warnings and errors still show.
 Runtime.install({ logger: new DefaultLogger('WARN') });
+import { ensureSearchAttributes } from '../../src/search-attributes';
 import { SEARCH_ATTRIBUTES } from '../../workflows/definitions';
 
 const ROOT = join(__dirname, '..', '..', '..');
@@ -37,11 +38,13 @@ export function startDevServer(): Promise<TestWorkflowEnvironment> {
   });
 }
 
-/** The time-skipping test server: timers of hours pass in moments. */
-export function startTimeSkippingServer(): Promise<TestWorkflowEnvironment> {
-  return TestWorkflowEnvironment.createTimeSkipping({
+/** The time-skipping test server: timers of hours pass in moments. It takes search attributes only at run time. */
+export async function startTimeSkippingServer(): Promise<TestWorkflowEnvironment> {
+  const env = await TestWorkflowEnvironment.createTimeSkipping({
     server: { executable: { type: 'existing-path', path: temporalBinaries().testServer } },
   });
+  await ensureSearchAttributes(env.connection, env.namespace ?? 'default');
+  return env;
 }
 
 let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
