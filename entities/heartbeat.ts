@@ -13,10 +13,12 @@ export interface HeartbeatFigures {
 }
 
 export const UINT32_MAX = 4294967295;
+/** Largest value a (single-precision) FLOAT column holds. */
+export const FLOAT_MAX = 3.4028234663852886e38;
 
 /** Why `value` is not a non-negative integer up to `max`, or null when it is. */
 export function countProblem(name: string, value: unknown, max = Number.MAX_SAFE_INTEGER): string | null {
-  if (typeof value !== 'number' || !Number.isInteger(value)) return `${name} must be an integer, got ${describe(value)}`;
+  if (typeof value !== 'number' || !Number.isInteger(value)) return `${name} must be an integer, got ${describeValue(value)}`;
   if (value < 0) return `${name} must not be negative, got ${value}`;
   if (value > max) return `${name} is too large (${value}, at most ${max})`;
   return null;
@@ -24,8 +26,9 @@ export function countProblem(name: string, value: unknown, max = Number.MAX_SAFE
 
 /** Why `value` is not a finite non-negative number, or null when it is. */
 export function figureProblem(name: string, value: unknown): string | null {
-  if (typeof value !== 'number' || !Number.isFinite(value)) return `${name} must be a finite number, got ${describe(value)}`;
+  if (typeof value !== 'number' || !Number.isFinite(value)) return `${name} must be a finite number, got ${describeValue(value)}`;
   if (value < 0) return `${name} must not be negative, got ${value}`;
+  if (value > FLOAT_MAX) return `${name} is too large for a FLOAT column (${value})`;
   return null;
 }
 
@@ -44,8 +47,12 @@ export function heartbeatProblems(figures: unknown): string[] {
   ].filter((p): p is string => p !== null);
 }
 
-function describe(value: unknown): string {
+/** A short, safe rendering of any value for an error message (never throws, never echoes long input). */
+export function describeValue(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
+  if (typeof value === 'bigint') return `${value}n`;
+  if (typeof value === 'symbol') return 'a symbol';
+  if (typeof value === 'function') return 'a function';
   if (value === null || value === undefined || typeof value !== 'object') return String(value);
   return Array.isArray(value) ? 'an array' : 'an object';
 }

@@ -1,5 +1,5 @@
 import { type ColumnSpec, type TableName, TABLE_NAMES, columnOf } from '../entities/tables';
-import { columnValue, count, fail, plainObject } from './validate';
+import { columnValue, count, fail, plainObject, show } from './validate';
 
 /** A WHERE clause and its bound values; identifiers come only from the table description. */
 export interface Condition {
@@ -33,7 +33,7 @@ interface ResolvedColumn {
 /** The column named `name` in `table`, or (no table given) in any vmdb table, checked. */
 function resolve(table: TableName | undefined, name: unknown): ResolvedColumn {
   const owners = (table ? [table] : TABLE_NAMES).filter((candidate) => columnOf(candidate, name));
-  if (owners.length === 0) return fail(`${JSON.stringify(name)} is not a valid field${table ? ` of ${table}` : ''}`);
+  if (owners.length === 0) return fail(`${show(name)} is not a valid field${table ? ` of ${table}` : ''}`);
   const specs = owners.map((owner) => ({ owner, spec: columnOf(owner, name)! }));
   return {
     spec: specs[0].spec,
@@ -81,7 +81,7 @@ export function whereClause(table: TableName | undefined, args: ConditionArgs): 
   if (present(args.older) || present(args.newer)) {
     const stamp = args.timeStamp ?? 'LastUpdate';
     const { spec } = resolve(table, stamp);
-    if (spec.kind !== 'datetime') fail(`timeStamp ${JSON.stringify(stamp)} is not a time column`);
+    if (spec.kind !== 'datetime') fail(`timeStamp ${show(stamp)} is not a time column`);
     if (present(args.older)) terms.push(bounded(table, spec.name, args.older, '<', params));
     if (present(args.newer)) terms.push(bounded(table, spec.name, args.newer, '>=', params));
   }
@@ -94,11 +94,12 @@ export function whereClause(table: TableName | undefined, args: ConditionArgs): 
 export function orderClause(table: TableName | undefined, orderAttribute: unknown): string {
   if (orderAttribute === undefined || orderAttribute === null || orderAttribute === '') return '';
   const items = Array.isArray(orderAttribute) ? orderAttribute : [orderAttribute];
+  if (items.length === 0) return '';
   const parts = items.map((item) => {
     if (typeof item !== 'string') fail(`orderAttribute must be "Column:ASC|DESC", got ${typeof item}`);
     const [name, direction = 'ASC', ...rest] = item.split(':');
     const dir = direction.toUpperCase();
-    if (rest.length || (dir !== 'ASC' && dir !== 'DESC')) fail(`orderAttribute ${JSON.stringify(item)} must be "Column:ASC|DESC"`);
+    if (rest.length || (dir !== 'ASC' && dir !== 'DESC')) fail(`orderAttribute ${show(item)} must be "Column:ASC|DESC"`);
     return `${quote(resolve(table, name).spec.name)} ${dir}`;
   });
   return `ORDER BY ${parts.join(', ')}`;

@@ -63,11 +63,16 @@ export function parseDatabaseUrl(url: string): DatabaseUrl {
 
 /** The url with its password masked, for messages and logs. */
 export function redact(url: string): string {
-  return url.replace(/\/\/([^:/@]*):[^@/]*@/, '//$1:***@');
+  // Up to the last '@': an unencoded '/' or '@' in a password must not leak.
+  return url.replace(/\/\/([^:/@]*):.*@/, '//$1:***@');
 }
+
+// Named locks are server-wide: scope them to this database (hashed, to stay within 64 characters).
+const SCOPED_LOCK = "SHA1(CONCAT(DATABASE(), ':', ?))";
 
 const DEADLOCK_CODES = new Set(['ER_LOCK_DEADLOCK', 'ER_LOCK_WAIT_TIMEOUT', 'SQLITE_BUSY']);
 const TRANSACTION_ATTEMPTS = 5;
+const OPEN_ATTEMPTS = 20;
 
 function driverCode(err: unknown): string | undefined {
   const e = err as { code?: string; driverError?: { code?: string } };
@@ -120,14 +125,14 @@ export class Database {
       const key = resolvePath(target.database);
       let entry = Database.sqliteFiles.get(key);
       if (!entry) {
-        entry = { db: Database.connectNew(target), users: 0 };
+        entry = { db: Database.connectWithRetry(target), users: 0 };
         Database.sqliteFiles.set(key, entry);
         entry.db.then((db) => (db.sharedKey = key)).catch(() => Database.sqliteFiles.delete(key));
       }
       entry.users++;
       return entry.db;
     }
-    return Database.connectNew(target);
+    return Database.connectWithRetry(target);
   }
 
   private static async connectNew(target: DatabaseUrl): Promise<Database> {
@@ -161,15 +166,32 @@ export class Database {
             timeout: 10000,
             enableWAL: target.database !== ':memory:',
           });
-    await dataSource.initialize();
     const db = new Database(target.dialect, dataSource);
     try {
+      await dataSource.initialize();
       await db.migrate();
     } catch (err) {
-      await dataSource.destroy();
+      if (dataSource.isInitialized) await dataSource.destroy();
       throw err;
     }
     return db;
+  }
+
+  /**
+   * SQLite: switching a new file to WAL needs a moment alone with it, and some
+   * of those waits bypass the busy timeout. Another process opening the same
+   * file at that instant gets "database is locked": try again shortly.
+   */
+  private static async connectWithRetry(target: DatabaseUrl): Promise<Database> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await Database.connectNew(target);
+      } catch (err) {
+        const busy = driverCode(err) === 'SQLITE_BUSY' || /database is locked/.test(String((err as Error)?.message));
+        if (target.dialect !== 'sqlite' || !busy || attempt >= OPEN_ATTEMPTS) throw err;
+        await new Promise((resolve) => setTimeout(resolve, 50 * attempt + Math.random() * 50));
+      }
+    }
   }
 
   /** Applies pending migrations; two processes opening one empty database take turns. */
@@ -177,12 +199,12 @@ export class Database {
     const runner = this.dataSource.createQueryRunner();
     try {
       if (this.dialect === 'mysql') {
-        const [lock] = await runner.query("SELECT GET_LOCK('vmdb.migrate', 120) AS got");
+        const [lock] = await runner.query(`SELECT GET_LOCK(${SCOPED_LOCK}, 120) AS got`, ['vmdb.migrate']);
         if (Number(lock.got) !== 1) throw new Error('Timed out waiting for another process to finish migrating');
         try {
           await this.dataSource.runMigrations({ transaction: 'each' });
         } finally {
-          await runner.query("SELECT RELEASE_LOCK('vmdb.migrate')");
+          await runner.query(`SELECT RELEASE_LOCK(${SCOPED_LOCK})`, ['vmdb.migrate']);
         }
       } else {
         // SQLite DDL is transactional: one IMMEDIATE transaction makes the whole run exclusive and atomic.
@@ -278,7 +300,7 @@ function bindExecutor(dialect: Dialect, runner: QueryRunner): Executor & { locks
     lock: async (key: string) => {
       // SQLite transactions are already exclusive (BEGIN IMMEDIATE).
       if (dialect !== 'mysql') return;
-      const [row] = await runner.query('SELECT GET_LOCK(?, ?) AS got', [key, LOCK_WAIT_SECONDS]);
+      const [row] = await runner.query(`SELECT GET_LOCK(${SCOPED_LOCK}, ?) AS got`, [key, LOCK_WAIT_SECONDS]);
       if (Number(row.got) !== 1) throw new Error(`Timed out after ${LOCK_WAIT_SECONDS}s waiting for lock ${key}`);
       tx.locksHeld = true;
     },

@@ -3,12 +3,12 @@ import { type ConditionArgs, limitClause, orderClause, quote, whereClause } from
 import type { Executor } from './database';
 import { type Result, S_OK } from './result';
 import { toRecord, toValue } from './rows';
-import { column, columnValue, fail, list, plainObject } from './validate';
+import { column, columnValue, fail, list, plainObject, show } from './validate';
 
 /** The generic table helpers of DIRAC's DB base class, over vmdb's three tables only. */
 
 export function table(name: unknown): TableName {
-  if (!isTableName(name)) fail(`${JSON.stringify(name)} is not a vmdb table`);
+  if (!isTableName(name)) fail(`${show(name)} is not a vmdb table`);
   return name;
 }
 

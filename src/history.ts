@@ -2,7 +2,7 @@ import { quote, whereClause } from './conditions';
 import type { Dialect, Executor } from './database';
 import { type Result, S_OK } from './result';
 import { secondsAgoSql } from './time';
-import { fail } from './validate';
+import { fail, show } from './validate';
 
 /** Time-bucketed views of vm_History: fleet figures and running-instance counts. */
 
@@ -64,9 +64,11 @@ export async function getHistoryValues(
   fields2Get: unknown,
   timespan: number,
 ): Promise<Result<{ ParameterNames: string[]; Records: unknown[][] }>> {
-  const fields = fields2Get ? (Array.isArray(fields2Get) ? fields2Get : [fields2Get]) : [...HISTORY_DATA_FIELDS];
+  // Falsy or empty means all fields, as in the original.
+  const given = Array.isArray(fields2Get) ? fields2Get : fields2Get ? [fields2Get] : [];
+  const fields = given.length ? given : [...HISTORY_DATA_FIELDS];
   for (const field of fields) {
-    if (!(HISTORY_DATA_FIELDS as readonly unknown[]).includes(field)) fail(`${JSON.stringify(field)} is not a valid data field`);
+    if (!(HISTORY_DATA_FIELDS as readonly unknown[]).includes(field)) fail(`${show(field)} is not a valid data field`);
   }
   const where = whereClause('vm_Instances', { condDict: selDict });
   const terms = [where.sql.replace(/^WHERE /, '').replace(/`(\w+)`/g, 'inst.`$1`')].filter(Boolean);

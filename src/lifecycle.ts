@@ -142,6 +142,18 @@ export async function ensureImage(ex: Executor, imageName: string): Promise<Resu
   return S_OK({ id, status: image.Status });
 }
 
+/** Forces an image to Error whatever its state (inserting it first when unknown). */
+export async function forceImageError(ex: Executor, imageName: string, message: string): Promise<Result<string>> {
+  await ex.lock(imageLockKey(imageName));
+  const rows = await ex.select(`SELECT \`VMImageID\` FROM \`vm_Images\` WHERE \`Name\` = ?${forUpdate(ex)}`, [imageName]);
+  if (rows.length > 1) return S_ERROR(`Image name "${imageName}" is not unique`);
+  const id = rows.length
+    ? Number(rows[0].VMImageID)
+    : (await ex.write("INSERT INTO `vm_Images` (`Name`, `Status`, `LastUpdate`, `ErrorMessage`) VALUES (?, 'New', ?, '')", [imageName, nowSql()])).insertId;
+  await forceError(ex, 'Image', id, message);
+  return S_OK('Error');
+}
+
 function rowToStatus(row: Row): { Status: string; ErrorMessage: string } {
   return { Status: String(row.Status), ErrorMessage: String(row.ErrorMessage ?? '') };
 }

@@ -5,7 +5,7 @@ import type { Executor } from './database';
 import { ensureImage, forceError } from './lifecycle';
 import { type Result, S_ERROR, S_OK } from './result';
 import { toRecord, toValue } from './rows';
-import { fail, plainObject } from './validate';
+import { fail, plainObject, show } from './validate';
 
 /** Read-only queries of the facade (and the status reads that may flag an invalid status). */
 
@@ -98,7 +98,7 @@ const ALIAS_TABLE: Record<string, TableName> = { inst: 'vm_Instances', img: 'vm_
 function contentField(name: string): { sql: string; table: TableName; spec: ColumnSpec } | undefined {
   const [alias, column] = name.includes('.') ? name.split('.', 2) : [undefined, name];
   for (const candidate of alias ? [alias] : ['inst', 'img']) {
-    const table = ALIAS_TABLE[candidate];
+    const table = Object.hasOwn(ALIAS_TABLE, candidate) ? ALIAS_TABLE[candidate] : undefined;
     const spec = table && columnOf(table, column);
     if (spec) return { sql: `${candidate}.${quote(spec.name)}`, table, spec };
   }
@@ -161,7 +161,7 @@ export async function getHistoryForInstanceID(
 }
 
 export async function getInstanceCounters(ex: Executor, groupField: string, selDict: unknown): Promise<Result<Record<string, number>>> {
-  const group = columnOf('vm_Instances', groupField) ?? fail(`${groupField} is not a valid field`);
+  const group = columnOf('vm_Instances', groupField) ?? fail(`${typeof groupField === 'string' ? groupField : show(groupField)} is not a valid field`);
   const where = whereClause('vm_Instances', { condDict: selDict });
   const rows = await ex.select(
     `SELECT ${quote(group.name)} AS value, COUNT(*) AS n FROM \`vm_Instances\` ${where.sql} GROUP BY ${quote(group.name)}`,

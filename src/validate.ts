@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { countProblem, figureProblem } from '../entities/heartbeat';
+import { countProblem, describeValue, figureProblem } from '../entities/heartbeat';
 import { isValidState, type ObjectKind } from '../entities/states';
 import { type ColumnSpec, type TableName, columnOf } from '../entities/tables';
 import { InputError } from './result';
@@ -10,12 +10,7 @@ import { toSqlTime } from './time';
  * argument and the problem; the facade turns that into `OK: false`.
  */
 
-function show(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
-  if (typeof value === 'bigint') return `${value}n`;
-  if (value === null || value === undefined || typeof value !== 'object') return String(value);
-  return Array.isArray(value) ? 'an array' : 'an object';
-}
+export const show = describeValue;
 
 export function fail(message: string): never {
   throw new InputError(message);
@@ -83,9 +78,11 @@ export function column(table: TableName, name: unknown, what = 'field'): ColumnS
   return spec;
 }
 
+/** A plain `{ key: value }` object; Dates, Buffers and class instances are refused (they would read as "no condition"). */
 export function plainObject(name: string, value: unknown): Record<string, unknown> {
   if (value === null || value === undefined) return {};
-  if (typeof value !== 'object' || Array.isArray(value)) fail(`${name} must be an object, got ${show(value)}`);
+  const proto = typeof value === 'object' ? Object.getPrototypeOf(value) : undefined;
+  if (typeof value !== 'object' || (proto !== Object.prototype && proto !== null)) fail(`${name} must be a plain object, got ${show(value)}`);
   return value as Record<string, unknown>;
 }
 

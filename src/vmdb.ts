@@ -135,12 +135,7 @@ export class VirtualMachineDB {
     return this.call(async () => {
       const name = check.token('imageName', imageName, width('vm_Images', 'Name'));
       const message = check.freeText('errorMessage', errorMessage, NAME_LENGTH);
-      return this.atomic(async (ex) => {
-        const image = await life.ensureImage(ex, name);
-        if (!image.OK) return image;
-        await life.forceError(ex, 'Image', image.Value.id, message);
-        return S_OK('Error');
-      });
+      return this.atomic((ex) => life.forceImageError(ex, name, message));
     });
   }
 
@@ -344,7 +339,7 @@ export class VirtualMachineDB {
   /** One column of vm_Instances; any other name is refused. */
   getInstanceParameter(pName: string, instanceID: number): Promise<Result<unknown>> {
     return this.call(async () => {
-      const spec = columnOf('vm_Instances', pName) ?? check.fail(`Invalid Instance parameter ${String(pName)}`);
+      const spec = columnOf('vm_Instances', pName) ?? check.fail(`Invalid Instance parameter ${typeof pName === 'string' ? pName : check.show(pName)}`);
       return read.getInstanceParameter(this.ex, spec.name, this.instanceID(instanceID));
     });
   }

@@ -15,7 +15,8 @@ export class InitialSchema1732838400000 implements MigrationInterface {
       mysql ? `\`${name}\` BIGINT UNSIGNED AUTO_INCREMENT NOT NULL` : `\`${name}\` INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL`;
     const unsigned = mysql ? ' UNSIGNED' : '';
     const primaryKey = (name: string) => (mysql ? `,\n  PRIMARY KEY (\`${name}\`)` : '');
-    const tableOptions = mysql ? ' ENGINE=InnoDB DEFAULT CHARSET=utf8mb4' : '';
+    // Binary collation: 'VM-1' and 'vm-1' are two UniqueIDs on MySQL as on SQLite.
+    const tableOptions = mysql ? ' ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin' : '';
 
     await queryRunner.query(
       `CREATE TABLE \`vm_Images\` (
