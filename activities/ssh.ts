@@ -413,21 +413,31 @@ function killProcessGroup(conn: Client, pgid: number): Promise<void> {
   });
 }
 
-/** Cuts a byte stream into lines, keeping multi-byte characters whole and overlong lines bounded. */
+/** ANSI escape sequences (colours, cursor moves), then any other control character but tab. */
+const TERMINAL_NOISE = /\x1b\[[0-9;?]*[ -\/]*[@-~]|[\x00-\x08\x0a-\x1f\x7f]/g;
+
+/**
+ * Cuts a byte stream into lines, keeping multi-byte characters whole and overlong lines bounded.
+ * Lines are cleaned of control characters: they end up in logs and in failure messages, and the
+ * database refuses control characters in an instance's error message.
+ */
 class LineSplitter {
   private readonly decoder = new StringDecoder('utf8');
   private pending = '';
-  constructor(private readonly emit: (line: string) => void) {}
+  private readonly emit: (line: string) => void;
+  constructor(emit: (line: string) => void) {
+    this.emit = (line) => emit(line.replace(TERMINAL_NOISE, '').slice(0, MAX_LINE_CHARS));
+  }
 
   push(chunk: Buffer): void {
     this.pending += this.decoder.write(chunk);
     let newline: number;
     while ((newline = this.pending.indexOf('\n')) >= 0) {
-      this.emit(this.pending.slice(0, newline).replace(/\r$/, '').slice(0, MAX_LINE_CHARS));
+      this.emit(this.pending.slice(0, newline));
       this.pending = this.pending.slice(newline + 1);
     }
     if (this.pending.length > MAX_LINE_CHARS) {
-      this.emit(this.pending.slice(0, MAX_LINE_CHARS));
+      this.emit(this.pending);
       this.pending = '';
     }
   }

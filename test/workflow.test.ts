@@ -1,7 +1,10 @@
 import { strict as assert } from 'node:assert';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { heartbeatUpdate, stateQuery } from '../workflows/definitions';
-import { ok } from './support/backends';
+import { ageInstance, ok } from './support/backends';
+import { type TestSshd, startSshd } from './support/sshd';
 import { ENDPOINT, LifecycleRig, maybeRecordHistory } from './support/lifecycle-rig';
 import { startDevServer } from './support/temporal';
 
@@ -156,5 +159,100 @@ describe('instanceLifecycle on a dev server [mariadb]', function () {
     }
     assert.equal(found, 1, 'visible in the UI filtered by VmStatus');
     await handle.terminate('test done');
+  });
+});
+
+describe('SSH contextualization through the workflow [mariadb]', function () {
+  this.timeout(120_000);
+  let env: TestWorkflowEnvironment;
+  let rig: LifecycleRig;
+  let sshd: TestSshd;
+
+  before(async function () {
+    sshd = await startSshd();
+    env = await startDevServer();
+    rig = new LifecycleRig(env, { sshPrivateKey: sshd.privateKey });
+    await rig.setUp();
+  });
+  after(async function () {
+    await rig?.tearDown();
+    await env?.teardown();
+    await sshd?.stop();
+  });
+
+  it('Submitted -> Wait_ssh_context -> Contextualizing -> Running; the command ran on the VM', async function () {
+    const marker = join(sshd.dir, `ctx-${Date.now()}`, 'marker');
+    const { instanceID, handle } = await rig.launch({
+      contextualization: {
+        username: sshd.username,
+        host: sshd.host,
+        port: sshd.port,
+        files: [{ path: join(dirname(marker), 'vo.conf'), content: 'VO=testvo\n' }],
+        command: `. ${join(dirname(marker), 'vo.conf')} && echo "contextualized for $VO" > ${marker}`,
+        timeoutSeconds: 20,
+      },
+    });
+    await rig.waitForStatus(instanceID, 'Contextualizing');
+    const uniqueID = await rig.uniqueID(instanceID);
+    for (let i = 0; i < 100 && !existsSync(marker); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(readFileSync(marker, 'utf8'), 'contextualized for testvo\n');
+    assert.deepEqual(await rig.lifecycle.heartbeat(uniqueID, beat()), { OK: true, Value: 'ok' });
+    assert.deepEqual(await rig.history(instanceID), ['New', 'Submitted', 'Wait_ssh_context', 'Contextualizing', 'Running']);
+    await rig.lifecycle.stop(instanceID);
+    await rig.lifecycle.halting(uniqueID, 0);
+    assert.equal((await handle.result()).status, 'Halted');
+    await maybeRecordHistory(handle, 'ssh-contextualized');
+  });
+
+  it('a contextualization that keeps failing puts the instance in Error with the reason, and stops the VM', async function () {
+    const { instanceID, handle } = await rig.launch({
+      contextualization: { username: sshd.username, host: sshd.host, port: sshd.port, files: [], command: 'echo broken image >&2; exit 7', timeoutSeconds: 10 },
+    });
+    const final = await handle.result();
+    assert.equal(final.status, 'Error');
+    assert.match(String(ok(await rig.db.getInstanceParameter('ErrorMessage', instanceID))), /Contextualization failed: .*7/);
+    assert.deepEqual(await rig.history(instanceID), ['New', 'Submitted', 'Wait_ssh_context', 'Contextualizing', 'Error']);
+    assert.equal((await rig.drivers.get(ENDPOINT)!.getInstanceStatus(final.uniqueID)).status, 'stopped');
+    await maybeRecordHistory(handle, 'ssh-failed');
+  });
+});
+
+describe('Director [mariadb]', function () {
+  this.timeout(120_000);
+  let env: TestWorkflowEnvironment;
+  let rig: LifecycleRig;
+
+  before(async function () {
+    env = await startDevServer();
+    rig = new LifecycleRig(env, { maxInstances: 3 });
+    await rig.setUp();
+  });
+  after(async function () {
+    await rig?.tearDown();
+    await env?.teardown();
+  });
+
+  it('fills the free slots once, even when passes race', async function () {
+    const passes = await Promise.all(
+      [1, 2, 3].map((i) => env.client.workflow.execute('directorPass', { workflowId: `director-race-${i}`, taskQueue: rig.taskQueue, args: [] })),
+    );
+    const reserved = (passes as { reserved: number[] }[][]).flatMap((reports) => reports.flatMap((r) => r.reserved));
+    assert.equal(reserved.length, 3, 'three slots, three instances, whatever the interleaving');
+    assert.equal(ok(await rig.db.countEntries('vm_Instances', { Endpoint: ENDPOINT })), 3);
+    for (const id of reserved) {
+      await rig.waitForStatus(id, 'Submitted');
+      assert.equal((await env.client.workflow.getHandle(`vm-${id}`).describe()).status.name, 'RUNNING');
+    }
+    const again = (await env.client.workflow.execute('directorPass', { workflowId: 'director-again', taskQueue: rig.taskQueue, args: [] })) as { reserved: number[] }[];
+    assert.deepEqual(again.flatMap((r) => r.reserved), [], 'no free slot left');
+    for (const id of reserved) await env.client.workflow.getHandle(`vm-${id}`).terminate('test done');
+  });
+
+  it('the sweep stalls silent instances and halts those whose workflow is gone', async function () {
+    const id = ok(await rig.db.insertInstance('orphan-1', 'test-image', 'orphan', ENDPOINT, 'testvo'));
+    await ageInstance(rig.db, id, rig.db.stallingInterval + 60);
+    const result = (await env.client.workflow.execute('stalledSweep', { workflowId: 'sweep-1', taskQueue: rig.taskQueue, args: [] })) as { stalled: number[]; halted: number[] };
+    assert.deepEqual(result, { stalled: [id], halted: [id] });
+    assert.deepEqual(await rig.history(id), ['Submitted', 'Stalled', 'Halted']);
   });
 });
