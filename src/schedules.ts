@@ -28,4 +28,6 @@ export async function ensureSchedules(client: Client, fleet: FleetConfig, taskQu
       await client.schedule.getHandle(plan.scheduleId).update((previous) => ({ ...previous, spec: options.spec, action: options.action, policies: { ...previous.policies, ...options.policies } }));
     }
   }
+  // A first Director pass now rather than at the next interval (SKIP still applies).
+  await client.schedule.getHandle(DIRECTOR_SCHEDULE_ID).trigger();
 }

@@ -1,0 +1,379 @@
+import { strict as assert } from 'node:assert';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { promises as fs, readFileSync, readdirSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { InvalidRequestError, createDrivers, parseEndpointName } from '../src/drivers/driver';
+import { LOCAL_VM_MARKER, LocalDriver, type LocalVmRecord } from '../src/drivers/local';
+
+function pidExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** State letter from /proc/<pid>/stat, or undefined when there is no such process. */
+function procState(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0];
+  } catch {
+    return undefined;
+  }
+}
+
+/** Running (not zombie) processes whose argv passes `match`. */
+function processesWhere(match: (argv: string[]) => boolean): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let argv: string[];
+    try {
+      argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+    } catch {
+      continue; // ended while we looked
+    }
+    const state = procState(Number(entry));
+    if (state !== undefined && state !== 'Z' && match(argv)) found.push(Number(entry));
+  }
+  return found;
+}
+
+/** The default-command VM processes of one instance name. */
+const vmProcesses = (name: string) => processesWhere((argv) => argv.includes(LOCAL_VM_MARKER) && argv.includes(name));
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 10_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(25);
+  }
+}
+
+const RUN = `${process.pid}-${randomBytes(3).toString('hex')}`;
+const uniqueName = (label: string) => `test-${label}-${RUN}-${randomBytes(3).toString('hex')}`;
+const request = (instanceName: string) => ({ instanceName, imageName: 'CernVM4', runningPod: 'lhcb' });
+
+describe('endpoint names', function () {
+  it('splits a valid Site::CE', function () {
+    assert.deepEqual(parseEndpointName('LCG.CERN.cern::cloud-1.cern_ch'), {
+      site: 'LCG.CERN.cern',
+      ce: 'cloud-1.cern_ch',
+      name: 'LCG.CERN.cern::cloud-1.cern_ch',
+    });
+  });
+
+  const bad: [unknown, RegExp][] = [
+    ['CERN', /must be "Site::CE" with exactly one "::"/],
+    ['CERN:cloud', /exactly one "::"/],
+    ['a::b::c', /exactly one "::"/],
+    ['::cloud', /the site part is empty/],
+    ['CERN::', /the CE part is empty/],
+    ['CERN::cloud:8080', /the CE part ":?cloud:8080" may only contain letters, digits/],
+    ['CE RN::cloud', /the site part "CE RN" may only contain/],
+    ['CERN::cloud/x', /the CE part "cloud\/x" may only contain/],
+    ['', /exactly one "::"/],
+    [42, /must be a string "Site::CE", got number/],
+    [undefined, /must be a string/],
+  ];
+  for (const [name, message] of bad) {
+    it(`refuses ${JSON.stringify(name) ?? String(name)}`, function () {
+      assert.throws(() => parseEndpointName(name), message);
+    });
+  }
+});
+
+describe('driver registry', function () {
+  let stateDir: string;
+  before(async function () {
+    stateDir = await fs.mkdtemp(path.join(os.tmpdir(), 'vmdb-registry-'));
+  });
+  after(async function () {
+    await fs.rm(stateDir, { recursive: true, force: true });
+  });
+
+  it('builds one driver per endpoint, keyed by its name', function () {
+    const drivers = createDrivers([
+      { endpoint: 'Site1::ce1', driver: 'local', stateDir },
+      { endpoint: 'Site2::ce2', driver: 'local', stateDir, publicIP: '10.0.0.1' },
+    ]);
+    assert.deepEqual([...drivers.keys()], ['Site1::ce1', 'Site2::ce2']);
+    const driver = drivers.get('Site1::ce1');
+    assert.ok(driver instanceof LocalDriver);
+    assert.equal(driver.endpoint, 'Site1::ce1');
+  });
+
+  it('accepts an empty configuration', function () {
+    assert.equal(createDrivers([]).size, 0);
+  });
+
+  const bad: [string, unknown, RegExp][] = [
+    ['an unknown driver type', [{ endpoint: 'S::c', driver: 'ec2' }], /#1 \(S::c\): unknown driver type "ec2" \(known: local\)/],
+    ['a prototype key as driver type', [{ endpoint: 'S::c', driver: 'toString' }], /unknown driver type "toString"/],
+    ['a missing driver type', [{ endpoint: 'S::c' }], /#1 \(S::c\): "driver" must name a driver type \(known: local\)/],
+    ['a bad endpoint name', [{ endpoint: 'S::c' , driver: 'local', stateDir: '/x' }, { endpoint: 'nocolons', driver: 'local' }], /#2: Endpoint name "nocolons" must be "Site::CE"/],
+    ['a duplicate endpoint', [{ endpoint: 'S::c', driver: 'local' }, { endpoint: 'S::c', driver: 'local' }], /#2: endpoint S::c is configured more than once/],
+    ['a config that is not an object', [null], /#1 must be an object/],
+    ['a configuration that is not an array', { endpoint: 'S::c', driver: 'local' }, /must be an array/],
+    ['an unknown local option', [{ endpoint: 'S::c', driver: 'local', statedir: '/x' }], /Endpoint S::c: local driver: unknown option "statedir"/],
+    ['a command string', [{ endpoint: 'S::c', driver: 'local', command: 'sleep 100' }], /command must be a non-empty array of strings/],
+    ['an empty command', [{ endpoint: 'S::c', driver: 'local', command: [] }], /command must be a non-empty array of strings/],
+    ['a bad IP', [{ endpoint: 'S::c', driver: 'local', publicIP: 'localhost' }], /publicIP must be an IP address, got "localhost"/],
+    ['a bad grace period', [{ endpoint: 'S::c', driver: 'local', stopGraceMs: -1 }], /stopGraceMs must be a non-negative integer/],
+  ];
+  for (const [what, configs, message] of bad) {
+    it(`refuses ${what}`, function () {
+      assert.throws(() => createDrivers(configs as never), message);
+    });
+  }
+});
+
+describe('local driver', function () {
+  this.timeout(30_000);
+  let stateDir: string;
+  let scratch: string;
+  const drivers: LocalDriver[] = [];
+  const strays: ChildProcess[] = [];
+  const strayPids: number[] = [];
+
+  function driver(options: ConstructorParameters<typeof LocalDriver>[1] = {}, endpoint = 'Test::local'): LocalDriver {
+    const made = new LocalDriver(endpoint, { stateDir, ...options });
+    drivers.push(made);
+    return made;
+  }
+
+  async function pidOf(d: LocalDriver, uniqueID: string): Promise<number> {
+    const record = await d.record(uniqueID);
+    assert.ok(record, `no record for ${uniqueID}`);
+    return record.pid;
+  }
+
+  before(async function () {
+    stateDir = await fs.mkdtemp(path.join(os.tmpdir(), 'vmdb-local-state-'));
+    scratch = await fs.mkdtemp(path.join(os.tmpdir(), 'vmdb-local-scratch-'));
+  });
+
+  after(async function () {
+    // Stop every VM any driver object of these tests started, then whatever else we spawned.
+    for (const d of drivers) {
+      for (const vm of await d.listInstances()) await d.stopInstance(vm.uniqueID);
+    }
+    for (const child of strays) child.kill('SIGKILL');
+    for (const pid of strayPids) if (pidExists(pid)) process.kill(pid, 'SIGKILL');
+    const left = processesWhere((argv) => argv.includes(LOCAL_VM_MARKER) && argv.some((arg) => arg.includes(`-${RUN}-`)));
+    assert.deepEqual(left, [], 'no VM of this run outlives the tests');
+    await fs.rm(stateDir, { recursive: true, force: true });
+    await fs.rm(scratch, { recursive: true, force: true });
+  });
+
+  it('creates a VM that is a live process', async function () {
+    const d = driver();
+    const name = uniqueName('create');
+    const vm = await d.createInstance(request(name));
+    assert.match(vm.uniqueID, /^local-\d+-[0-9a-f]{12}$/);
+    assert.deepEqual({ ...vm, uniqueID: '' }, { uniqueID: '', status: 'running', publicIP: '127.0.0.1', privateIP: '127.0.0.1' });
+    const pid = await pidOf(d, vm.uniqueID);
+    assert.ok(pidExists(pid));
+    assert.deepEqual(vmProcesses(name), [pid]);
+    assert.deepEqual(await d.getInstanceStatus(vm.uniqueID), vm);
+  });
+
+  it('is idempotent by instance name, within one driver and across driver objects', async function () {
+    const first = driver();
+    const second = driver();
+    const name = uniqueName('twice');
+    const vm = await first.createInstance(request(name));
+    const again = await first.createInstance(request(name));
+    assert.equal(again.uniqueID, vm.uniqueID);
+    // Concurrent retries, as from two workers sharing the state directory.
+    const racing = await Promise.all([first.createInstance(request(name)), second.createInstance(request(name)), second.createInstance(request(name))]);
+    assert.deepEqual(racing.map((r) => r.uniqueID), [vm.uniqueID, vm.uniqueID, vm.uniqueID]);
+    assert.equal(vmProcesses(name).length, 1);
+  });
+
+  it('starts exactly one VM when several driver objects race for a new name', async function () {
+    const name = uniqueName('race');
+    const results = await Promise.all([driver(), driver(), driver(), driver()].map((d) => d.createInstance(request(name))));
+    assert.equal(new Set(results.map((r) => r.uniqueID)).size, 1);
+    assert.equal(vmProcesses(name).length, 1);
+  });
+
+  it('lets a new driver object on the same state directory see the VM', async function () {
+    const name = uniqueName('shared');
+    const vm = await driver({ publicIP: '192.0.2.7', privateIP: '10.1.2.3' }).createInstance(request(name));
+    const fresh = driver();
+    assert.deepEqual(await fresh.getInstanceStatus(vm.uniqueID), { uniqueID: vm.uniqueID, status: 'running', publicIP: '192.0.2.7', privateIP: '10.1.2.3' });
+    assert.ok((await fresh.listInstances()).some((i) => i.uniqueID === vm.uniqueID && i.status === 'running'));
+    // A different endpoint sharing the directory does not.
+    const other = driver({}, 'Other::local');
+    assert.equal((await other.getInstanceStatus(vm.uniqueID)).status, 'unknown');
+    assert.ok(!(await other.listInstances()).some((i) => i.uniqueID === vm.uniqueID));
+  });
+
+  it('stops a VM; stopping again, or from another driver object, is success', async function () {
+    const d = driver();
+    const name = uniqueName('stop');
+    const vm = await d.createInstance(request(name));
+    const pid = await pidOf(d, vm.uniqueID);
+    await d.stopInstance(vm.uniqueID);
+    // Dead at once; give this process a moment to reap its child so kill(pid, 0) fails too.
+    assert.ok([undefined, 'Z'].includes(procState(pid)), 'the VM process is dead');
+    await waitFor('the VM process to be gone', () => (pidExists(pid) ? undefined : true), 2000);
+    assert.equal((await d.getInstanceStatus(vm.uniqueID)).status, 'stopped');
+    assert.ok((await d.record(vm.uniqueID))?.stoppedAt);
+    await d.stopInstance(vm.uniqueID);
+    await driver().stopInstance(vm.uniqueID);
+    assert.equal((await d.getInstanceStatus(vm.uniqueID)).status, 'stopped');
+    // A create after the stop boots a new VM: only a live VM answers a retry.
+    const next = await d.createInstance(request(name));
+    assert.notEqual(next.uniqueID, vm.uniqueID);
+    assert.equal(next.status, 'running');
+  });
+
+  it('lists the VMs of its endpoint with their statuses', async function () {
+    const d = driver();
+    const running = await d.createInstance(request(uniqueName('list-a')));
+    const stopped = await d.createInstance(request(uniqueName('list-b')));
+    await d.stopInstance(stopped.uniqueID);
+    const listed = new Map((await d.listInstances()).map((i) => [i.uniqueID, i.status]));
+    assert.equal(listed.get(running.uniqueID), 'running');
+    assert.equal(listed.get(stopped.uniqueID), 'stopped');
+  });
+
+  it('reports a VM that died by itself as stopped, and a create then boots a new one', async function () {
+    const d = driver();
+    const name = uniqueName('crash');
+    const vm = await d.createInstance(request(name));
+    process.kill(await pidOf(d, vm.uniqueID), 'SIGKILL');
+    await waitFor('the crashed VM to be seen as stopped', async () => ((await d.getInstanceStatus(vm.uniqueID)).status === 'stopped' ? true : undefined));
+    const next = await d.createInstance(request(name));
+    assert.notEqual(next.uniqueID, vm.uniqueID);
+    await d.stopInstance(vm.uniqueID);
+  });
+
+  it('answers unknown for IDs it never issued, and stopping them is success', async function () {
+    const d = driver();
+    for (const id of ['local-1-000000000000', 'i-5dec3236', '../../etc/passwd', '']) {
+      assert.deepEqual(await d.getInstanceStatus(id), { uniqueID: id, status: 'unknown', publicIP: '', privateIP: '' });
+      await d.stopInstance(id);
+    }
+  });
+
+  it('does not mistake a reused pid for its VM, nor kill it', async function () {
+    // A process that is not the VM but holds the pid a record names, as after pid reuse.
+    const stranger = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1 << 30)'], { stdio: 'ignore' });
+    strays.push(stranger);
+    await once(stranger, 'spawn');
+    const d = driver();
+    const real = await d.createInstance(request(uniqueName('reuse')));
+    const record = (await d.record(real.uniqueID)) as LocalVmRecord;
+    const fakeID = 'local-1-0123456789ab';
+    const fake: LocalVmRecord = { ...record, uniqueID: fakeID, instanceName: uniqueName('reuse-fake'), pid: stranger.pid as number };
+    await fs.writeFile(path.join(stateDir, `${fakeID}.json`), JSON.stringify(fake));
+    assert.equal((await d.getInstanceStatus(fakeID)).status, 'stopped');
+    await d.stopInstance(fakeID);
+    assert.ok(pidExists(stranger.pid as number), 'the stranger survived the stop');
+    assert.equal(stranger.exitCode, null);
+  });
+
+  it('runs a configured command with the instance in its environment', async function () {
+    const out = path.join(scratch, 'env.json');
+    const script = [
+      "const fs = require('fs');",
+      'const pick = (k) => process.env[k];',
+      "const env = Object.fromEntries(['VMDB_INSTANCE_NAME', 'VMDB_UNIQUE_ID', 'VMDB_USER_DATA', 'VMDB_IMAGE_NAME', 'VMDB_RUNNING_POD'].map((k) => [k, pick(k)]));",
+      'fs.writeFileSync(process.argv[1] + ".tmp", JSON.stringify(env));',
+      'fs.renameSync(process.argv[1] + ".tmp", process.argv[1]);',
+      'setInterval(() => {}, 1 << 30);',
+    ].join('\n');
+    const d = driver({ command: [process.execPath, '-e', script, out] });
+    const name = uniqueName('command');
+    const userData = '#cloud-config\nruncmd:\n  - echo "it\'s $HOME; `x`"\n';
+    const vm = await d.createInstance({ ...request(name), userData });
+    const seen = await waitFor('the command to write its file', async () => {
+      const text = await fs.readFile(out, 'utf8').catch(() => undefined);
+      return text === undefined ? undefined : (JSON.parse(text) as Record<string, string>);
+    });
+    assert.deepEqual(seen, {
+      VMDB_INSTANCE_NAME: name,
+      VMDB_UNIQUE_ID: vm.uniqueID,
+      VMDB_USER_DATA: userData,
+      VMDB_IMAGE_NAME: 'CernVM4',
+      VMDB_RUNNING_POD: 'lhcb',
+    });
+    assert.equal((await d.getInstanceStatus(vm.uniqueID)).status, 'running');
+    await d.stopInstance(vm.uniqueID);
+    assert.equal((await d.getInstanceStatus(vm.uniqueID)).status, 'stopped');
+  });
+
+  it('stops the whole process group, with SIGKILL when SIGTERM is ignored', async function () {
+    const pidFile = path.join(scratch, 'grandchild.pid');
+    const script = [
+      "const { spawn } = require('child_process');",
+      "const fs = require('fs');",
+      "process.on('SIGTERM', () => {});",
+      "const g = spawn(process.execPath, ['-e', \"process.on('SIGTERM', () => {}); setInterval(() => {}, 1 << 30)\"], { stdio: 'ignore' });",
+      'fs.writeFileSync(process.argv[1], String(g.pid));',
+      'setInterval(() => {}, 1 << 30);',
+    ].join('\n');
+    const d = driver({ command: [process.execPath, '-e', script, pidFile], stopGraceMs: 300 });
+    const vm = await d.createInstance(request(uniqueName('group')));
+    const grandchild = await waitFor('the grandchild pid', async () => {
+      const text = await fs.readFile(pidFile, 'utf8').catch(() => '');
+      return text === '' ? undefined : Number(text);
+    });
+    strayPids.push(grandchild);
+    const pid = await pidOf(d, vm.uniqueID);
+    const started = Date.now();
+    await d.stopInstance(vm.uniqueID);
+    assert.ok(Date.now() - started >= 300, 'waited the grace period before SIGKILL');
+    await waitFor('the VM process to be gone', () => (pidExists(pid) ? undefined : true), 2000);
+    // The grandchild is not our child: once killed it may linger as a zombie until its new parent reaps it.
+    await waitFor('the grandchild to be gone', () => (['Z', undefined].includes(procState(grandchild)) ? true : undefined), 3000);
+    assert.equal((await d.getInstanceStatus(vm.uniqueID)).status, 'stopped');
+  });
+
+  it('reports a VM whose command exits at once as stopped', async function () {
+    const d = driver({ command: [process.execPath, '-e', 'process.exit(3)'] });
+    const vm = await d.createInstance(request(uniqueName('exit')));
+    await waitFor('the VM to be seen as stopped', async () => ((await d.getInstanceStatus(vm.uniqueID)).status === 'stopped' ? true : undefined));
+    await d.stopInstance(vm.uniqueID);
+  });
+
+  it('fails clearly when the command cannot start, leaving no record', async function () {
+    const d = driver({ command: [path.join(scratch, 'no-such-program')] });
+    const before = (await d.listInstances()).length;
+    await assert.rejects(d.createInstance(request(uniqueName('enoent'))), /local driver: cannot start ".*no-such-program" for instance "test-enoent-.*": .*ENOENT/);
+    assert.equal((await d.listInstances()).length, before);
+  });
+
+  it('refuses malformed requests with InvalidRequestError', async function () {
+    const d = driver();
+    const cases: [unknown, RegExp][] = [
+      [{ ...request(''), instanceName: '' }, /instanceName must not be empty/],
+      [{ ...request('x'), instanceName: 7 }, /instanceName must be a string, got number/],
+      [{ ...request('x\nrm'), instanceName: 'x\nrm' }, /instanceName contains control characters/],
+      [{ ...request('x'), runningPod: undefined }, /runningPod must be a string/],
+      [{ ...request('x'), userData: 'a\0b' }, /userData must not contain NUL/],
+      [{ ...request('x'), userData: 'x'.repeat(100_001) }, /userData is too large for the local driver \(100001 bytes, at most 100000\)/],
+      [null, /create request must be an object/],
+    ];
+    for (const [req, message] of cases) {
+      await assert.rejects(d.createInstance(req as never), (err: Error) => err instanceof InvalidRequestError && err.name === 'InvalidRequestError' && message.test(err.message));
+    }
+  });
+});
+
+async function once(child: ChildProcess, event: 'spawn'): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    child.once(event, resolve);
+    child.once('error', reject);
+  });
+}
