@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs, readFileSync, readdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -59,6 +59,8 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T 
 
 const RUN = `${process.pid}-${randomBytes(3).toString('hex')}`;
 const uniqueName = (label: string) => `test-${label}-${RUN}-${randomBytes(3).toString('hex')}`;
+// A grandchild of a VM that ignores SIGTERM; the stop must still take it down with the group.
+const GRANDCHILD = "process.on('SIGTERM', () => {}); setInterval(() => {}, 1 << 30); // vmdb test grandchild";
 const request = (instanceName: string) => ({ instanceName, imageName: 'CernVM4', runningPod: 'lhcb' });
 
 describe('endpoint names', function () {
@@ -161,12 +163,16 @@ describe('local driver', function () {
   });
 
   after(async function () {
-    // Stop every VM any driver object of these tests started, then whatever else we spawned.
-    for (const d of drivers) {
-      for (const vm of await d.listInstances()) await d.stopInstance(vm.uniqueID);
-    }
+    // Whatever we spawned outside the driver first, then every VM any driver object started;
+    // one failure must not leave the rest running.
     for (const child of strays) child.kill('SIGKILL');
-    for (const pid of strayPids) if (pidExists(pid)) process.kill(pid, 'SIGKILL');
+    // Only a pid that is still the grandchild we started, not a process that reused it.
+    for (const pid of processesWhere((argv) => argv.includes(GRANDCHILD))) if (strayPids.includes(pid)) process.kill(pid, 'SIGKILL');
+    const problems: unknown[] = [];
+    for (const d of drivers) {
+      for (const vm of await d.listInstances()) await d.stopInstance(vm.uniqueID).catch((err: unknown) => problems.push(err));
+    }
+    assert.deepEqual(problems, []);
     const left = processesWhere((argv) => argv.includes(LOCAL_VM_MARKER) && argv.some((arg) => arg.includes(`-${RUN}-`)));
     assert.deepEqual(left, [], 'no VM of this run outlives the tests');
     await fs.rm(stateDir, { recursive: true, force: true });
@@ -205,6 +211,18 @@ describe('local driver', function () {
     assert.equal(vmProcesses(name).length, 1);
   });
 
+  it('takes over the create lock of a worker that died holding it', async function () {
+    const d = driver();
+    const name = uniqueName('lock');
+    const hash = createHash('sha256').update(name).digest('hex').slice(0, 32);
+    const lock = path.join(stateDir, `create-${hash}.lock`);
+    await fs.writeFile(lock, JSON.stringify({ pid: 2 ** 22 + 1, bootId: 'gone', startTime: '1', token: 'dead' }));
+    const started = Date.now();
+    assert.equal((await d.createInstance(request(name))).status, 'running');
+    assert.ok(Date.now() - started < 5000);
+    await assert.rejects(fs.access(lock), 'the lock is released');
+  });
+
   it('lets a new driver object on the same state directory see the VM', async function () {
     const name = uniqueName('shared');
     const vm = await driver({ publicIP: '192.0.2.7', privateIP: '10.1.2.3' }).createInstance(request(name));
@@ -215,6 +233,32 @@ describe('local driver', function () {
     const other = driver({}, 'Other::local');
     assert.equal((await other.getInstanceStatus(vm.uniqueID)).status, 'unknown');
     assert.ok(!(await other.listInstances()).some((i) => i.uniqueID === vm.uniqueID));
+  });
+
+  it('sees and stops a VM created by another process that has since exited', async function () {
+    const name = uniqueName('worker');
+    // A short-lived "worker" creates the VM and exits; the VM is orphaned, as after a worker restart.
+    const script = `
+      const { LocalDriver } = require(${JSON.stringify(require.resolve('../src/drivers/local'))});
+      new LocalDriver('Test::local', { stateDir: process.argv[1] })
+        .createInstance({ instanceName: process.argv[2], imageName: 'CernVM4', runningPod: 'lhcb' })
+        .then((vm) => process.stdout.write(JSON.stringify(vm)), (err) => { console.error(err); process.exitCode = 1; });`;
+    const worker = spawn(process.execPath, ['-e', script, stateDir, name], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let output = '';
+    worker.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const code = await new Promise<number | null>((resolve) => worker.on('exit', resolve));
+    assert.equal(code, 0);
+    const vm = JSON.parse(output) as { uniqueID: string; status: string };
+    assert.equal(vm.status, 'running');
+    const d = driver();
+    assert.equal((await d.getInstanceStatus(vm.uniqueID)).status, 'running');
+    assert.equal((await d.createInstance(request(name))).uniqueID, vm.uniqueID);
+    const pid = await pidOf(d, vm.uniqueID);
+    await d.stopInstance(vm.uniqueID);
+    // Not our child: once dead it is reaped by whoever adopted it, maybe later.
+    assert.ok([undefined, 'Z'].includes(procState(pid)), 'the VM process is dead');
+    assert.equal((await d.getInstanceStatus(vm.uniqueID)).status, 'stopped');
+    assert.deepEqual(vmProcesses(name), []);
   });
 
   it('stops a VM; stopping again, or from another driver object, is success', async function () {
@@ -267,19 +311,31 @@ describe('local driver', function () {
   });
 
   it('does not mistake a reused pid for its VM, nor kill it', async function () {
-    // A process that is not the VM but holds the pid a record names, as after pid reuse.
+    // A process that is not the VM but holds the pid a record names, as after pid reuse or a reboot.
     const stranger = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1 << 30)'], { stdio: 'ignore' });
     strays.push(stranger);
+    stranger.unref();
     await once(stranger, 'spawn');
+    const pid = stranger.pid as number;
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const startTime = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
     const d = driver();
-    const real = await d.createInstance(request(uniqueName('reuse')));
-    const record = (await d.record(real.uniqueID)) as LocalVmRecord;
-    const fakeID = 'local-1-0123456789ab';
-    const fake: LocalVmRecord = { ...record, uniqueID: fakeID, instanceName: uniqueName('reuse-fake'), pid: stranger.pid as number };
-    await fs.writeFile(path.join(stateDir, `${fakeID}.json`), JSON.stringify(fake));
-    assert.equal((await d.getInstanceStatus(fakeID)).status, 'stopped');
-    await d.stopInstance(fakeID);
-    assert.ok(pidExists(stranger.pid as number), 'the stranger survived the stop');
+    const real = (await d.record((await d.createInstance(request(uniqueName('reuse')))).uniqueID)) as LocalVmRecord;
+    const fakes: [string, Partial<LocalVmRecord>][] = [
+      ['local-1-00000000000a', { startTime: String(Number(startTime) - 1) }], // same pid, started at another time
+      ['local-1-00000000000b', { startTime, bootId: 'another-boot' }], // same pid and time, before a reboot
+    ];
+    for (const [uniqueID, differences] of fakes) {
+      const fake = { ...real, uniqueID, instanceName: uniqueName('reuse-fake'), pid, startTime, ...differences };
+      await fs.writeFile(path.join(stateDir, `${uniqueID}.json`), JSON.stringify(fake));
+      assert.equal((await d.getInstanceStatus(uniqueID)).status, 'stopped');
+      await d.stopInstance(uniqueID);
+      assert.ok(pidExists(pid), 'the stranger survived the stop');
+    }
+    // The same record with the stranger's true identity is taken for a VM, which shows the check is what spared it.
+    await fs.writeFile(path.join(stateDir, 'local-1-00000000000c.json'), JSON.stringify({ ...real, uniqueID: 'local-1-00000000000c', pid, startTime }));
+    assert.equal((await d.getInstanceStatus('local-1-00000000000c')).status, 'running');
+    await fs.rm(path.join(stateDir, 'local-1-00000000000c.json'));
     assert.equal(stranger.exitCode, null);
   });
 
@@ -319,7 +375,7 @@ describe('local driver', function () {
       "const { spawn } = require('child_process');",
       "const fs = require('fs');",
       "process.on('SIGTERM', () => {});",
-      "const g = spawn(process.execPath, ['-e', \"process.on('SIGTERM', () => {}); setInterval(() => {}, 1 << 30)\"], { stdio: 'ignore' });",
+      `const g = spawn(process.execPath, ['-e', ${JSON.stringify(GRANDCHILD)}], { stdio: 'ignore' });`,
       'fs.writeFileSync(process.argv[1], String(g.pid));',
       'setInterval(() => {}, 1 << 30);',
     ].join('\n');

@@ -2,9 +2,8 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { createConnection } from 'mysql2/promise';
 import { VirtualMachineDB } from '../src';
-import { MYSQL_SERVER_URL, ageInstance, ok, onEveryBackend } from './support/backends';
+import { MYSQL_SERVER_URL, ageInstance, ok, onEveryBackend, withMysql } from './support/backends';
 
 /**
  * The schema equals the seed's tablesDesc on both backends, migrations run
@@ -105,19 +104,7 @@ async function withCatalog<T>(url: string, fn: (query: Query, dialect: 'mysql' |
       db.close();
     }
   }
-  const target = new URL(url);
-  const conn = await createConnection({
-    host: target.hostname,
-    port: Number(target.port || 3306),
-    user: decodeURIComponent(target.username || 'root'),
-    password: decodeURIComponent(target.password),
-    database: decodeURIComponent(target.pathname.slice(1)),
-  });
-  try {
-    return await fn(async (sql, params = []) => (await conn.query(sql, params))[0] as Row[], 'mysql');
-  } finally {
-    await conn.end();
-  }
+  return withMysql(url, (conn) => fn(async (sql, params = []) => (await conn.query(sql, params))[0] as Row[], 'mysql'));
 }
 
 function mysqlType(columnType: string): { type: string; unsigned: boolean } {

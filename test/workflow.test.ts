@@ -147,6 +147,17 @@ describe('instanceLifecycle on a dev server [mariadb]', function () {
     await handle.terminate('test done');
   });
 
+  it('cancelling the workflow (UI, CLI) stops the VM and records it Halted', async function () {
+    const { instanceID, handle } = await rig.launch();
+    await rig.waitForStatus(instanceID, 'Submitted');
+    const uniqueID = await rig.uniqueID(instanceID);
+    await rig.lifecycle.heartbeat(uniqueID, beat());
+    await handle.cancel();
+    await assert.rejects(handle.result());
+    assert.deepEqual(await rig.history(instanceID), ['New', 'Submitted', 'Running', 'Stopping', 'Halted']);
+    assert.equal((await rig.drivers.get(ENDPOINT)!.getInstanceStatus(uniqueID)).status, 'stopped');
+  });
+
   it('the VmStatus search attribute follows the status', async function () {
     const { instanceID, handle } = await rig.launch();
     await rig.waitForStatus(instanceID, 'Submitted');

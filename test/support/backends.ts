@@ -20,13 +20,15 @@ export interface Backend {
   dropAll(): Promise<void>;
 }
 
-async function mysqlAdmin<T>(fn: (conn: Awaited<ReturnType<typeof createConnection>>) => Promise<T>): Promise<T> {
-  const server = new URL(MYSQL_SERVER_URL);
+/** A raw mysql2 connection (no facade, no migrations) to the server or database of a mysql:// url. */
+export async function withMysql<T>(url: string, fn: (conn: Awaited<ReturnType<typeof createConnection>>) => Promise<T>): Promise<T> {
+  const target = new URL(url);
   const conn = await createConnection({
-    host: server.hostname,
-    port: Number(server.port || 3306),
-    user: decodeURIComponent(server.username || 'root'),
-    password: decodeURIComponent(server.password),
+    host: target.hostname,
+    port: Number(target.port || 3306),
+    user: decodeURIComponent(target.username || 'root'),
+    password: decodeURIComponent(target.password),
+    database: decodeURIComponent(target.pathname.slice(1)) || undefined,
   });
   try {
     return await fn(conn);
@@ -34,6 +36,8 @@ async function mysqlAdmin<T>(fn: (conn: Awaited<ReturnType<typeof createConnecti
     await conn.end();
   }
 }
+
+const mysqlAdmin = <T>(fn: Parameters<typeof withMysql<T>>[1]) => withMysql(MYSQL_SERVER_URL, fn);
 
 function mariadb(): Backend {
   const created: string[] = [];
