@@ -59,8 +59,13 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T 
 
 const RUN = `${process.pid}-${randomBytes(3).toString('hex')}`;
 const uniqueName = (label: string) => `test-${label}-${RUN}-${randomBytes(3).toString('hex')}`;
-// A grandchild of a VM that ignores SIGTERM; the stop must still take it down with the group.
-const GRANDCHILD = "process.on('SIGTERM', () => {}); setInterval(() => {}, 1 << 30); // vmdb test grandchild";
+// A grandchild of a VM that ignores SIGTERM; the stop must still take it down with the group. It
+// writes its pid only once the handler is in place, so a test never signals it before.
+const GRANDCHILD = [
+  "process.on('SIGTERM', () => {});",
+  "require('fs').writeFileSync(process.argv[1], String(process.pid));",
+  'setInterval(() => {}, 1 << 30); // vmdb test grandchild',
+].join('\n');
 const request = (instanceName: string) => ({ instanceName, imageName: 'CernVM4', runningPod: 'lhcb' });
 
 describe('endpoint names', function () {
@@ -369,31 +374,51 @@ describe('local driver', function () {
     assert.equal((await d.getInstanceStatus(vm.uniqueID)).status, 'stopped');
   });
 
-  it('stops the whole process group, with SIGKILL when SIGTERM is ignored', async function () {
-    const pidFile = path.join(scratch, 'grandchild.pid');
+  describe('a VM that started a child which ignores SIGTERM', function () {
+    // The VM's child writes its pid to the file argv[1]; argv[2] says whether the VM itself ignores SIGTERM.
     const script = [
-      "const { spawn } = require('child_process');",
-      "const fs = require('fs');",
-      "process.on('SIGTERM', () => {});",
-      `const g = spawn(process.execPath, ['-e', ${JSON.stringify(GRANDCHILD)}], { stdio: 'ignore' });`,
-      'fs.writeFileSync(process.argv[1], String(g.pid));',
+      "if (process.argv[2] === 'ignore') process.on('SIGTERM', () => {});",
+      `require('child_process').spawn(process.execPath, ['-e', ${JSON.stringify(GRANDCHILD)}, process.argv[1]], { stdio: 'ignore' });`,
       'setInterval(() => {}, 1 << 30);',
     ].join('\n');
-    const d = driver({ command: [process.execPath, '-e', script, pidFile], stopGraceMs: 300 });
-    const vm = await d.createInstance(request(uniqueName('group')));
-    const grandchild = await waitFor('the grandchild pid', async () => {
-      const text = await fs.readFile(pidFile, 'utf8').catch(() => '');
-      return text === '' ? undefined : Number(text);
+
+    async function start(leader: 'ignore' | 'obey', stopGraceMs: number) {
+      const pidFile = path.join(scratch, `grandchild-${randomBytes(3).toString('hex')}.pid`);
+      const d = driver({ command: [process.execPath, '-e', script, pidFile, leader], stopGraceMs });
+      const vm = await d.createInstance(request(uniqueName(`group-${leader}`)));
+      const grandchild = await waitFor('the grandchild pid', async () => {
+        const text = await fs.readFile(pidFile, 'utf8').catch(() => '');
+        return text === '' ? undefined : Number(text);
+      });
+      strayPids.push(grandchild);
+      return { d, vm, grandchild, pid: await pidOf(d, vm.uniqueID) };
+    }
+
+    // Not our child: once killed it may linger as a zombie until its new parent reaps it.
+    const grandchildGone = (pid: number) => waitFor('the grandchild to be gone', () => (['Z', undefined].includes(procState(pid)) ? true : undefined), 3000);
+
+    for (const leader of ['ignore', 'obey'] as const) {
+      it(`stops all of it after the grace period when the VM ${leader === 'ignore' ? 'ignores' : 'obeys'} SIGTERM`, async function () {
+        const { d, vm, grandchild, pid } = await start(leader, 300);
+        const started = Date.now();
+        await d.stopInstance(vm.uniqueID);
+        assert.ok(Date.now() - started >= 300, 'waited the grace period before SIGKILL');
+        await waitFor('the VM process to be gone', () => (pidExists(pid) ? undefined : true), 2000);
+        await grandchildGone(grandchild);
+        assert.equal((await d.getInstanceStatus(vm.uniqueID)).status, 'stopped');
+      });
+    }
+
+    it('kills what a crashed VM left behind, and nothing else', async function () {
+      const { d, vm, grandchild, pid } = await start('obey', 10_000);
+      process.kill(pid, 'SIGKILL');
+      await waitFor('the crash to be seen', async () => ((await d.getInstanceStatus(vm.uniqueID)).status === 'stopped' ? true : undefined));
+      assert.ok(!['Z', undefined].includes(procState(grandchild)), 'the orphan still runs');
+      const started = Date.now();
+      await d.stopInstance(vm.uniqueID);
+      assert.ok(Date.now() - started < 5000, 'no grace period for orphans');
+      await grandchildGone(grandchild);
     });
-    strayPids.push(grandchild);
-    const pid = await pidOf(d, vm.uniqueID);
-    const started = Date.now();
-    await d.stopInstance(vm.uniqueID);
-    assert.ok(Date.now() - started >= 300, 'waited the grace period before SIGKILL');
-    await waitFor('the VM process to be gone', () => (pidExists(pid) ? undefined : true), 2000);
-    // The grandchild is not our child: once killed it may linger as a zombie until its new parent reaps it.
-    await waitFor('the grandchild to be gone', () => (['Z', undefined].includes(procState(grandchild)) ? true : undefined), 3000);
-    assert.equal((await d.getInstanceStatus(vm.uniqueID)).status, 'stopped');
   });
 
   it('reports a VM whose command exits at once as stopped', async function () {

@@ -3,6 +3,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { heartbeatUpdate, stateQuery } from '../workflows/definitions';
+import { ScheduleOverlapPolicy } from '@temporalio/client';
+import { DIRECTOR_SCHEDULE_ID, SWEEP_SCHEDULE_ID, ensureSchedules } from '../src/schedules';
 import { ageInstance, ok } from './support/backends';
 import { type TestSshd, startSshd } from './support/sshd';
 import { ENDPOINT, LifecycleRig, maybeRecordHistory } from './support/lifecycle-rig';
@@ -257,6 +259,19 @@ describe('Director [mariadb]', function () {
     const again = (await env.client.workflow.execute('directorPass', { workflowId: 'director-again', taskQueue: rig.taskQueue, args: [] })) as { reserved: number[] }[];
     assert.deepEqual(again.flatMap((r) => r.reserved), [], 'no free slot left');
     for (const id of reserved) await env.client.workflow.getHandle(`vm-${id}`).terminate('test done');
+  });
+
+  it('creates the Director and sweep Schedules once, with overlap SKIP, and updates them in place', async function () {
+    await ensureSchedules(env.client, rig.fleet, rig.taskQueue);
+    await ensureSchedules(env.client, { ...rig.fleet, directorEverySeconds: 30 }, rig.taskQueue);
+    const director = await env.client.schedule.getHandle(DIRECTOR_SCHEDULE_ID).describe();
+    const sweep = await env.client.schedule.getHandle(SWEEP_SCHEDULE_ID).describe();
+    assert.equal(director.policies.overlap, ScheduleOverlapPolicy.SKIP);
+    assert.equal(sweep.policies.overlap, ScheduleOverlapPolicy.SKIP);
+    assert.deepEqual(director.spec.intervals?.map((i) => i.every), [30_000]);
+    assert.deepEqual(sweep.spec.intervals?.map((i) => i.every), [rig.fleet.sweepEverySeconds * 1000]);
+    assert.equal(director.action.type === 'startWorkflow' && director.action.workflowType, 'directorPass');
+    for (const id of [DIRECTOR_SCHEDULE_ID, SWEEP_SCHEDULE_ID]) await env.client.schedule.getHandle(id).delete();
   });
 
   it('the sweep stalls silent instances and halts those whose workflow is gone', async function () {
