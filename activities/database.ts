@@ -80,6 +80,11 @@ export function createDatabaseActivities(db: VirtualMachineDB) {
       throw ApplicationFailure.nonRetryable(result.Message, 'HeartbeatRefused');
     },
 
+    /** declareInstanceRunning: Running with the VM's addresses (a refusal changes nothing). */
+    async recordRunning(instanceID: number, uniqueID: string, publicIP: string, privateIP: string): Promise<StateChange> {
+      return change(instanceID, await db.declareInstanceRunning(uniqueID, publicIP, privateIP));
+    },
+
     async recordHalting(instanceID: number, uniqueID: string, load: number): Promise<StateChange> {
       return change(instanceID, await db.declareInstanceHalting(uniqueID, load));
     },

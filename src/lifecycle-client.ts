@@ -1,6 +1,6 @@
-import { type Client, WorkflowUpdateFailedError, WorkflowNotFoundError } from '@temporalio/client';
+import { ApplicationFailure, type Client, WorkflowUpdateFailedError, WorkflowNotFoundError } from '@temporalio/client';
 import { heartbeatProblems, type HeartbeatFigures } from '../entities/heartbeat';
-import { type Directive, haltingUpdate, heartbeatSignal, heartbeatUpdate, lifecycleWorkflowId, stateQuery, stopUpdate, type LifecycleState } from '../workflows/definitions';
+import { type Directive, haltingUpdate, runningUpdate, heartbeatSignal, heartbeatUpdate, lifecycleWorkflowId, stateQuery, stopUpdate, type LifecycleState } from '../workflows/definitions';
 import { type Result, S_ERROR, S_OK } from './result';
 import type { VirtualMachineDB } from './vmdb';
 
@@ -45,6 +45,14 @@ export class LifecycleClient {
     });
   }
 
+  /** The VM reports it is up (declareInstanceRunning through its workflow); answers the recorded status. */
+  async running(uniqueID: string, publicIP: string, privateIP = ''): Promise<Result<string>> {
+    const target = await this.handleFor(uniqueID);
+    if (!target.OK) return target;
+    const stripped = publicIP.startsWith('::ffff:') ? publicIP.slice('::ffff:'.length) : publicIP;
+    return this.attempt(uniqueID, () => target.Value.handle.executeUpdate(runningUpdate, { args: [{ publicIP: stripped, privateIP }] }));
+  }
+
   /** The VM announces it is halting; answers the recorded status. */
   async halting(uniqueID: string, load: number): Promise<Result<string>> {
     const target = await this.handleFor(uniqueID);
@@ -68,7 +76,11 @@ export class LifecycleClient {
       return S_OK(await call());
     } catch (err) {
       if (err instanceof WorkflowNotFoundError) return S_ERROR(`No running life cycle for ${who}: the instance has finished or never started`);
-      if (err instanceof WorkflowUpdateFailedError) return S_ERROR(err.cause?.message ?? err.message);
+      if (err instanceof WorkflowUpdateFailedError) {
+        // A refused transition carries its State (stop/halt/current) as the failure's first detail.
+        const state = err.cause instanceof ApplicationFailure ? err.cause.details?.[0] : undefined;
+        return S_ERROR(err.cause?.message ?? err.message, typeof state === 'string' ? state : undefined);
+      }
       const message = (err as Error).message ?? String(err);
       if (/already completed|workflow execution already completed/i.test(message)) {
         return S_ERROR(`No running life cycle for ${who}: the instance has finished`);

@@ -409,7 +409,7 @@ describe('local driver', function () {
       });
     }
 
-    it('kills what a crashed VM left behind, and nothing else', async function () {
+    it('kills what a crashed VM left behind, without a grace period', async function () {
       const { d, vm, grandchild, pid } = await start('obey', 10_000);
       process.kill(pid, 'SIGKILL');
       await waitFor('the crash to be seen', async () => ((await d.getInstanceStatus(vm.uniqueID)).status === 'stopped' ? true : undefined));

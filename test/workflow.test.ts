@@ -56,6 +56,28 @@ describe('instanceLifecycle on a dev server [mariadb]', function () {
     await maybeRecordHistory(handle, 'run-stop-halt');
   });
 
+  it('the VM declares itself running with its addresses; after a halt that is refused with State halt', async function () {
+    const { instanceID, handle } = await rig.launch();
+    await rig.waitForStatus(instanceID, 'Submitted');
+    const uniqueID = await rig.uniqueID(instanceID);
+    assert.deepEqual(await rig.lifecycle.running(uniqueID, '::ffff:192.0.2.44', '10.1.2.3'), { OK: true, Value: 'Running' });
+    assert.equal(ok(await rig.db.getInstanceParameter('PublicIP', instanceID)), '192.0.2.44');
+    assert.equal((await handle.query(stateQuery)).privateIP, '10.1.2.3');
+    assert.deepEqual(await rig.lifecycle.stop(instanceID), { OK: true, Value: 'Stopping' });
+    assert.deepEqual(await rig.lifecycle.halting(uniqueID, 0), { OK: true, Value: 'Halted' });
+    await handle.result();
+    const late = await rig.lifecycle.running(uniqueID, '192.0.2.44');
+    assert.equal(late.OK, false, 'the workflow has finished');
+  });
+
+  it('a refused halting keeps its State for the VM', async function () {
+    const { instanceID, handle } = await rig.launch();
+    await rig.waitForStatus(instanceID, 'Submitted');
+    const refused = await rig.lifecycle.halting(await rig.uniqueID(instanceID), 0);
+    assert.deepEqual(refused, { OK: false, Message: 'Transition ( Submitted -> Halted ) not allowed', State: 'Submitted' });
+    await handle.terminate('test done');
+  });
+
   it('a silent instance is Stalled, stopped at its endpoint and recorded Halted', async function () {
     const { instanceID, handle } = await rig.launch({ stallingIntervalSeconds: 3 });
     const final = await handle.result();
@@ -108,7 +130,7 @@ describe('instanceLifecycle on a dev server [mariadb]', function () {
   it('an operator stop of a Submitted instance is refused, as the transition table says', async function () {
     const { instanceID, handle } = await rig.launch();
     await rig.waitForStatus(instanceID, 'Submitted');
-    assert.deepEqual(await rig.lifecycle.stop(instanceID), { OK: false, Message: 'Transition ( Submitted -> Stopping ) not allowed' });
+    assert.deepEqual(await rig.lifecycle.stop(instanceID), { OK: false, Message: 'Transition ( Submitted -> Stopping ) not allowed', State: 'Submitted' });
     assert.equal(await rig.status(instanceID), 'Submitted');
     assert.equal((await handle.query(stateQuery)).status, 'Submitted', 'the workflow carries on');
     await handle.terminate('test done');

@@ -64,6 +64,8 @@ export interface LifecycleState {
 export const heartbeatUpdate = defineUpdate<Directive, [HeartbeatFigures]>('heartbeat');
 /** Fire-and-forget heartbeat for senders that cannot wait for the answer. */
 export const heartbeatSignal = defineSignal<[HeartbeatFigures]>('heartbeatSignal');
+/** The VM reports it is up, with its addresses; answered with the recorded status. */
+export const runningUpdate = defineUpdate<string, [{ publicIP: string; privateIP: string }]>('running');
 /** The VM announces it is halting; answered once Halted is recorded. */
 export const haltingUpdate = defineUpdate<string, [{ load: number }]>('halting');
 /** Operator stop: the seed's per-state rules; answers the resulting status. */

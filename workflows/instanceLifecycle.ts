@@ -27,6 +27,7 @@ import {
   VmStatus,
   haltingUpdate,
   heartbeatSignal,
+  runningUpdate,
   heartbeatUpdate,
   stateQuery,
   stopUpdate,
@@ -119,11 +120,29 @@ export async function instanceLifecycle(input: LifecycleInput): Promise<Lifecycl
     await recordHeartbeat(figures);
   });
   setHandler(
+    runningUpdate,
+    async ({ publicIP, privateIP }) => {
+      const outcome = await db.recordRunning(s.instanceID, s.uniqueID, publicIP, privateIP);
+      track(outcome);
+      if (!outcome.accepted) throw ApplicationFailure.nonRetryable(outcome.message ?? 'Running refused', 'RunningRefused', outcome.state);
+      s.publicIP = publicIP;
+      s.privateIP = privateIP;
+      s.lastNewsAt = Date.now();
+      return s.status;
+    },
+    {
+      validator: (body) => {
+        if (typeof body?.publicIP !== 'string' || typeof body?.privateIP !== 'string') throw new Error('publicIP and privateIP must be strings');
+        if (!s.uniqueID) throw new Error(`Instance ${s.instanceID} has no VM yet`);
+      },
+    },
+  );
+  setHandler(
     haltingUpdate,
     async ({ load }) => {
       const outcome = await db.recordHalting(s.instanceID, s.uniqueID, load);
       track(outcome);
-      if (!outcome.accepted) throw ApplicationFailure.nonRetryable(outcome.message ?? 'Halting refused', 'HaltingRefused');
+      if (!outcome.accepted) throw ApplicationFailure.nonRetryable(outcome.message ?? 'Halting refused', 'HaltingRefused', outcome.state);
       return s.status;
     },
     {
@@ -138,7 +157,7 @@ export async function instanceLifecycle(input: LifecycleInput): Promise<Lifecycl
     s.stopRequested = true;
     const outcome = await db.requestStop(s.instanceID);
     track(outcome);
-    if (!outcome.accepted) throw ApplicationFailure.nonRetryable(outcome.message ?? 'Stop refused', 'StopRefused');
+    if (!outcome.accepted) throw ApplicationFailure.nonRetryable(outcome.message ?? 'Stop refused', 'StopRefused', outcome.state);
     return s.status;
   });
   setHandler(stateQuery, () => s);

@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { closeSync, existsSync, promises as fs, openSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, promises as fs, openSync, readFileSync, readdirSync } from 'node:fs';
 import { isIP } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -73,14 +73,16 @@ function readText(file: string): string | null {
   }
 }
 
-/** State letter and start time of a pid from /proc/<pid>/stat, or null if there is no such process. */
-function procStat(pid: number): { state: string; startTime: string } | null {
+/** State, process group and start time of a pid from /proc/<pid>/stat, or null if there is no such process. */
+function procStat(pid: number): { state: string; pgrp: number; startTime: string } | null {
   const text = readText(`/proc/${pid}/stat`);
   if (text === null) return null;
   // The command name (field 2) may hold spaces and parentheses: count fields after its last ')'.
   const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  return { state: fields[0], startTime: fields[19] };
+  return { state: fields[0], pgrp: Number(fields[2]), startTime: fields[19] };
 }
+
+const isZombie = (state: string) => state === 'Z' || state === 'X';
 
 interface ProcessIdentity {
   pid: number;
@@ -88,8 +90,20 @@ interface ProcessIdentity {
   startTime: string | null;
 }
 
+interface VmProcess extends ProcessIdentity {
+  uniqueID: string;
+}
+
 function identityOf(pid: number): ProcessIdentity {
   return { pid, bootId: BOOT_ID, startTime: HAS_PROC ? (procStat(pid)?.startTime ?? null) : null };
+}
+
+/** Whether this pid is still the recorded process (same boot, same start time), zombie or not. */
+function isSameProcess(who: ProcessIdentity): boolean {
+  if (!Number.isSafeInteger(who.pid) || who.pid <= 1) return false;
+  if (!HAS_PROC) return isAlive(who);
+  if (who.startTime === null || who.bootId !== BOOT_ID) return false;
+  return procStat(who.pid)?.startTime === who.startTime;
 }
 
 /** True while the recorded process still runs: same pid, same boot, same start time, not a zombie. */
@@ -98,7 +112,7 @@ function isAlive(who: ProcessIdentity): boolean {
   if (HAS_PROC) {
     if (who.startTime === null || who.bootId !== BOOT_ID) return false;
     const stat = procStat(who.pid);
-    return stat !== null && stat.startTime === who.startTime && stat.state !== 'Z' && stat.state !== 'X';
+    return stat !== null && stat.startTime === who.startTime && !isZombie(stat.state);
   }
   // Without /proc the pid is all there is; EPERM means someone else's process, so not ours.
   try {
@@ -110,29 +124,40 @@ function isAlive(who: ProcessIdentity): boolean {
 }
 
 /**
- * Whether a signal to the process group `-pid` can only reach our VM's processes. The VM leads its
- * group (detached spawn), and the kernel does not hand out a pid still used as a group id; so either
- * the pid is our leader (maybe a zombie) or it is free and the group, if any, is what our VM left.
+ * The running processes of a VM: its leader and whatever it started. The leader heads its own process
+ * group (detached spawn). While the leader exists, even as a zombie, its pid is that group's id and
+ * no one else's, so the group is the VM. Once it is gone the number may be reused, so a process counts
+ * only if it is in that group and carries our VMDB_UNIQUE_ID in its environment.
  */
-function groupIsOurs(who: ProcessIdentity): boolean {
-  if (!HAS_PROC) return isAlive(who);
-  if (who.startTime === null || who.bootId !== BOOT_ID) return false;
-  const stat = procStat(who.pid);
-  return stat === null || stat.startTime === who.startTime;
+function vmProcesses(vm: VmProcess): number[] {
+  if (!HAS_PROC) return isAlive(vm) ? [vm.pid] : [];
+  if (vm.startTime === null || vm.bootId !== BOOT_ID) return [];
+  const leaderExists = isSameProcess(vm);
+  const marker = `VMDB_UNIQUE_ID=${vm.uniqueID}`;
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = procStat(Number(entry));
+    if (stat === null || stat.pgrp !== vm.pid || isZombie(stat.state)) continue;
+    if (leaderExists || readText(`/proc/${entry}/environ`)?.split('\0').includes(marker)) found.push(Number(entry));
+  }
+  return found;
 }
 
-function signalGroup(who: ProcessIdentity, signal: NodeJS.Signals): void {
-  if (!groupIsOurs(who)) return;
-  try {
-    process.kill(-who.pid, signal);
-  } catch {
-    // ESRCH: nothing left in the group. EPERM: what is left is not ours to signal.
+function signalVm(vm: VmProcess, signal: NodeJS.Signals): void {
+  const targets = isSameProcess(vm) ? [-vm.pid] : vmProcesses(vm);
+  for (const target of targets) {
+    try {
+      process.kill(target, signal);
+    } catch {
+      // ESRCH: already gone. EPERM: not ours to signal.
+    }
   }
 }
 
-async function waitUntilDead(who: ProcessIdentity, ms: number): Promise<boolean> {
+async function waitUntilGone(vm: VmProcess, ms: number): Promise<boolean> {
   const deadline = Date.now() + ms;
-  while (isAlive(who)) {
+  while (vmProcesses(vm).length > 0) {
     if (Date.now() >= deadline) return false;
     await sleep(POLL_MS);
   }
@@ -237,14 +262,18 @@ export class LocalDriver implements CloudDriver {
   async stopInstance(uniqueID: string): Promise<void> {
     const record = await this.record(uniqueID);
     if (!record) return;
-    if (isAlive(record)) {
-      signalGroup(record, 'SIGTERM');
-      await waitUntilDead(record, this.stopGraceMs);
+    // The whole VM gets the grace period, not just its leader; after it, or straight away for what a
+    // crashed VM left behind, SIGKILL.
+    let gone = vmProcesses(record).length === 0;
+    if (!gone && isAlive(record)) {
+      signalVm(record, 'SIGTERM');
+      gone = await waitUntilGone(record, this.stopGraceMs);
     }
-    // Also sweeps whatever the VM left in its group, and a leader that ignored SIGTERM.
-    signalGroup(record, 'SIGKILL');
-    if (!(await waitUntilDead(record, KILL_WAIT_MS))) {
-      throw new Error(`local VM ${uniqueID} (pid ${record.pid}) is still alive after SIGKILL`);
+    if (!gone) {
+      signalVm(record, 'SIGKILL');
+      if (!(await waitUntilGone(record, KILL_WAIT_MS))) {
+        throw new Error(`local VM ${uniqueID} (pid ${record.pid}) still has processes after SIGKILL: ${vmProcesses(record).join(' ')}`);
+      }
     }
     if (!record.stoppedAt) await writeJsonAtomic(this.recordPath(uniqueID), { ...record, stoppedAt: new Date().toISOString() });
   }
@@ -361,7 +390,7 @@ export class LocalDriver implements CloudDriver {
       await writeJsonAtomic(this.recordPath(uniqueID), record);
     } catch (err) {
       // A VM nobody knows about would run forever: take it down with the failed create.
-      signalGroup(identity, 'SIGKILL');
+      signalVm({ ...identity, uniqueID }, 'SIGKILL');
       throw err;
     }
     return record;
