@@ -1,8 +1,38 @@
 import { ApplicationFailure } from '@temporalio/common';
+import { makeVmToken } from '../src/auth/tokens';
 import type { CloudDriver, CloudInstance, CreateRequest } from '../src/drivers/driver';
 
+/** How a new VM finds the API: its address and the secret its token is signed with. */
+export interface VmCredentials {
+  /** URL the VMs reach the vmdb API on. */
+  apiUrl: string;
+  /** VMDB_TOKEN_SECRET; without it VMs get no token. */
+  tokenSecret?: string;
+}
+
+/**
+ * The VM's user data with a `vmdb` block (API URL, InstanceID, VM token)
+ * added. Made here, in the activity, so the token never enters the workflow
+ * history. User data that is not a JSON object is passed on untouched.
+ */
+export function withVmCredentials(userData: string | undefined, instanceID: number, credentials: VmCredentials | undefined): string | undefined {
+  if (!credentials?.tokenSecret) return userData;
+  let document: Record<string, unknown> = {};
+  if (userData) {
+    try {
+      const parsed: unknown = JSON.parse(userData);
+      if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) return userData;
+      document = parsed as Record<string, unknown>;
+    } catch {
+      return userData;
+    }
+  }
+  const vmdb = { apiUrl: credentials.apiUrl, instanceID, token: makeVmToken(credentials.tokenSecret, instanceID) };
+  return JSON.stringify({ ...document, vmdb });
+}
+
 /** Activities that talk to cloud endpoints through their drivers. */
-export function createCloudActivities(drivers: ReadonlyMap<string, CloudDriver>) {
+export function createCloudActivities(drivers: ReadonlyMap<string, CloudDriver>, credentials?: VmCredentials) {
   function driverFor(endpoint: string): CloudDriver {
     const driver = drivers.get(endpoint);
     // A missing driver is configuration, not weather: retrying will not help.
@@ -12,8 +42,9 @@ export function createCloudActivities(drivers: ReadonlyMap<string, CloudDriver>)
 
   return {
     /** Idempotent by instanceName: a retried create returns the VM of the first attempt. */
-    async createInstance(endpoint: string, request: CreateRequest): Promise<CloudInstance> {
-      return driverFor(endpoint).createInstance(request);
+    async createInstance(endpoint: string, request: CreateRequest, instanceID?: number): Promise<CloudInstance> {
+      const userData = instanceID === undefined ? request.userData : withVmCredentials(request.userData, instanceID, credentials);
+      return driverFor(endpoint).createInstance({ ...request, userData });
     },
 
     /** Stopping a VM that is already gone is success. */

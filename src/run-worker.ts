@@ -46,6 +46,7 @@ export async function runWorker(options: WorkerRunOptions = {}): Promise<void> {
       fleet,
       drivers,
       sshPrivateKeyPath: process.env.VMDB_SSH_KEY_FILE || undefined,
+      vmCredentials: { apiUrl: process.env.VMDB_PUBLIC_API_URL || 'http://127.0.0.1:8080', tokenSecret: process.env.VMDB_TOKEN_SECRET || undefined },
     });
     console.log(
       `vmdb worker on ${temporal.address} namespace ${temporal.namespace} task queue ${temporal.taskQueue}; database ${redact(config.databaseUrl)}; endpoints ${fleet.endpoints.map((e) => e.endpoint).join(', ')}`,

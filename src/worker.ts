@@ -1,6 +1,6 @@
 import { type NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import type { Client } from '@temporalio/client';
-import { createCloudActivities } from '../activities/cloud';
+import { type VmCredentials, createCloudActivities } from '../activities/cloud';
 import { createDatabaseActivities } from '../activities/database';
 import { createDirectorActivities } from '../activities/director';
 import { createSshActivities } from '../activities/ssh';
@@ -20,6 +20,8 @@ export interface VmdbWorkerDeps {
   sshPrivateKeyPath?: string;
   /** Or the key itself. */
   sshPrivateKey?: string;
+  /** Where VMs reach the API and the secret their tokens are signed with. */
+  vmCredentials?: VmCredentials;
   /** A prebuilt bundle (tests share one); by default the workflows are bundled from source. */
   workflowBundle?: WorkerOptions['workflowBundle'];
 }
@@ -28,7 +30,7 @@ export interface VmdbWorkerDeps {
 export function vmdbActivities(deps: Omit<VmdbWorkerDeps, 'connection' | 'namespace' | 'workflowBundle'>) {
   return {
     ...createDatabaseActivities(deps.db),
-    ...createCloudActivities(deps.drivers),
+    ...createCloudActivities(deps.drivers, deps.vmCredentials),
     ...createSshActivities({ privateKeyPath: deps.sshPrivateKeyPath, privateKey: deps.sshPrivateKey }),
     ...createDirectorActivities({ db: deps.db, client: deps.client, taskQueue: deps.taskQueue, endpoints: deps.fleet.endpoints, drivers: deps.drivers }),
   };

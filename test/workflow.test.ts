@@ -5,6 +5,9 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { heartbeatUpdate, stateQuery } from '../workflows/definitions';
 import { ScheduleOverlapPolicy } from '@temporalio/client';
 import { DIRECTOR_SCHEDULE_ID, SWEEP_SCHEDULE_ID, ensureSchedules } from '../src/schedules';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils';
+import { verifyVmToken } from '../src/auth/tokens';
+import type { LocalDriver } from '../src/drivers/local';
 import { ageInstance, ok } from './support/backends';
 import { type TestSshd, startSshd } from './support/sshd';
 import { ENDPOINT, LifecycleRig, maybeRecordHistory } from './support/lifecycle-rig';
@@ -249,6 +252,39 @@ describe('SSH contextualization through the workflow [mariadb]', function () {
     assert.deepEqual(await rig.history(instanceID), ['New', 'Submitted', 'Wait_ssh_context', 'Contextualizing', 'Error']);
     assert.equal((await rig.drivers.get(ENDPOINT)!.getInstanceStatus(final.uniqueID)).status, 'stopped');
     await maybeRecordHistory(handle, 'ssh-failed');
+  });
+});
+
+describe('VM credentials [mariadb]', function () {
+  this.timeout(120_000);
+  let env: TestWorkflowEnvironment;
+  let rig: LifecycleRig;
+  const secret = 'test-secret-for-vm-tokens';
+
+  before(async function () {
+    env = await startDevServer();
+    rig = new LifecycleRig(env, { tokenSecret: secret });
+    await rig.setUp();
+  });
+  after(async function () {
+    await rig?.tearDown();
+    await env?.teardown();
+  });
+
+  it('each VM gets its own token in its user data, and the token stays out of the workflow history', async function () {
+    const { instanceID, handle } = await rig.launch({ userData: JSON.stringify({ site: 'test' }) });
+    await rig.waitForStatus(instanceID, 'Submitted');
+    const uniqueID = await rig.uniqueID(instanceID);
+    const pid = (await (rig.drivers.get(ENDPOINT) as LocalDriver).record(uniqueID))!.pid;
+    const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+    const userData = JSON.parse(environ.find((v) => v.startsWith('VMDB_USER_DATA='))!.slice('VMDB_USER_DATA='.length));
+    assert.equal(userData.site, 'test', 'the configured user data is kept');
+    assert.equal(userData.vmdb.instanceID, instanceID);
+    assert.equal(userData.vmdb.apiUrl, 'http://127.0.0.1:8080');
+    assert.equal(verifyVmToken(secret, userData.vmdb.token), instanceID);
+    const history = historyToJSON(await handle.fetchHistory());
+    assert.ok(!history.includes(userData.vmdb.token), 'no token in the history');
+    await handle.terminate('test done');
   });
 });
 

@@ -230,7 +230,7 @@ export async function instanceLifecycle(input: LifecycleInput): Promise<Lifecycl
         imageName: input.imageName,
         runningPod: input.runningPod,
         userData: input.userData,
-      });
+      }, s.instanceID);
       s.uniqueID = vm.uniqueID;
       s.publicIP = vm.publicIP;
       s.privateIP = vm.privateIP;

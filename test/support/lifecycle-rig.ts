@@ -28,7 +28,7 @@ export class LifecycleRig {
 
   constructor(
     readonly env: TestWorkflowEnvironment,
-    private readonly options: { maxInstances?: number; sshPrivateKey?: string } = {},
+    private readonly options: { maxInstances?: number; sshPrivateKey?: string; tokenSecret?: string } = {},
   ) {}
 
   async setUp(): Promise<void> {
@@ -51,6 +51,7 @@ export class LifecycleRig {
       fleet: this.fleet,
       drivers: this.drivers,
       sshPrivateKey: this.options.sshPrivateKey,
+      vmCredentials: { apiUrl: 'http://127.0.0.1:8080', tokenSecret: this.options.tokenSecret },
       workflowBundle: await workflowBundle(),
     });
     this.workerDone = this.worker.run();
