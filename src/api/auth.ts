@@ -1,0 +1,96 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify';
+import { type OperatorToken, type Role, findOperator, isVmToken, roleAllows, verifyVmToken } from '../auth/tokens';
+import { ApiError } from './errors';
+
+/** Who sent a request to a protected route. */
+export type Principal = { kind: 'operator'; name: string; role: Role } | { kind: 'vm'; instanceID: number };
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal: Principal | null;
+  }
+}
+
+export const API_PREFIX = '/api/v1';
+export const BEARER_SECURITY = [{ bearer: [] }];
+
+// The access checks handed out below; a route under /api/v1 without one of them is refused at startup.
+const ACCESS_HOOKS = new WeakSet<onRequestHookHandler>();
+
+function unauthorized(message: string): ApiError {
+  return new ApiError(401, 'unauthorized', message);
+}
+
+/** The principal of a bearer token, or a 401 naming what is wrong with it. */
+function authenticate(header: string | undefined, operators: readonly OperatorToken[], tokenSecret: string): Principal {
+  if (!header) throw unauthorized('Authorization: Bearer <token> is required');
+  const match = /^Bearer +(\S+) *$/i.exec(header);
+  if (!match) throw unauthorized('Authorization must be "Bearer <token>"');
+  const token = match[1];
+  if (isVmToken(token)) {
+    const instanceID = verifyVmToken(tokenSecret, token);
+    if (instanceID === undefined) throw unauthorized('Invalid VM token');
+    return { kind: 'vm', instanceID };
+  }
+  const operator = findOperator(operators, token);
+  if (!operator) throw unauthorized('Invalid token');
+  return { kind: 'operator', name: operator.name, role: operator.role };
+}
+
+/**
+ * Authenticates every request under /api/v1 (unknown routes there too, so
+ * their existence is not revealed to strangers) and makes sure every such
+ * route declares who may call it.
+ */
+export function installAuth(app: FastifyInstance, operators: readonly OperatorToken[], tokenSecret: string): void {
+  app.decorateRequest('principal', null);
+  app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
+    if (!isProtected(request.url)) return;
+    try {
+      request.principal = authenticate(request.headers.authorization, operators, tokenSecret);
+    } catch (err) {
+      reply.header('WWW-Authenticate', 'Bearer');
+      throw err;
+    }
+  });
+  app.addHook('onRoute', (route) => {
+    if (!isProtected(route.url)) return;
+    const hooks = [route.onRequest ?? []].flat() as onRequestHookHandler[];
+    if (!hooks.some((hook) => ACCESS_HOOKS.has(hook))) throw new Error(`${route.method} ${route.url} has no requireRole/requireVm`);
+    // Documented as secured in the OpenAPI document; swagger's own onRoute hook runs after this one.
+    route.schema = { ...route.schema, security: BEARER_SECURITY } as typeof route.schema;
+  });
+}
+
+function isProtected(url: string): boolean {
+  return url === API_PREFIX || url.startsWith(`${API_PREFIX}/`) || url.startsWith(`${API_PREFIX}?`);
+}
+
+function access(check: (principal: Principal, request: FastifyRequest) => void): onRequestHookHandler {
+  const hook: onRequestHookHandler = async function (request) {
+    if (!request.principal) throw new ApiError(401, 'unauthorized', 'Authorization: Bearer <token> is required');
+    check(request.principal, request);
+  };
+  ACCESS_HOOKS.add(hook);
+  return hook;
+}
+
+/** Operators whose role is at least `role`. */
+export function requireRole(role: Role): onRequestHookHandler {
+  return access((principal) => {
+    if (principal.kind !== 'operator') throw new ApiError(403, 'forbidden', `This route is for operators (role ${role}), not VM tokens`);
+    if (!roleAllows(principal.role, role)) throw new ApiError(403, 'forbidden', `Role ${principal.role} may not do this; it needs ${role}`);
+  });
+}
+
+/**
+ * The VM of the instance named by the `instanceID` path parameter, and only it.
+ * Runs before validation, so it compares the raw path text with the token's id.
+ */
+export function requireVm(): onRequestHookHandler {
+  return access((principal, request) => {
+    if (principal.kind !== 'vm') throw new ApiError(403, 'forbidden', 'This route is for the VM token of the instance');
+    const given = (request.params as Record<string, string | undefined>).instanceID;
+    if (given !== String(principal.instanceID)) throw new ApiError(403, 'forbidden', `This VM token is for instance ${principal.instanceID} only`);
+  });
+}

@@ -1,0 +1,185 @@
+import type { FastifyInstance } from 'fastify';
+import { INSTANCE_STATES } from '../../../entities/states';
+import { columnNames, columnOf } from '../../../entities/tables';
+import { type Failure, type Result, isDatabaseError } from '../../result';
+import { requireRole } from '../auth';
+import { ApiError, NO_LIFECYCLE, badRequest, isTemporalUnavailable, unwrap } from '../errors';
+import { filtersOf, sortListOf } from '../filters';
+import { MAX_ID, errorReplies, instanceIDParams, table, withFilters } from '../schemas';
+import type { ApiDeps } from '../server';
+
+export const MAX_PAGE = 1000;
+export const MAX_STOP = 1000;
+const STOP_CONCURRENCY = 8;
+
+const record = { type: 'object', additionalProperties: true } as const;
+
+/** `{ <InstanceID>: { OK, Value?, Message?, State? } }` */
+const stopResults = {
+  type: 'object',
+  additionalProperties: {
+    type: 'object',
+    properties: { OK: { type: 'boolean' }, Value: { type: 'string' }, Message: { type: 'string' }, State: { type: 'string' } },
+  },
+} as const;
+
+/** Operators' view of the instances, and the operator stop. */
+export default async function instanceRoutes(app: FastifyInstance, { deps }: { deps: ApiDeps }): Promise<void> {
+  const { db, lifecycle } = deps;
+
+  app.get<{ Querystring: { sort?: string; start: number; limit: number } & Record<string, unknown> }>(
+    '/instances',
+    {
+      onRequest: requireRole('read'),
+      schema: {
+        tags: ['instances'],
+        summary: 'Instances with their image (getInstancesContent): filters, sort, paging, total',
+        description:
+          'Any other query parameter filters: a column (`Status`), or `inst.X` / `img.X`, equal to the value; comma-separated values are ORed. Unknown filter and sort fields are ignored.',
+        querystring: withFilters({
+          sort: { type: 'string', description: 'F:ASC,G:DESC' },
+          start: { type: 'integer', minimum: 0, maximum: MAX_ID, default: 0 },
+          limit: { type: 'integer', minimum: 1, maximum: MAX_PAGE, default: 100 },
+        }),
+        response: {
+          200: { type: 'object', properties: { ...table.properties, TotalRecords: { type: 'integer' } } },
+          ...errorReplies(),
+        },
+      },
+    },
+    async (request) => {
+      const { sort, start, limit } = request.query;
+      const selDict = filtersOf(request.query, ['sort', 'start', 'limit'], ['vm_Instances', 'vm_Images']);
+      return unwrap(await db.getInstancesContent(selDict, sortListOf(sort), start, limit));
+    },
+  );
+
+  app.get<{ Querystring: { groupBy: string } & Record<string, unknown> }>(
+    '/instances/counters',
+    {
+      onRequest: requireRole('read'),
+      schema: {
+        tags: ['instances'],
+        summary: 'Number of instances per value of a column (getInstanceCounters)',
+        description: 'Any other query parameter filters on a vm_Instances column; comma-separated values are ORed.',
+        querystring: withFilters({ groupBy: { type: 'string', default: 'Status', description: 'a vm_Instances column' } }),
+        response: { 200: { type: 'object', additionalProperties: { type: 'integer' } }, ...errorReplies() },
+      },
+    },
+    async (request) => {
+      const { groupBy } = request.query;
+      if (!columnOf('vm_Instances', groupBy)) throw badRequest(`groupBy: ${JSON.stringify(groupBy.slice(0, 40))} is not a vm_Instances column (querystring)`);
+      return unwrap(await db.getInstanceCounters(groupBy, filtersOf(request.query, ['groupBy'])));
+    },
+  );
+
+  app.get<{ Params: { status: string } }>(
+    '/instances/by-status/:status',
+    {
+      onRequest: requireRole('read'),
+      schema: {
+        tags: ['instances'],
+        summary: 'UniqueIDs of the instances in a status, per image (getInstancesByStatus)',
+        params: {
+          type: 'object',
+          properties: { status: { type: 'string', enum: [...INSTANCE_STATES] } },
+          required: ['status'],
+          additionalProperties: false,
+        },
+        response: { 200: { type: 'object', additionalProperties: { type: 'array', items: { type: 'string' } } }, ...errorReplies() },
+      },
+    },
+    async (request) => unwrap(await db.getInstancesByStatus(request.params.status)),
+  );
+
+  app.get<{ Params: { instanceID: number } }>(
+    '/instances/:instanceID',
+    {
+      onRequest: requireRole('read'),
+      schema: {
+        tags: ['instances'],
+        summary: 'One instance and its image',
+        params: instanceIDParams,
+        response: { 200: { type: 'object', properties: { Image: record, Instance: record } }, ...errorReplies(404) },
+      },
+    },
+    async (request) => {
+      const { instanceID } = request.params;
+      // By InstanceID rather than getAllInfoForUniqueID: a New instance has no UniqueID yet.
+      const instance = await rowOf('vm_Instances', { InstanceID: instanceID });
+      if (!instance) throw new ApiError(404, 'not_found', `Unknown InstanceID = ${instanceID}`);
+      const image = await rowOf('vm_Images', { VMImageID: instance.VMImageID });
+      return { Image: image ?? {}, Instance: instance };
+    },
+  );
+
+  async function rowOf(tableName: 'vm_Instances' | 'vm_Images', where: Record<string, unknown>): Promise<Record<string, unknown> | undefined> {
+    const names = columnNames(tableName);
+    const [row] = unwrap(await db.getFields(tableName, names, where));
+    return row && Object.fromEntries(names.map((name, i) => [name, row[i]]));
+  }
+
+  app.get<{ Params: { instanceID: number } }>(
+    '/instances/:instanceID/history',
+    {
+      onRequest: requireRole('read'),
+      schema: {
+        tags: ['instances'],
+        summary: 'The history rows of one instance, oldest first',
+        params: instanceIDParams,
+        response: { 200: table, ...errorReplies(404) },
+      },
+    },
+    async (request) => {
+      const { instanceID } = request.params;
+      unwrap(await db.getUniqueID(instanceID)); // an unknown instance is a 404, not an empty history
+      return unwrap(await db.getHistoryForInstanceID(instanceID));
+    },
+  );
+
+  app.post<{ Body: { instanceIDs: number[] } }>(
+    '/instances/stop',
+    {
+      onRequest: requireRole('operate'),
+      schema: {
+        tags: ['instances'],
+        summary: "Stop instances with the seed's rules (Running: Stopping; New or Stalled: Halted), through each workflow",
+        description: 'An instance without a running workflow is stopped in the database. Each id has its own result.',
+        body: {
+          type: 'object',
+          properties: { instanceIDs: { type: 'array', items: { type: 'integer', minimum: 1, maximum: MAX_ID }, minItems: 1, maxItems: MAX_STOP } },
+          required: ['instanceIDs'],
+          additionalProperties: false,
+        },
+        response: {
+          200: { type: 'object', properties: { results: stopResults } },
+          ...errorReplies(),
+          503: { type: 'object', properties: { error: { type: 'string' }, message: { type: 'string' }, results: stopResults } },
+        },
+      },
+    },
+    async (request, reply) => {
+      const ids = [...new Set(request.body.instanceIDs)];
+      const results: Record<string, Result<string>> = {};
+      for (let i = 0; i < ids.length; i += STOP_CONCURRENCY) {
+        const batch = ids.slice(i, i + STOP_CONCURRENCY);
+        const outcomes = await Promise.all(batch.map(stopOne));
+        batch.forEach((id, j) => (results[id] = outcomes[j]));
+      }
+      // Nothing could be reached at all: say so, so that a script retries, with the details.
+      const unavailable = (r: Result<string>) => !r.OK && (isDatabaseError(r) || isTemporalUnavailable(r));
+      if (Object.values(results).every(unavailable)) {
+        return reply.code(503).send({ error: 'unavailable', message: 'Neither the workflows nor the database could be reached', results });
+      }
+      return { results };
+    },
+  );
+
+  async function stopOne(instanceID: number): Promise<Result<string>> {
+    const viaWorkflow = await lifecycle.stop(instanceID);
+    if (viaWorkflow.OK || !NO_LIFECYCLE.test(viaWorkflow.Message)) return viaWorkflow;
+    const viaDatabase = await db.declareInstancesStopping([instanceID]);
+    if (viaDatabase.OK) return viaDatabase.Value[instanceID];
+    return (viaDatabase as Failure & { Value?: Record<string, Result<string>> }).Value?.[instanceID] ?? viaDatabase;
+  }
+}

@@ -1,0 +1,139 @@
+import { isIP } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import type { HeartbeatFigures } from '../../../entities/heartbeat';
+import type { Directive } from '../../../workflows/definitions';
+import { requireVm } from '../auth';
+import { ApiError, NO_LIFECYCLE, badRequest, fromFailure, unwrap } from '../errors';
+import { count, errorReplies, figure, instanceIDParams } from '../schemas';
+import type { ApiDeps } from '../server';
+
+const IP_WIDTH = 32; // vm_Instances.PublicIP / PrivateIP are VARCHAR(32)
+
+const ip = (description: string) => ({ type: 'string', maxLength: IP_WIDTH, description }) as const;
+
+const statusReply = { type: 'object', properties: { status: { type: 'string' } }, required: ['status'] } as const;
+
+/** A VM's own routes: each goes through its instance's workflow, and answers once the change is committed. */
+export default async function vmRoutes(app: FastifyInstance, { deps }: { deps: ApiDeps }): Promise<void> {
+  const { db, lifecycle } = deps;
+
+  /** The UniqueID the workflow knows the VM by; an instance that has no VM yet cannot speak for it. */
+  async function uniqueIDOf(instanceID: number): Promise<string> {
+    const uniqueID = unwrap(await db.getUniqueID(instanceID));
+    if (uniqueID) return uniqueID;
+    const status = await db.getInstanceParameter('Status', instanceID);
+    const state = status.OK ? String(status.Value) : undefined;
+    throw new ApiError(409, 'not_ready', `Instance ${instanceID} has no VM yet${state ? ` (status ${state})` : ''}`, state);
+  }
+
+  function checkIP(name: string, value: string): string {
+    if (value !== '' && isIP(value) === 0) throw badRequest(`${name} is not an IP address (body)`);
+    return value;
+  }
+
+  /** The caller's address as the public IP, when it is one that fits the column. */
+  function remoteIP(address: string | undefined): string {
+    if (!address) return ''; // a socket that is already gone has no address
+    const stripped = address.startsWith('::ffff:') ? address.slice('::ffff:'.length) : address;
+    return isIP(stripped) !== 0 && stripped.length <= IP_WIDTH ? stripped : '';
+  }
+
+  app.post<{ Params: { instanceID: number }; Body: { publicIP?: string; privateIP?: string } }>(
+    '/vms/:instanceID/running',
+    {
+      onRequest: requireVm(),
+      // The body is optional: an empty POST declares Running from the caller's address.
+      preValidation: async (request) => {
+        if (request.body === undefined) request.body = {};
+      },
+      schema: {
+        tags: ['vm'],
+        summary: 'The VM is up: declare it Running with its addresses',
+        params: instanceIDParams,
+        body: {
+          type: 'object',
+          properties: { publicIP: ip("defaults to the request's remote address, ::ffff: stripped"), privateIP: ip('default empty') },
+          additionalProperties: false,
+        },
+        response: { 200: statusReply, ...errorReplies(404, 409) },
+      },
+    },
+    async (request) => {
+      const { instanceID } = request.params;
+      const publicIP = checkIP('publicIP', request.body.publicIP ?? remoteIP(request.ip));
+      const privateIP = checkIP('privateIP', request.body.privateIP ?? '');
+      const uniqueID = await uniqueIDOf(instanceID);
+      return { status: unwrap(await lifecycle.running(uniqueID, publicIP, privateIP)) };
+    },
+  );
+
+  app.post<{ Params: { instanceID: number }; Body: HeartbeatFigures }>(
+    '/vms/:instanceID/heartbeat',
+    {
+      onRequest: requireVm(),
+      schema: {
+        tags: ['vm'],
+        summary: 'A heartbeat; the answer tells the VM to carry on, drain (stop) or power off (halt)',
+        params: instanceIDParams,
+        body: {
+          type: 'object',
+          properties: {
+            load: figure('load average'),
+            jobs: count('jobs running'),
+            transferredFiles: count('files transferred'),
+            transferredBytes: count('bytes transferred', Number.MAX_SAFE_INTEGER),
+            uptime: count('seconds up (0: unknown)'),
+          },
+          required: ['load', 'jobs', 'transferredFiles', 'transferredBytes', 'uptime'],
+          additionalProperties: false,
+        },
+        response: {
+          200: { type: 'object', properties: { directive: { type: 'string', enum: ['ok', 'stop', 'halt'] } }, required: ['directive'] },
+          ...errorReplies(404, 409),
+        },
+      },
+    },
+    async (request) => {
+      const { instanceID } = request.params;
+      const uniqueID = await uniqueIDOf(instanceID);
+      const result = await lifecycle.heartbeat(uniqueID, request.body);
+      if (result.OK) return { directive: result.Value };
+      // A refused heartbeat is still an answer for the VM: State stop means drain, halt means power off.
+      if (result.State === 'stop' || result.State === 'halt') return { directive: result.State };
+      if (NO_LIFECYCLE.test(result.Message)) {
+        const directive = await settledDirective(instanceID);
+        if (directive) return { directive };
+      }
+      throw fromFailure(result);
+    },
+  );
+
+  /**
+   * Once its workflow has finished, a VM that still beats gets the answer the
+   * database would give (Stopping: stop; Halted or Error: halt), read only.
+   */
+  async function settledDirective(instanceID: number): Promise<Directive | undefined> {
+    const status = unwrap(await db.getInstanceParameter('Status', instanceID));
+    if (status === 'Stopping') return 'stop';
+    if (status === 'Halted' || status === 'Error') return 'halt';
+    return undefined;
+  }
+
+  app.post<{ Params: { instanceID: number }; Body: { load: number } }>(
+    '/vms/:instanceID/halting',
+    {
+      onRequest: requireVm(),
+      schema: {
+        tags: ['vm'],
+        summary: 'The VM is powering off: record it Halted with its last load',
+        params: instanceIDParams,
+        body: { type: 'object', properties: { load: figure('load average') }, required: ['load'], additionalProperties: false },
+        response: { 200: statusReply, ...errorReplies(404, 409) },
+      },
+    },
+    async (request) => {
+      const uniqueID = await uniqueIDOf(request.params.instanceID);
+      return { status: unwrap(await lifecycle.halting(uniqueID, request.body.load)) };
+    },
+  );
+}
