@@ -1,59 +1,119 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { Connection } from '@temporalio/client';
+import { loadApiConfig } from './api/config';
+import { buildApi } from './api/server';
+import { newSecret } from './auth/tokens';
 import { loadConfig } from './config';
-import { DEFAULT_FLEET, type FleetConfig, loadFleetConfig } from './fleet-config';
+import { createDrivers } from './drivers/driver';
+import { DEFAULT_FLEET, type FleetConfig, driverConfigs, loadFleetConfig } from './fleet-config';
+import { LifecycleClient } from './lifecycle-client';
 import { runWorker } from './run-worker';
-import { loadTemporalSettings } from './temporal-config';
+import { connectClient, loadTemporalSettings } from './temporal-config';
+import { VirtualMachineDB } from './vmdb';
 import { SEARCH_ATTRIBUTES } from '../workflows/definitions';
 
 const ROOT = join(__dirname, '..', '..');
 
+/** The data folder: databases, the Temporal store, the local VMs' state and the generated secrets. */
+function prepareDataDir(): string {
+  const dir = resolve(process.env.VMDB_DATA_DIR || 'data');
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+/** A token secret and an admin token made on the first start and kept (mode 0600) for the next ones. */
+function secrets(dir: string): { tokenSecret: string; adminToken: string } {
+  const file = join(dir, 'secrets.json');
+  if (existsSync(file)) return JSON.parse(readFileSync(file, 'utf8'));
+  const made = { tokenSecret: newSecret(), adminToken: newSecret() };
+  writeFileSync(file, `${JSON.stringify(made, null, 2)}\n`, { mode: 0o600 });
+  return made;
+}
+
 /** Starts `temporal server start-dev` from the project's venv, with its SQLite file and our search attributes. */
-async function startEmbeddedTemporal(address: string): Promise<() => void> {
+async function startEmbeddedTemporal(address: string, dbFile: string): Promise<() => void> {
   const out = execFileSync('bash', [join(ROOT, 'scripts', 'temporal-env.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   const cli = /^TEMPORAL_CLI=(.*)$/m.exec(out)?.[1];
   if (!cli) throw new Error('scripts/temporal-env.sh did not report the Temporal CLI');
   const [ip, port] = address.split(':');
   const uiPort = process.env.VMDB_TEMPORAL_UI_PORT || '8233';
-  const args = ['server', 'start-dev', '--ip', ip, '--port', port, '--ui-port', uiPort, '--db-filename', process.env.VMDB_TEMPORAL_DB || 'vmdb-temporal.db', '--log-level', 'warn'];
+  const args = ['server', 'start-dev', '--ip', ip, '--port', port, '--ui-port', uiPort, '--db-filename', dbFile, '--log-level', 'error'];
   for (const key of SEARCH_ATTRIBUTES) args.push('--search-attribute', `${key.name}=Keyword`);
-  const server = spawn(cli, args, { stdio: ['ignore', 'inherit', 'inherit'] });
+  // Its own process group: Ctrl-C reaches it through us, after the worker has drained.
+  const server = spawn(cli, args, { stdio: ['ignore', 'inherit', 'inherit'], detached: true });
   for (let i = 0; i < 100; i++) {
     try {
       const connection = await Connection.connect({ address, connectTimeout: 1000 });
       await connection.close();
-      console.log(`Temporal dev server on ${address}, Web UI http://${ip}:${uiPort} (filter: VmStatus="Running")`);
+      console.log(`Temporal UI    http://${ip}:${uiPort}   (filter: VmStatus="Running")`);
       return () => server.kill('SIGTERM');
     } catch {
       if (server.exitCode !== null) throw new Error(`temporal server start-dev exited with ${server.exitCode}`);
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      await new Promise((r) => setTimeout(r, 300));
     }
   }
   server.kill('SIGTERM');
   throw new Error(`Temporal dev server did not answer on ${address}`);
 }
 
-/** The default fleet's local VMs run the demo agent, so instances really heartbeat. */
-function demoFleet(): FleetConfig {
+/** The default fleet's local VMs run the real vmdb-agent, with a short period. */
+function demoFleet(dataDir: string): FleetConfig {
   if (process.env.VMDB_FLEET_FILE) return loadFleetConfig();
   return {
     ...DEFAULT_FLEET,
-    endpoints: DEFAULT_FLEET.endpoints.map((e) => ({ ...e, driver: { ...e.driver, command: [process.execPath, require.resolve('./local-vm-agent')] } })),
+    directorEverySeconds: 30,
+    endpoints: DEFAULT_FLEET.endpoints.map((e) => ({
+      ...e,
+      driver: { ...e.driver, stateDir: join(dataDir, 'vms'), command: [process.execPath, require.resolve('./agent/main')] },
+    })),
   };
 }
 
 /**
  * `npm start`: the whole service on its embedded defaults: a Temporal dev
- * server (unless TEMPORAL_ADDRESS names a cluster), the SQLite database, the
- * worker with the Director and sweep Schedules, local VMs that heartbeat.
+ * server persisting under the data folder (unless TEMPORAL_ADDRESS names a
+ * cluster), the SQLite database, the API, the worker with the Director and
+ * sweep Schedules, and local demo VMs running vmdb-agent.
  */
 async function main(): Promise<void> {
-  const temporal = loadTemporalSettings();
-  const stopServer = process.env.TEMPORAL_ADDRESS ? undefined : await startEmbeddedTemporal(temporal.address);
+  const dataDir = prepareDataDir();
+  const generated = secrets(dataDir);
+  const env = process.env;
+  env.VMDB_DATABASE_URL ||= `sqlite:${join(dataDir, 'vmdb.sqlite')}`;
+  env.VMDB_TOKEN_SECRET ||= generated.tokenSecret;
+  if (!env.VMDB_OPERATOR_TOKENS_FILE) env.VMDB_ADMIN_TOKEN ||= generated.adminToken;
+  const api = loadApiConfig(env);
+  const apiUrl = `http://${api.host}:${api.port}`;
+  env.VMDB_PUBLIC_API_URL ||= apiUrl;
+  // Inherited by the local VMs (vmdb-agent): a short period, a stop file in the data folder, and "powering off" is exiting.
+  env.VMDB_AGENT_PERIOD ||= '10';
+  env.VMDB_AGENT_STOP_FILE ||= join(dataDir, 'agent-stop');
+  env.VMDB_AGENT_HALT_COMMAND ||= '["true"]';
+
+  const embedded = !env.TEMPORAL_ADDRESS;
+  const temporal = loadTemporalSettings(embedded ? { ...env, TEMPORAL_ADDRESS: `127.0.0.1:${env.VMDB_TEMPORAL_PORT || 7233}` } : env);
+  const stopServer = embedded ? await startEmbeddedTemporal(temporal.address, join(dataDir, 'temporal.db')) : undefined;
+  const config = loadConfig(env);
+  const fleet = demoFleet(dataDir);
+  const db = await VirtualMachineDB.open({ url: config.databaseUrl, stallingInterval: config.stallingInterval });
+  const client = await connectClient(temporal);
+  const app = await buildApi({ db, lifecycle: new LifecycleClient(client, db), temporal: client, operators: api.operators, tokenSecret: api.tokenSecret, logger: false });
   try {
-    await runWorker({ config: loadConfig(), temporal, fleet: demoFleet() });
+    await app.listen({ host: api.host, port: api.port });
+    console.log(`API            ${apiUrl}/api/v1   docs ${apiUrl}/docs`);
+    if (env.VMDB_ADMIN_TOKEN === generated.adminToken) console.log(`operator token ${generated.adminToken}   (export VMDB_TOKEN=... for the vmdb CLI)`);
+    await runWorker({ config, temporal, fleet });
   } finally {
+    await app.close();
+    await client.connection.close();
+    await db.close();
+    // Local demo VMs are processes of this machine: stop them with the service (cloud VMs outlive it).
+    const local = { ...fleet, endpoints: fleet.endpoints.filter((e) => e.driver.type === 'local') };
+    for (const driver of createDrivers(driverConfigs(local)).values()) {
+      for (const vm of await driver.listInstances()) if (vm.status === 'running') await driver.stopInstance(vm.uniqueID);
+    }
     stopServer?.();
   }
 }
