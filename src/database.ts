@@ -119,23 +119,23 @@ export class Database {
   private static readonly sqliteFiles = new Map<string, { db: Promise<Database>; users: number }>();
   private sharedKey: string | null = null;
 
-  static async connect(url: string): Promise<Database> {
+  static async connect(url: string, { migrate = true }: { migrate?: boolean } = {}): Promise<Database> {
     const target = parseDatabaseUrl(url);
     if (target.dialect === 'sqlite' && target.database !== ':memory:') {
       const key = resolvePath(target.database);
       let entry = Database.sqliteFiles.get(key);
       if (!entry) {
-        entry = { db: Database.connectWithRetry(target), users: 0 };
+        entry = { db: Database.connectWithRetry(target, migrate), users: 0 };
         Database.sqliteFiles.set(key, entry);
         entry.db.then((db) => (db.sharedKey = key)).catch(() => Database.sqliteFiles.delete(key));
       }
       entry.users++;
       return entry.db;
     }
-    return Database.connectWithRetry(target);
+    return Database.connectWithRetry(target, migrate);
   }
 
-  private static async connectNew(target: DatabaseUrl): Promise<Database> {
+  private static async connectNew(target: DatabaseUrl, migrate: boolean): Promise<Database> {
     const common = {
       entities: [VmImage, VmInstance, VmHistory] as Function[],
       migrations: MIGRATIONS as Function[],
@@ -169,7 +169,8 @@ export class Database {
     const db = new Database(target.dialect, dataSource);
     try {
       await dataSource.initialize();
-      await db.migrate();
+      if (migrate) await db.migrate();
+      else await db.requireCurrentSchema();
     } catch (err) {
       if (dataSource.isInitialized) await dataSource.destroy();
       throw err;
@@ -182,16 +183,28 @@ export class Database {
    * of those waits bypass the busy timeout. Another process opening the same
    * file at that instant gets "database is locked": try again shortly.
    */
-  private static async connectWithRetry(target: DatabaseUrl): Promise<Database> {
+  private static async connectWithRetry(target: DatabaseUrl, migrate: boolean): Promise<Database> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await Database.connectNew(target);
+        return await Database.connectNew(target, migrate);
       } catch (err) {
         const busy = driverCode(err) === 'SQLITE_BUSY' || /database is locked/.test(String((err as Error)?.message));
         if (target.dialect !== 'sqlite' || !busy || attempt >= OPEN_ATTEMPTS) throw err;
         await new Promise((resolve) => setTimeout(resolve, 50 * attempt + Math.random() * 50));
       }
     }
+  }
+
+  /** With automatic migration off: refuse to run on a schema that is behind the code. */
+  private async requireCurrentSchema(): Promise<void> {
+    if (await this.dataSource.showMigrations()) {
+      throw new Error('The database schema is not current (pending migrations); run `vmdb migrate`, or open with migrations enabled');
+    }
+  }
+
+  /** True when every migration of this build has been applied. */
+  async schemaIsCurrent(): Promise<boolean> {
+    return !(await this.onSqliteTurn(() => this.dataSource.showMigrations()));
   }
 
   /** Applies pending migrations; two processes opening one empty database take turns. */

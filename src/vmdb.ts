@@ -15,6 +15,8 @@ export interface OpenOptions {
   url: string;
   /** Seconds without news after which an instance is declared Stalled (default 2400). */
   stallingInterval?: number;
+  /** Apply pending migrations on open (default true). When false, open fails on a schema that is behind. */
+  migrate?: boolean;
 }
 
 const DEFAULT_STALLING_INTERVAL = 2400;
@@ -58,11 +60,16 @@ export class VirtualMachineDB {
     }
     let db: Database;
     try {
-      db = await Database.connect(options.url);
+      db = await Database.connect(options.url, { migrate: options.migrate ?? true });
     } catch (err) {
       throw new Error(`Cannot open ${typeof options.url === 'string' ? redact(options.url) : 'database'}: ${(err as Error).message}`);
     }
     return new VirtualMachineDB(db, db.pool, interval);
+  }
+
+  /** True when every migration of this build has been applied (for readiness checks). */
+  async schemaIsCurrent(): Promise<boolean> {
+    return this.db.schemaIsCurrent();
   }
 
   get dialect(): 'mysql' | 'sqlite' {

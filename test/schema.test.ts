@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { VirtualMachineDB } from '../src';
-import { MYSQL_SERVER_URL, ageInstance, ok, onEveryBackend, withMysql } from './support/backends';
+import { BACKENDS, MYSQL_SERVER_URL, ageInstance, ok, onEveryBackend, withMysql } from './support/backends';
 
 /**
  * The schema equals the seed's tablesDesc on both backends, migrations run
@@ -455,4 +455,23 @@ describe('package entry point', function () {
     assert.deepEqual(pkg.VirtualMachineDB.tablesDesc, VirtualMachineDB.tablesDesc);
     assert.equal(pkg.VirtualMachineDB.defaultStallingInterval, 2400);
   });
+});
+
+describe('automatic migration can be turned off', function () {
+  for (const backend of BACKENDS) {
+    it(`[${backend.name}] open({ migrate: false }) refuses a schema that is behind, and accepts a current one`, async function () {
+      const url = await backend.createDatabase();
+      try {
+        await assert.rejects(VirtualMachineDB.open({ url, migrate: false }), /schema is not current.*vmdb migrate/);
+        const migrated = await VirtualMachineDB.open({ url });
+        assert.equal(await migrated.schemaIsCurrent(), true);
+        await migrated.close();
+        const strict = await VirtualMachineDB.open({ url, migrate: false });
+        assert.equal(await strict.schemaIsCurrent(), true);
+        await strict.close();
+      } finally {
+        await backend.dropAll();
+      }
+    });
+  }
 });
