@@ -1,6 +1,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { makeVmToken } from '../src/auth/tokens';
 import type { CloudDriver, CloudInstance, CreateRequest } from '../src/drivers/driver';
+import { activityLogger } from '../src/log';
 
 /** How a new VM finds the API: its address and the secret its token is signed with. */
 export interface VmCredentials {
@@ -44,12 +45,15 @@ export function createCloudActivities(drivers: ReadonlyMap<string, CloudDriver>,
     /** Idempotent by instanceName: a retried create returns the VM of the first attempt. */
     async createInstance(endpoint: string, request: CreateRequest, instanceID?: number): Promise<CloudInstance> {
       const userData = instanceID === undefined ? request.userData : withVmCredentials(request.userData, instanceID, credentials);
-      return driverFor(endpoint).createInstance({ ...request, userData });
+      const vm = await driverFor(endpoint).createInstance({ ...request, userData });
+      activityLogger({ instanceID, uniqueID: vm.uniqueID }).info({ endpoint, name: request.instanceName, status: vm.status }, 'VM created at its endpoint');
+      return vm;
     },
 
     /** Stopping a VM that is already gone is success. */
     async stopInstance(endpoint: string, uniqueID: string): Promise<void> {
       await driverFor(endpoint).stopInstance(uniqueID);
+      activityLogger({ uniqueID }).info({ endpoint }, 'VM stopped at its endpoint');
     },
 
     async cloudInstanceStatus(endpoint: string, uniqueID: string): Promise<CloudInstance> {

@@ -1,5 +1,6 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { HeartbeatFigures } from '../entities/heartbeat';
+import { activityLogger } from '../src/log';
 import { type Failure, type Result, isDatabaseError } from '../src/result';
 import type { VirtualMachineDB } from '../src/vmdb';
 import type { Directive } from '../workflows/definitions';
@@ -40,10 +41,22 @@ export function createDatabaseActivities(db: VirtualMachineDB) {
     return { status, lastUpdate: lastUpdate ? lastUpdate.toISOString() : null, errorMessage };
   }
 
-  async function change(instanceID: number, result: Result<unknown>): Promise<StateChange> {
+  /**
+   * The outcome of a state change, logged for the instance: `what` names the request. Heartbeats
+   * (`quiet`) log at debug: they are the steady state, and many.
+   */
+  async function change(instanceID: number, result: Result<unknown>, what: string, uniqueID?: string, quiet = false): Promise<StateChange> {
     retryIfDatabaseDown(result);
     const now = await snapshot(instanceID);
-    return result.OK ? { ...now, accepted: true } : { ...now, accepted: false, message: result.Message, state: result.State };
+    const log = activityLogger({ instanceID, uniqueID });
+    const inError = now.status === 'Error';
+    const fields = { status: now.status, ...(inError ? { errorMessage: now.errorMessage } : {}) };
+    if (result.OK) {
+      log[inError ? 'warn' : quiet ? 'debug' : 'info'](fields, `${what}: ${now.status}`);
+      return { ...now, accepted: true };
+    }
+    log[inError ? 'warn' : 'info']({ ...fields, refusal: result.Message, state: result.State }, `${what} refused`);
+    return { ...now, accepted: false, message: result.Message, state: result.State };
   }
 
   return {
@@ -56,15 +69,15 @@ export function createDatabaseActivities(db: VirtualMachineDB) {
       }
       const set = retryIfDatabaseDown(await db.setInstanceUniqueID(instanceID, uniqueID));
       if (!set.OK) return { ...current, accepted: false, message: set.Message };
-      return change(instanceID, await db.declareInstanceSubmitted(uniqueID));
+      return change(instanceID, await db.declareInstanceSubmitted(uniqueID), 'submitted', uniqueID);
     },
 
     async declareWaitSshContext(instanceID: number): Promise<StateChange> {
-      return change(instanceID, await db.declareInstanceWaitSshContext(instanceID));
+      return change(instanceID, await db.declareInstanceWaitSshContext(instanceID), 'waiting for SSH');
     },
 
     async declareContextualizing(instanceID: number): Promise<StateChange> {
-      return change(instanceID, await db.declareInstanceContextualizing(instanceID));
+      return change(instanceID, await db.declareInstanceContextualizing(instanceID), 'contextualizing');
     },
 
     /** The heartbeat's history row and figures are committed before the directive is returned. */
@@ -72,7 +85,7 @@ export function createDatabaseActivities(db: VirtualMachineDB) {
       const result = retryIfDatabaseDown(
         await db.instanceIDHeartBeat(uniqueID, figures.load, figures.jobs, figures.transferredFiles, figures.transferredBytes, figures.uptime),
       );
-      const outcome = await change(instanceID, result);
+      const outcome = await change(instanceID, result, 'heartbeat', uniqueID, result.OK);
       if (result.OK) return { ...outcome, directive: 'ok' };
       if (result.State === 'stop' || result.State === 'halt') return { ...outcome, directive: result.State };
       // Anything else (image in Error, instance in Error): the VM must not keep running.
@@ -82,31 +95,31 @@ export function createDatabaseActivities(db: VirtualMachineDB) {
 
     /** declareInstanceRunning: Running with the VM's addresses (a refusal changes nothing). */
     async recordRunning(instanceID: number, uniqueID: string, publicIP: string, privateIP: string): Promise<StateChange> {
-      return change(instanceID, await db.declareInstanceRunning(uniqueID, publicIP, privateIP));
+      return change(instanceID, await db.declareInstanceRunning(uniqueID, publicIP, privateIP), 'running', uniqueID);
     },
 
     async recordHalting(instanceID: number, uniqueID: string, load: number): Promise<StateChange> {
-      return change(instanceID, await db.declareInstanceHalting(uniqueID, load));
+      return change(instanceID, await db.declareInstanceHalting(uniqueID, load), 'halting', uniqueID);
     },
 
     /** Operator stop with the seed's per-state rules (Stalled/New -> Halted, else Stopping). */
     async requestStop(instanceID: number): Promise<StateChange> {
       const result = await db.declareInstancesStopping([instanceID]);
       const own = result.OK ? result.Value[instanceID] : ((result as { Value?: Record<string, Result<string>> }).Value?.[instanceID] ?? result);
-      return change(instanceID, own);
+      return change(instanceID, own, 'stop');
     },
 
     async declareStalled(instanceID: number, lastSeenUpdate: string | null): Promise<StateChange> {
-      return change(instanceID, await db.declareInstanceStalled(instanceID, lastSeenUpdate ?? undefined));
+      return change(instanceID, await db.declareInstanceStalled(instanceID, lastSeenUpdate ?? undefined), 'stalled');
     },
 
     /** Halted after the VM was stopped at its endpoint (recordDBHalt; Halted -> Halted only refreshes). */
     async recordHalt(instanceID: number): Promise<StateChange> {
-      return change(instanceID, await db.recordDBHalt(instanceID, 0));
+      return change(instanceID, await db.recordDBHalt(instanceID, 0), 'halted');
     },
 
     async declareError(instanceID: number, message: string): Promise<StateChange> {
-      return change(instanceID, await db.declareInstanceError(instanceID, message.slice(0, 255)));
+      return change(instanceID, await db.declareInstanceError(instanceID, message.slice(0, 255)), 'error');
     },
 
     async instanceSnapshot(instanceID: number): Promise<InstanceSnapshot> {

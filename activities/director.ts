@@ -2,6 +2,8 @@ import type { Client } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/common';
 import type { CloudDriver } from '../src/drivers/driver';
 import type { EndpointConfig } from '../src/fleet-config';
+import { activityLogger } from '../src/log';
+import { directorFailures, directorLaunches } from '../src/metrics';
 import type { VirtualMachineDB } from '../src/vmdb';
 import { type LifecycleInput, VmEndpoint, VmImage, VmRunningPod, VmStatus, lifecycleWorkflowId } from '../workflows/definitions';
 
@@ -61,21 +63,34 @@ export function createDirectorActivities(deps: DirectorDeps) {
   return {
     /** Fills every endpoint's free slots and makes sure each New instance has its workflow. */
     async launchFreeSlots(): Promise<LaunchReport[]> {
+      const log = activityLogger();
       const reports: LaunchReport[] = [];
       for (const config of deps.endpoints) {
-        const reserved = must(`reserve ${config.endpoint}`, await db.reserveInstances(config.endpoint, config.image, config.runningPod, config.maxInstances));
-        // New rows without a running workflow (reserved now, or left by a pass that died midway) get one.
-        const waiting = must('list New instances', await db.getFields('vm_Instances', ['InstanceID', 'Name'], { Endpoint: config.endpoint, Status: 'New' }));
-        const started: number[] = [];
-        for (const [instanceID, name] of waiting as [number, string][]) {
-          try {
-            await startLifecycle(config, instanceID, name);
-            started.push(instanceID);
-          } catch (err) {
-            if ((err as Error).name !== 'WorkflowExecutionAlreadyStartedError') throw err;
+        const { endpoint } = config;
+        try {
+          const reserved = must(`reserve ${endpoint}`, await db.reserveInstances(endpoint, config.image, config.runningPod, config.maxInstances));
+          // New rows without a running workflow (reserved now, or left by a pass that died midway) get one.
+          const waiting = must('list New instances', await db.getFields('vm_Instances', ['InstanceID', 'Name'], { Endpoint: endpoint, Status: 'New' }));
+          const started: number[] = [];
+          for (const [instanceID, name] of waiting as [number, string][]) {
+            try {
+              await startLifecycle(config, instanceID, name);
+              started.push(instanceID);
+              // A launch is a slot reserved by this pass; a start for an older New row may find its workflow running.
+              if (reserved.includes(instanceID)) {
+                directorLaunches.inc({ endpoint });
+                activityLogger({ instanceID }).info({ endpoint, name }, 'instance launched');
+              }
+            } catch (err) {
+              if ((err as Error).name !== 'WorkflowExecutionAlreadyStartedError') throw err;
+            }
           }
+          reports.push({ endpoint, reserved, started });
+        } catch (err) {
+          directorFailures.inc({ endpoint });
+          log.error({ endpoint, err }, 'Director pass failed for the endpoint');
+          throw err;
         }
-        reports.push({ endpoint: config.endpoint, reserved, started });
       }
       return reports;
     },
@@ -98,6 +113,7 @@ export function createDirectorActivities(deps: DirectorDeps) {
         const driver = deps.drivers.get(endpoint);
         if (driver && uniqueID) await driver.stopInstance(uniqueID);
         must('recordDBHalt', await db.recordDBHalt(instanceID, 0));
+        activityLogger({ instanceID, uniqueID }).info({ endpoint }, 'stalled instance without a workflow stopped and recorded Halted');
         halted.push(instanceID);
       }
       return { stalled, halted };

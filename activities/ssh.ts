@@ -38,6 +38,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
 import type { Logger } from '@temporalio/common';
 import { Client, utils, type ConnectConfig, type SFTPWrapper } from 'ssh2';
+import { sshContextualization } from '../src/metrics';
 
 export interface SshActivitiesOptions {
   /** Private key (OpenSSH or PEM format, unencrypted) the worker logs in with. */
@@ -134,8 +135,24 @@ export function createSshActivities(options: SshActivitiesOptions = {}) {
     }
   }
 
-  /** Uploads the files over SFTP, then runs the command, logging its output line by line. */
+  /**
+   * Uploads the files over SFTP, then runs the command, logging its output line by line. Each
+   * attempt's duration goes to vmdb_ssh_contextualization_seconds, labelled by its outcome.
+   */
   async function contextualize(input: ContextualizeInput): Promise<ContextualizeResult> {
+    const started = performance.now();
+    let outcome = 'success';
+    try {
+      return await contextualizeOnce(input);
+    } catch (err) {
+      outcome = err instanceof CancelledFailure ? 'cancelled' : err instanceof ApplicationFailure && err.type ? err.type : 'error';
+      throw err;
+    } finally {
+      sshContextualization.observe({ outcome }, (performance.now() - started) / 1000);
+    }
+  }
+
+  async function contextualizeOnce(input: ContextualizeInput): Promise<ContextualizeResult> {
     const { host, port, username, files, command, timeoutSeconds } = input;
     checkEndpoint(host, port, timeoutSeconds);
     checkContextualization(username, files, command);

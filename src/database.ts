@@ -20,6 +20,13 @@ export interface Executor {
   /** Transactions only: holds a named lock until the transaction ends (serialises inserts of one name). */
   lock(key: string): Promise<void>;
   readonly inTransaction: boolean;
+  /**
+   * Runs `fn` once the transaction has committed (at once outside a transaction); a rollback
+   * forgets it. For bookkeeping such as metrics: `fn` must be cheap, and what it throws is ignored.
+   */
+  afterCommit(fn: () => void): void;
+  /** Transactions only: the callbacks waiting for the commit (a rolled-back savepoint cuts it back). */
+  readonly afterCommitQueue?: (() => void)[];
 }
 
 export interface DatabaseUrl {
@@ -67,6 +74,17 @@ export function redact(url: string): string {
   return url.replace(/\/\/([^:/@]*):.*@/, '//$1:***@');
 }
 
+/** Runs post-commit callbacks; one that throws does not stop the others or fail the commit. */
+function runCallbacks(callbacks: readonly (() => void)[]): void {
+  for (const fn of callbacks) {
+    try {
+      fn();
+    } catch {
+      // bookkeeping only: the transaction has committed whatever a callback does
+    }
+  }
+}
+
 // Named locks are server-wide: scope them to this database (hashed, to stay within 64 characters).
 const SCOPED_LOCK = "SHA1(CONCAT(DATABASE(), ':', ?))";
 
@@ -94,6 +112,7 @@ export class Database {
     this.pool = {
       dialect,
       inTransaction: false,
+      afterCommit: (fn) => runCallbacks([fn]),
       lock: async () => {
         throw new Error('Named locks need a transaction');
       },
@@ -268,6 +287,7 @@ export class Database {
       const result = await fn(tx);
       await runner.query('COMMIT');
       open = false;
+      runCallbacks(tx.afterCommitQueue);
       return result;
     } catch (err) {
       if (open) await runner.query('ROLLBACK').catch(() => undefined);
@@ -301,11 +321,16 @@ export class Database {
 
 const LOCK_WAIT_SECONDS = 30;
 
-function bindExecutor(dialect: Dialect, runner: QueryRunner): Executor & { locksHeld: boolean } {
+function bindExecutor(dialect: Dialect, runner: QueryRunner): Executor & { locksHeld: boolean; afterCommitQueue: (() => void)[] } {
+  const afterCommitQueue: (() => void)[] = [];
   const tx = {
     dialect,
     inTransaction: true,
     locksHeld: false,
+    afterCommitQueue,
+    afterCommit: (fn: () => void) => {
+      afterCommitQueue.push(fn);
+    },
     select: async (sql: string, params: readonly unknown[] = []) => (await runner.query(sql, [...params])) as Row[],
     raw: async (sql: string, params: readonly unknown[] = []) => rowsOrSummary(dialect, await runner.query(sql, [...params], true)),
     write: async (sql: string, params: readonly unknown[] = []) =>

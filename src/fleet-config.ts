@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { SshContextualization } from '../workflows/definitions';
 import { type EndpointDriverConfig, parseEndpointName } from './drivers/driver';
+import { settingsFor } from './settings';
 
 /** One endpoint the Director keeps filled. */
 export interface EndpointConfig {
@@ -76,14 +77,15 @@ export function validateFleet(raw: unknown): FleetConfig {
   };
 }
 
-/** VMDB_FLEET_FILE (JSON) or the embedded default. */
+/** VMDB_FLEET_FILE (JSON; from the environment or VMDB_CONFIG_FILE) or the embedded default. */
 export function loadFleetConfig(env: NodeJS.ProcessEnv = process.env): FleetConfig {
-  if (!env.VMDB_FLEET_FILE) return DEFAULT_FLEET;
+  const file = settingsFor(env, ['VMDB_FLEET_FILE']).fleetFile;
+  if (!file) return DEFAULT_FLEET;
   let parsed: unknown;
   try {
-    parsed = JSON.parse(readFileSync(env.VMDB_FLEET_FILE, 'utf8'));
+    parsed = JSON.parse(readFileSync(file, 'utf8'));
   } catch (err) {
-    throw new Error(`Cannot read fleet configuration ${env.VMDB_FLEET_FILE}: ${(err as Error).message}`);
+    throw new Error(`Cannot read fleet configuration ${file}: ${(err as Error).message}`);
   }
   return validateFleet(parsed);
 }

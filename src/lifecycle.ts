@@ -51,6 +51,32 @@ export async function lockInstance(ex: Executor, by: 'InstanceID' | 'UniqueID', 
   };
 }
 
+/** Told of each committed change of an image's or an instance's status (from the stored status, to the new one). */
+export type TransitionObserver = (kind: ObjectKind, from: string, to: string) => void;
+
+const observers: TransitionObserver[] = [];
+
+/**
+ * Calls `observer` after the commit of every status change made through this module (metrics).
+ * Refreshes (a transition to the current state) are not changes. Returns the unsubscribe function.
+ */
+export function observeTransitions(observer: TransitionObserver): () => void {
+  observers.push(observer);
+  return () => {
+    const at = observers.indexOf(observer);
+    if (at >= 0) observers.splice(at, 1);
+  };
+}
+
+/** Queues the observers' call for after the commit; nothing at all when nobody observes (the library's own use). */
+function changed(ex: Executor, kind: ObjectKind, from: string, to: string): void {
+  if (observers.length === 0 || from === to) return;
+  const stored = isValidState(kind, from) || from === 'unknown' ? from : 'invalid'; // a corrupt Status must not become a label value
+  ex.afterCommit(() => {
+    for (const observer of observers) observer(kind, stored, to);
+  });
+}
+
 export async function appendHistory(ex: Executor, instanceID: number, status: string, figures: HistoryFigures, now: string): Promise<void> {
   await ex.write(
     'INSERT INTO `vm_History` (`InstanceID`, `Status`, `Load`, `Jobs`, `TransferredFiles`, `TransferredBytes`, `Update`) VALUES (?, ?, ?, ?, ?, ?, ?)',
@@ -58,13 +84,14 @@ export async function appendHistory(ex: Executor, instanceID: number, status: st
   );
 }
 
-/** Forces `Error` from any state (with history for instances). */
-export async function forceError(ex: Executor, kind: ObjectKind, id: number, message: string, now = nowSql()): Promise<void> {
+/** Forces `Error` from any state (with history for instances); `from` is the stored status, when the caller read it. */
+export async function forceError(ex: Executor, kind: ObjectKind, id: number, message: string, now = nowSql(), from = 'unknown'): Promise<void> {
   await ex.write(
     `UPDATE \`${TABLE[kind]}\` SET \`Status\` = 'Error', \`ErrorMessage\` = ?, \`LastUpdate\` = ? WHERE \`${KEY[kind]}\` = ?`,
     [message.slice(0, ERROR_MESSAGE_LENGTH), now, id],
   );
   if (kind === 'Instance') await appendHistory(ex, id, 'Error', {}, now);
+  changed(ex, kind, from, 'Error');
 }
 
 /**
@@ -84,7 +111,7 @@ export async function applyTransition(
   if (current.Status === 'Error') throw new Refusal(S_ERROR(current.ErrorMessage || `${kind} ${id} is in Error`));
   if (!isValidState(kind, current.Status)) {
     const message = `Invalid Status: ${current.Status}`;
-    await forceError(ex, kind, id, message, now);
+    await forceError(ex, kind, id, message, now, current.Status);
     return S_ERROR(message);
   }
   const verdict = checkTransition(kind, current.Status, target);
@@ -93,6 +120,7 @@ export async function applyTransition(
     await ex.write(`UPDATE \`${TABLE[kind]}\` SET \`LastUpdate\` = ? WHERE \`${KEY[kind]}\` = ?`, [now, id]);
   } else {
     await ex.write(`UPDATE \`${TABLE[kind]}\` SET \`Status\` = ?, \`LastUpdate\` = ? WHERE \`${KEY[kind]}\` = ?`, [target, now, id]);
+    changed(ex, kind, current.Status, target);
   }
   return null;
 }
@@ -136,7 +164,7 @@ export async function ensureImage(ex: Executor, imageName: string): Promise<Resu
   if (image.Status === 'Error') return S_ERROR(image.ErrorMessage || `Image ${imageName} is in Error`);
   if (!isValidState('Image', image.Status)) {
     const message = `Invalid Status: ${image.Status}`;
-    await forceError(ex, 'Image', id, message);
+    await forceError(ex, 'Image', id, message, undefined, image.Status);
     return S_ERROR(message);
   }
   return S_OK({ id, status: image.Status });
@@ -145,12 +173,12 @@ export async function ensureImage(ex: Executor, imageName: string): Promise<Resu
 /** Forces an image to Error whatever its state (inserting it first when unknown). */
 export async function forceImageError(ex: Executor, imageName: string, message: string): Promise<Result<string>> {
   await ex.lock(imageLockKey(imageName));
-  const rows = await ex.select(`SELECT \`VMImageID\` FROM \`vm_Images\` WHERE \`Name\` = ?${forUpdate(ex)}`, [imageName]);
+  const rows = await ex.select(`SELECT \`VMImageID\`, \`Status\` FROM \`vm_Images\` WHERE \`Name\` = ?${forUpdate(ex)}`, [imageName]);
   if (rows.length > 1) return S_ERROR(`Image name "${imageName}" is not unique`);
   const id = rows.length
     ? Number(rows[0].VMImageID)
     : (await ex.write("INSERT INTO `vm_Images` (`Name`, `Status`, `LastUpdate`, `ErrorMessage`) VALUES (?, 'New', ?, '')", [imageName, nowSql()])).insertId;
-  await forceError(ex, 'Image', id, message);
+  await forceError(ex, 'Image', id, message, undefined, rows.length ? String(rows[0].Status) : 'New');
   return S_OK('Error');
 }
 
@@ -204,7 +232,7 @@ export async function heartbeat(ex: Executor, uniqueID: string, beat: Heartbeat)
   );
   if (image && String(image.Status) === 'Error') {
     const message = `Image ${String(image.Name)} is in Error: ${String(image.ErrorMessage ?? '')}`;
-    await forceError(ex, 'Instance', instance.InstanceID, message, now);
+    await forceError(ex, 'Instance', instance.InstanceID, message, now, instance.Status);
     return S_ERROR(message);
   }
   const failure = await applyTransition(ex, 'Instance', instance.InstanceID, instance, 'Running', now);

@@ -40,7 +40,7 @@ export async function getInstanceStatus(ex: Executor, instanceID: number): Promi
   if (status === 'Error') return S_ERROR(String(rows[0].ErrorMessage || `Instance ${instanceID} is in Error`));
   if (!(INSTANCE_STATES as readonly string[]).includes(status)) {
     const message = `Invalid Status: ${status}`;
-    await forceError(ex, 'Instance', instanceID, message);
+    await forceError(ex, 'Instance', instanceID, message, undefined, status);
     return S_ERROR(message);
   }
   return S_OK(status);

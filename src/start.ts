@@ -9,7 +9,10 @@ import { loadConfig } from './config';
 import { createDrivers } from './drivers/driver';
 import { DEFAULT_FLEET, type FleetConfig, driverConfigs, loadFleetConfig } from './fleet-config';
 import { LifecycleClient } from './lifecycle-client';
+import { processLogger } from './log';
+import { closeApi } from './graceful';
 import { runWorker } from './run-worker';
+import { applyConfigFile, loadSettings } from './settings';
 import { connectClient, loadTemporalSettings } from './temporal-config';
 import { VirtualMachineDB } from './vmdb';
 import { SEARCH_ATTRIBUTES } from '../workflows/definitions';
@@ -78,6 +81,9 @@ function demoFleet(dataDir: string): FleetConfig {
  * sweep Schedules, and local demo VMs running vmdb-agent.
  */
 async function main(): Promise<void> {
+  // VMDB_CONFIG_FILE's values join the environment (a variable that is set wins), so that what
+  // follows, and the local VMs this process starts, see one set of settings.
+  applyConfigFile(process.env);
   const dataDir = prepareDataDir();
   const generated = secrets(dataDir);
   const env = process.env;
@@ -91,22 +97,33 @@ async function main(): Promise<void> {
   env.VMDB_AGENT_PERIOD ||= '10';
   env.VMDB_AGENT_STOP_FILE ||= join(dataDir, 'agent-stop');
   env.VMDB_AGENT_HALT_COMMAND ||= '["true"]';
+  // Every setting, checked before anything starts: unknown VMDB_* variables, bad urls, ports, files.
+  loadSettings(env, { require: ['api', 'worker'] });
 
   const embedded = !env.TEMPORAL_ADDRESS;
   const temporal = loadTemporalSettings(embedded ? { ...env, TEMPORAL_ADDRESS: `127.0.0.1:${env.VMDB_TEMPORAL_PORT || 7233}` } : env);
   const stopServer = embedded ? await startEmbeddedTemporal(temporal.address, join(dataDir, 'temporal.db')) : undefined;
   const config = loadConfig(env);
   const fleet = demoFleet(dataDir);
-  const db = await VirtualMachineDB.open({ url: config.databaseUrl, stallingInterval: config.stallingInterval });
+  const db = await VirtualMachineDB.open({ url: config.databaseUrl, stallingInterval: config.stallingInterval, migrate: config.autoMigrate ?? true });
   const client = await connectClient(temporal);
-  const app = await buildApi({ db, lifecycle: new LifecycleClient(client, db), temporal: client, operators: api.operators, tokenSecret: api.tokenSecret, logger: false });
+  const log = processLogger();
+  const app = await buildApi({
+    db,
+    lifecycle: new LifecycleClient(client, db),
+    temporal: client,
+    operators: api.operators,
+    tokenSecret: api.tokenSecret,
+    logger: log.child({ component: 'api' }),
+  });
   try {
     await app.listen({ host: api.host, port: api.port });
-    console.log(`API            ${apiUrl}/api/v1   docs ${apiUrl}/docs`);
+    // The banner is for the person at the terminal: plain lines, whatever the log format.
+    console.log(`API            ${apiUrl}/api/v1   docs ${apiUrl}/docs   metrics ${apiUrl}/metrics`);
     if (env.VMDB_ADMIN_TOKEN === generated.adminToken) console.log(`operator token ${generated.adminToken}   (export VMDB_TOKEN=... for the vmdb CLI)`);
-    await runWorker({ config, temporal, fleet });
+    await runWorker({ config, temporal, fleet, logger: log.child({ component: 'worker' }) });
   } finally {
-    await app.close();
+    await closeApi(app); // the requests in flight are answered, then their connections closed
     await client.connection.close();
     await db.close();
     // Local demo VMs are processes of this machine: stop them with the service (cloud VMs outlive it).
@@ -119,6 +136,10 @@ async function main(): Promise<void> {
 }
 
 main().catch((err) => {
-  console.error((err as Error).message);
+  try {
+    processLogger().fatal({ err }, (err as Error).message);
+  } catch {
+    console.error((err as Error).message); // VMDB_LOG_LEVEL itself is wrong
+  }
   process.exit(1);
 });

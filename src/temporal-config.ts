@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Connection, Client } from '@temporalio/client';
 import { NativeConnection, type NativeConnectionOptions } from '@temporalio/worker';
-import { DEFAULT_TASK_QUEUE } from '../workflows/definitions';
+import { settingsFor } from './settings';
 
 /** Where the Temporal cluster is and how to reach it (environment variables in parentheses). */
 export interface TemporalSettings {
@@ -9,7 +9,7 @@ export interface TemporalSettings {
   address: string;
   /** (TEMPORAL_NAMESPACE, default "default") */
   namespace: string;
-  /** (VMDB_TASK_QUEUE, default "vmdb") */
+  /** (VMDB_TASK_QUEUE, default "vmdb", workflows/definitions.ts DEFAULT_TASK_QUEUE) */
   taskQueue: string;
   /** mTLS to a self-hosted cluster or Temporal Cloud (TEMPORAL_TLS_CERT, TEMPORAL_TLS_KEY, TEMPORAL_TLS_CA, TEMPORAL_TLS_SERVER_NAME files/names). */
   tls?: { certFile?: string; keyFile?: string; caFile?: string; serverName?: string };
@@ -17,21 +17,23 @@ export interface TemporalSettings {
   apiKey?: string;
 }
 
+/** The Temporal settings; throws an Error naming a bad one (src/settings.ts does the checking). */
 export function loadTemporalSettings(env: NodeJS.ProcessEnv = process.env): TemporalSettings {
-  const tlsWanted = env.TEMPORAL_TLS === 'true' || Boolean(env.TEMPORAL_TLS_CERT || env.TEMPORAL_TLS_CA || env.TEMPORAL_API_KEY);
-  if (Boolean(env.TEMPORAL_TLS_CERT) !== Boolean(env.TEMPORAL_TLS_KEY)) {
-    throw new Error('TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY must be given together');
-  }
-  return {
-    address: env.TEMPORAL_ADDRESS || '127.0.0.1:7233',
-    namespace: env.TEMPORAL_NAMESPACE || 'default',
-    taskQueue: env.VMDB_TASK_QUEUE || DEFAULT_TASK_QUEUE,
-    tls: tlsWanted
-      ? { certFile: env.TEMPORAL_TLS_CERT, keyFile: env.TEMPORAL_TLS_KEY, caFile: env.TEMPORAL_TLS_CA, serverName: env.TEMPORAL_TLS_SERVER_NAME }
-      : undefined,
-    apiKey: env.TEMPORAL_API_KEY || undefined,
-  };
+  return settingsFor(env, TEMPORAL_SETTINGS).temporal;
 }
+
+/** The names loadTemporalSettings reads. */
+export const TEMPORAL_SETTINGS = [
+  'TEMPORAL_ADDRESS',
+  'TEMPORAL_NAMESPACE',
+  'VMDB_TASK_QUEUE',
+  'TEMPORAL_TLS',
+  'TEMPORAL_TLS_CERT',
+  'TEMPORAL_TLS_KEY',
+  'TEMPORAL_TLS_CA',
+  'TEMPORAL_TLS_SERVER_NAME',
+  'TEMPORAL_API_KEY',
+] as const;
 
 function tlsOptions(settings: TemporalSettings): NativeConnectionOptions['tls'] {
   const tls = settings.tls;

@@ -109,12 +109,15 @@ export class VirtualMachineDB {
   private async withSavepoint<T>(fn: (ex: Executor) => Promise<T>): Promise<T> {
     const savepoint = `vmdb_sp${++this.tx!.savepoints}`;
     await this.ex.write(`SAVEPOINT ${savepoint}`);
+    // What the undone work queued for after the commit (metrics of its transitions) goes with it.
+    const queued = this.ex.afterCommitQueue?.length ?? 0;
     try {
       const result = await fn(this.ex);
       await this.ex.write(`RELEASE SAVEPOINT ${savepoint}`);
       return result;
     } catch (err) {
       await this.ex.write(`ROLLBACK TO SAVEPOINT ${savepoint}`);
+      if (this.ex.afterCommitQueue) this.ex.afterCommitQueue.length = queued;
       throw err;
     }
   }
@@ -255,8 +258,8 @@ export class VirtualMachineDB {
       const id = this.instanceID(instanceID);
       const message = check.freeText('errorMessage', errorMessage, NAME_LENGTH);
       return this.atomic(async (ex) => {
-        await life.lockInstance(ex, 'InstanceID', id);
-        await life.forceError(ex, 'Instance', id, message);
+        const instance = await life.lockInstance(ex, 'InstanceID', id);
+        await life.forceError(ex, 'Instance', id, message, undefined, instance.Status);
         return S_OK('Error');
       });
     });

@@ -56,6 +56,9 @@ const CONTRACT = [
   'get /api/v1/director',
   'post /api/v1/director/trigger',
   'get /health',
+  'get /healthz',
+  'get /readyz',
+  'get /metrics',
 ];
 
 describe('HTTP API on a dev server [mariadb]', function () {

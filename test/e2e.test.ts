@@ -50,7 +50,7 @@ describe('npm start stack, end to end', function () {
 
   before(async function () {
     temporalBinaries(); // install outside the timed part
-    const [apiPort, temporalPort, uiPort] = [await freePort(), await freePort(), await freePort()];
+    const [apiPort, temporalPort, uiPort, metricsPort, sdkMetricsPort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
     apiUrl = `http://127.0.0.1:${apiPort}`;
     const env: NodeJS.ProcessEnv = {
       ...process.env,
@@ -60,6 +60,9 @@ describe('npm start stack, end to end', function () {
       VMDB_TEMPORAL_UI_PORT: String(uiPort),
       VMDB_STALLING_INTERVAL: '6',
       VMDB_AGENT_PERIOD: '1',
+      // Not the default metrics ports: they may be taken on this machine.
+      VMDB_WORKER_METRICS_PORT: String(metricsPort),
+      VMDB_TEMPORAL_METRICS_PORT: String(sdkMetricsPort),
     };
     for (const key of ['TEMPORAL_ADDRESS', 'VMDB_DATABASE_URL', 'VMDB_FLEET_FILE', 'VMDB_ADMIN_TOKEN', 'VMDB_TOKEN_SECRET', 'VMDB_OPERATOR_TOKENS_FILE']) delete env[key];
     stack = spawn(process.execPath, [join(ROOT, 'dist/src/start.js')], { env, stdio: ['ignore', 'pipe', 'pipe'] });

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { type OperatorToken, ROLES, type Role, hashToken } from '../auth/tokens';
+import { DEFAULT_API_HOST, DEFAULT_API_PORT, adminTokenProblem, portProblem, settingsSource, tokenSecretProblem } from '../settings';
 
 /** What the API server needs from its environment. */
 export interface ApiConfig {
@@ -9,10 +10,7 @@ export interface ApiConfig {
   port: number;
 }
 
-export const DEFAULT_API_HOST = '127.0.0.1';
-export const DEFAULT_API_PORT = 8080;
-// Shorter than this is guessable; newSecret() and a 32-byte random token are far longer.
-const MIN_SECRET_LENGTH = 16;
+export { DEFAULT_API_HOST, DEFAULT_API_PORT };
 
 /** Thrown with every problem of the configuration at once, one per line. */
 export class ApiConfigError extends Error {
@@ -24,13 +22,16 @@ export class ApiConfigError extends Error {
 /**
  * Reads VMDB_OPERATOR_TOKENS_FILE (JSON `[{ name, role, sha256 }]`) and/or
  * VMDB_ADMIN_TOKEN (a plain token, hashed here, role admin), VMDB_TOKEN_SECRET,
- * VMDB_API_HOST and VMDB_API_PORT.
+ * VMDB_API_HOST and VMDB_API_PORT, from the environment and VMDB_CONFIG_FILE
+ * (src/settings.ts checks the values; this adds the tokens file's content).
  */
 export function loadApiConfig(env: NodeJS.ProcessEnv = process.env, readFile: (path: string) => string = (path) => readFileSync(path, 'utf8')): ApiConfig {
-  const problems: string[] = [];
+  const source = settingsSource(env);
+  const problems: string[] = source.problems.map((p) => p.message);
   const operators: OperatorToken[] = [];
+  const value = (name: string): string | undefined => source.values[name];
 
-  const file = env.VMDB_OPERATOR_TOKENS_FILE;
+  const file = value('VMDB_OPERATOR_TOKENS_FILE');
   if (file) {
     let text: string | undefined;
     try {
@@ -41,23 +42,25 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env, readFile: (p
     if (text !== undefined) operators.push(...parseOperators(text, `VMDB_OPERATOR_TOKENS_FILE (${file})`, problems));
   }
 
-  const admin = env.VMDB_ADMIN_TOKEN;
-  if (admin !== undefined && admin !== '') {
-    if (admin.length < MIN_SECRET_LENGTH || /\s/.test(admin)) problems.push(`VMDB_ADMIN_TOKEN must be at least ${MIN_SECRET_LENGTH} characters without spaces`);
+  const admin = value('VMDB_ADMIN_TOKEN');
+  if (admin) {
+    const problem = adminTokenProblem(admin);
+    if (problem) problems.push(problem);
     else operators.push({ name: 'admin (VMDB_ADMIN_TOKEN)', role: 'admin', sha256: hashToken(admin) });
   }
   if (!file && !admin) problems.push('No operator token: set VMDB_OPERATOR_TOKENS_FILE and/or VMDB_ADMIN_TOKEN');
 
-  const tokenSecret = env.VMDB_TOKEN_SECRET ?? '';
-  if (!tokenSecret) problems.push('VMDB_TOKEN_SECRET is not set: it signs the VM tokens (make one with: node -e "console.log(require(\'crypto\').randomBytes(32).toString(\'base64url\'))")');
-  else if (tokenSecret.length < MIN_SECRET_LENGTH) problems.push(`VMDB_TOKEN_SECRET must be at least ${MIN_SECRET_LENGTH} characters`);
+  const tokenSecret = value('VMDB_TOKEN_SECRET') ?? '';
+  const secretProblem = tokenSecretProblem(tokenSecret);
+  if (secretProblem) problems.push(secretProblem);
 
-  const host = env.VMDB_API_HOST || DEFAULT_API_HOST;
+  const host = value('VMDB_API_HOST') || DEFAULT_API_HOST;
   let port = DEFAULT_API_PORT;
-  if (env.VMDB_API_PORT) {
-    const raw = env.VMDB_API_PORT;
-    if (/^\d{1,5}$/.test(raw) && Number(raw) <= 65535) port = Number(raw);
-    else problems.push(`VMDB_API_PORT must be a port number (0-65535), got ${JSON.stringify(raw)}`);
+  const rawPort = value('VMDB_API_PORT');
+  if (rawPort) {
+    const problem = portProblem('VMDB_API_PORT', rawPort);
+    if (problem) problems.push(problem);
+    else port = Number(rawPort);
   }
 
   if (problems.length) throw new ApiConfigError(problems);

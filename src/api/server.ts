@@ -1,9 +1,11 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { Client } from '@temporalio/client';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, LogController } from 'fastify';
 import type { OperatorToken } from '../auth/tokens';
 import type { LifecycleClient } from '../lifecycle-client';
+import { type Logger, createLogger, processLogger } from '../log';
+import { renderMetrics, trackInstances } from '../metrics';
 import type { VirtualMachineDB } from '../vmdb';
 import { API_PREFIX, installAuth } from './auth';
 import { errorSchema, formatValidation, installErrorHandling } from './errors';
@@ -23,7 +25,45 @@ export interface ApiDeps {
   operators: OperatorToken[];
   /** The secret VM tokens are signed with (src/auth/tokens.ts). */
   tokenSecret: string;
-  logger?: boolean | object;
+  /**
+   * A pino logger (the process logger, or a child of it); true: the process logger; an object:
+   * a logger at its `level`; false or absent: no logs.
+   */
+  logger?: boolean | { level?: string } | Logger;
+}
+
+function isLogger(value: unknown): value is Logger {
+  return typeof value === 'object' && value !== null && typeof (value as Logger).child === 'function' && typeof (value as Logger).info === 'function';
+}
+
+function apiLogger(option: ApiDeps['logger']): Logger | undefined {
+  if (!option) return undefined;
+  if (option === true) return processLogger();
+  if (isLogger(option)) return option;
+  return createLogger({ level: option.level });
+}
+
+const VM_ROUTE = /^\/api\/v1\/vms\//;
+
+/**
+ * One line per request, at a level that fits a fleet: a VM's successful calls (a heartbeat every
+ * few minutes from every VM) at debug, operators' calls at info, failures at warn and error.
+ * "incoming request" lines are debug.
+ */
+class ApiLogController extends LogController {
+  override incomingRequest(request: FastifyRequest): void {
+    if (this.isLogDisabled(request)) return;
+    request.log.debug({ req: request }, 'incoming request');
+  }
+
+  override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
+    if (this.isLogDisabled(request)) return;
+    const fields = { res: reply, responseTime: reply.elapsedTime, method: request.method, url: request.url };
+    if (error) return reply.log.error({ ...fields, err: error }, 'request errored');
+    const status = reply.statusCode;
+    const level = status >= 500 ? 'error' : status >= 400 ? 'warn' : VM_ROUTE.test(request.url) ? 'debug' : 'info';
+    reply.log[level](fields, 'request completed');
+  }
 }
 
 // Heartbeats and operator requests are small; a large body is a mistake or an attack.
@@ -32,8 +72,9 @@ const BODY_LIMIT = 64 * 1024;
 /** The HTTP API of docs/http-api.md, ready to `listen` or `inject`. */
 export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   if (!deps.tokenSecret) throw new Error('buildApi needs a tokenSecret (VMDB_TOKEN_SECRET): VM tokens are checked with it');
+  const logger = apiLogger(deps.logger);
   const app = Fastify({
-    logger: deps.logger ?? false,
+    ...(logger ? { loggerInstance: logger as FastifyBaseLogger, logController: new ApiLogController() } : { logger: false }),
     bodyLimit: BODY_LIMIT,
     schemaErrorFormatter: (errors, where) => new Error(formatValidation(errors, where)),
   });
@@ -52,7 +93,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
           bearer: { type: 'http', scheme: 'bearer', description: 'An operator token (role read, operate or admin) or the VM token of one instance' },
         },
       },
-      tags: ['vm', 'instances', 'history', 'images', 'director', 'health'].map((name) => ({ name })),
+      tags: ['vm', 'instances', 'history', 'images', 'director', 'health', 'metrics'].map((name) => ({ name })),
     },
     refResolver: { buildLocalReference: (json, _base, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
   });
@@ -60,8 +101,31 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   await app.register(healthRoutes, { deps });
+  installMetrics(app, deps);
   for (const routes of [vmRoutes, instanceRoutes, historyRoutes, imageRoutes, directorRoutes]) {
     await app.register(routes, { prefix: API_PREFIX, deps });
   }
   return app;
+}
+
+/** Open, as /health is: Prometheus scrapes it without a token. */
+function installMetrics(app: FastifyInstance, deps: ApiDeps): void {
+  const untrack = trackInstances(deps.db);
+  app.addHook('onClose', async () => untrack());
+  app.get(
+    '/metrics',
+    {
+      schema: {
+        tags: ['metrics'],
+        summary: 'Prometheus metrics of this process (text exposition format)',
+        description:
+          'vmdb_heartbeats_total{directive}, vmdb_transitions_total{kind,from,to}, vmdb_instances{status}, vmdb_director_launches_total{endpoint}, vmdb_director_failures_total{endpoint}, vmdb_activity_failures_total{activity}, vmdb_ssh_contextualization_seconds{outcome}, and the Node process metrics.',
+        response: { 200: { description: 'Prometheus text format 0.0.4', content: { 'text/plain': { schema: { type: 'string' } } } } },
+      },
+    },
+    async (_request, reply) => {
+      const { contentType, body } = await renderMetrics();
+      return reply.type(contentType).send(body);
+    },
+  );
 }

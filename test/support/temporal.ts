@@ -5,6 +5,8 @@ import { DefaultLogger, Runtime, bundleWorkflowCode, type WorkflowBundleWithSour
 
 // Worker chatter (state changes, polls) drowns test output; warnings and errors still show.
 Runtime.install({ logger: new DefaultLogger('WARN') });
+// The same for vmdb's own logger (src/log.ts), here and in the processes the tests start.
+process.env.VMDB_LOG_LEVEL ||= 'warn';
 import { ensureSearchAttributes } from '../../src/search-attributes';
 import { SEARCH_ATTRIBUTES } from '../../workflows/definitions';
 

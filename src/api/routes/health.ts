@@ -1,22 +1,56 @@
 import type { FastifyInstance } from 'fastify';
+import { CHECK_TIMEOUT_MS, check, databaseAnswers, readiness, temporalAnswers } from '../../readiness';
 import type { ApiDeps } from '../server';
 
-const CHECK_TIMEOUT_MS = 3000;
-type Check = 'ok' | 'down';
+const part = { type: 'string', enum: ['ok', 'down'] } as const;
 
-/** Resolves 'ok' when `probe` succeeds in time, 'down' otherwise; never throws. */
-async function check(probe: () => Promise<boolean>): Promise<Check> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), CHECK_TIMEOUT_MS)));
-  try {
-    return (await Promise.race([probe().catch(() => false), late])) ? 'ok' : 'down';
-  } finally {
-    clearTimeout(timer);
-  }
-}
+const readinessReply = {
+  type: 'object',
+  properties: {
+    status: { type: 'string', enum: ['ready', 'not ready'] },
+    database: part,
+    schema: { type: 'string', enum: ['current', 'behind', 'unknown'], description: 'whether every migration of this build is applied (`vmdb migrate`)' },
+    temporal: part,
+    failed: { type: 'array', items: { type: 'string', enum: ['database', 'schema', 'temporal'] }, description: 'the parts that are not ready' },
+    message: { type: 'string', description: 'what is wrong, for a person' },
+  },
+  required: ['status', 'database', 'schema', 'temporal', 'failed'],
+} as const;
 
-/** Open: for load balancers and people. Always 200; `degraded` says which part is down. */
+/**
+ * Open routes for load balancers, orchestrators and people:
+ * - `/healthz`: the process is up (liveness); always 200.
+ * - `/readyz`: 200 when the database answers, its schema is current and Temporal answers; 503 naming what is not.
+ * - `/health`: both dependencies, always 200; `degraded` says which part is down.
+ */
 export default async function healthRoutes(app: FastifyInstance, { deps }: { deps: ApiDeps }): Promise<void> {
+  app.get(
+    '/healthz',
+    {
+      schema: {
+        tags: ['health'],
+        summary: 'The process is up (liveness); checks nothing else',
+        response: { 200: { type: 'object', properties: { status: { type: 'string', enum: ['ok'] } }, required: ['status'] } },
+      },
+    },
+    async () => ({ status: 'ok' }),
+  );
+
+  app.get(
+    '/readyz',
+    {
+      schema: {
+        tags: ['health'],
+        summary: 'Ready for traffic: the database answers with a current schema, and Temporal answers (503 otherwise)',
+        response: { 200: readinessReply, 503: readinessReply },
+      },
+    },
+    async (_request, reply) => {
+      const report = await readiness({ db: deps.db, temporal: deps.temporal, timeoutMs: CHECK_TIMEOUT_MS });
+      return reply.code(report.status === 'ready' ? 200 : 503).send(report);
+    },
+  );
+
   app.get(
     '/health',
     {
@@ -28,8 +62,8 @@ export default async function healthRoutes(app: FastifyInstance, { deps }: { dep
             type: 'object',
             properties: {
               status: { type: 'string', enum: ['ok', 'degraded'] },
-              database: { type: 'string', enum: ['ok', 'down'] },
-              temporal: { type: 'string', enum: ['ok', 'down'] },
+              database: part,
+              temporal: part,
             },
           },
         },
@@ -37,14 +71,7 @@ export default async function healthRoutes(app: FastifyInstance, { deps }: { dep
     },
     async () => {
       const { db, temporal } = deps;
-      const [database, temporalCheck] = await Promise.all([
-        check(async () => (await db.countEntries('vm_Images')).OK), // a small table: cheap, and a real query
-        check(async () => {
-          if (!temporal) return false;
-          await temporal.withDeadline(Date.now() + CHECK_TIMEOUT_MS, () => temporal.workflowService.getSystemInfo({}));
-          return true;
-        }),
-      ]);
+      const [database, temporalCheck] = await Promise.all([check(() => databaseAnswers(db)), check(() => temporalAnswers(temporal))]);
       return { status: database === 'ok' && temporalCheck === 'ok' ? 'ok' : 'degraded', database, temporal: temporalCheck };
     },
   );

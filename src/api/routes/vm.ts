@@ -1,7 +1,9 @@
 import { isIP } from 'node:net';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { HeartbeatFigures } from '../../../entities/heartbeat';
 import type { Directive } from '../../../workflows/definitions';
+import { instanceFields } from '../../log';
+import { heartbeats } from '../../metrics';
 import { requireVm } from '../auth';
 import { ApiError, NO_LIFECYCLE, badRequest, fromFailure, unwrap } from '../errors';
 import { count, errorReplies, figure, instanceIDParams } from '../schemas';
@@ -17,10 +19,21 @@ const statusReply = { type: 'object', properties: { status: { type: 'string' } }
 export default async function vmRoutes(app: FastifyInstance, { deps }: { deps: ApiDeps }): Promise<void> {
   const { db, lifecycle } = deps;
 
+  // Every line of a VM's request (Fastify's own included) names the instance and its workflow.
+  app.setChildLoggerFactory((logger, bindings, options, rawRequest) => {
+    const instanceID = instanceIDInUrl(rawRequest.url);
+    return logger.child({ ...bindings, ...(instanceID !== undefined ? instanceFields({ instanceID }) : {}) }, options);
+  });
+
   /** The UniqueID the workflow knows the VM by; an instance that has no VM yet cannot speak for it. */
-  async function uniqueIDOf(instanceID: number): Promise<string> {
+  async function uniqueIDOf(instanceID: number, request: FastifyRequest, reply: FastifyReply): Promise<string> {
     const uniqueID = unwrap(await db.getUniqueID(instanceID));
-    if (uniqueID) return uniqueID;
+    if (uniqueID) {
+      // From now on the request's lines carry the UniqueID too.
+      request.log = request.log.child({ uniqueID });
+      reply.log = request.log;
+      return uniqueID;
+    }
     const status = await db.getInstanceParameter('Status', instanceID);
     const state = status.OK ? String(status.Value) : undefined;
     throw new ApiError(409, 'not_ready', `Instance ${instanceID} has no VM yet${state ? ` (status ${state})` : ''}`, state);
@@ -58,12 +71,14 @@ export default async function vmRoutes(app: FastifyInstance, { deps }: { deps: A
         response: { 200: statusReply, ...errorReplies(404, 409) },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const { instanceID } = request.params;
       const publicIP = checkIP('publicIP', request.body.publicIP ?? remoteIP(request.ip));
       const privateIP = checkIP('privateIP', request.body.privateIP ?? '');
-      const uniqueID = await uniqueIDOf(instanceID);
-      return { status: unwrap(await lifecycle.running(uniqueID, publicIP, privateIP)) };
+      const uniqueID = await uniqueIDOf(instanceID, request, reply);
+      const status = unwrap(await lifecycle.running(uniqueID, publicIP, privateIP));
+      request.log.info({ status, publicIP, privateIP }, 'VM reported running');
+      return { status };
     },
   );
 
@@ -93,20 +108,31 @@ export default async function vmRoutes(app: FastifyInstance, { deps }: { deps: A
         },
       },
     },
-    async (request) => {
-      const { instanceID } = request.params;
-      const uniqueID = await uniqueIDOf(instanceID);
-      const result = await lifecycle.heartbeat(uniqueID, request.body);
-      if (result.OK) return { directive: result.Value };
-      // A refused heartbeat is still an answer for the VM: State stop means drain, halt means power off.
-      if (result.State === 'stop' || result.State === 'halt') return { directive: result.State };
-      if (NO_LIFECYCLE.test(result.Message)) {
-        const directive = await settledDirective(instanceID);
-        if (directive) return { directive };
+    async (request, reply) => {
+      let directive: Directive | undefined;
+      try {
+        directive = await answerHeartbeat(request.params.instanceID, request.body, request, reply);
+        // ok is the steady state (debug); stop and halt change what the VM does.
+        request.log[directive === 'ok' ? 'debug' : 'info']({ directive, load: request.body.load, jobs: request.body.jobs }, 'heartbeat answered');
+        return { directive };
+      } finally {
+        heartbeats.inc({ directive: directive ?? 'none' });
       }
-      throw fromFailure(result);
     },
   );
+
+  async function answerHeartbeat(instanceID: number, figures: HeartbeatFigures, request: FastifyRequest, reply: FastifyReply): Promise<Directive> {
+    const uniqueID = await uniqueIDOf(instanceID, request, reply);
+    const result = await lifecycle.heartbeat(uniqueID, figures);
+    if (result.OK) return result.Value;
+    // A refused heartbeat is still an answer for the VM: State stop means drain, halt means power off.
+    if (result.State === 'stop' || result.State === 'halt') return result.State;
+    if (NO_LIFECYCLE.test(result.Message)) {
+      const directive = await settledDirective(instanceID);
+      if (directive) return directive;
+    }
+    throw fromFailure(result);
+  }
 
   /**
    * Once its workflow has finished, a VM that still beats gets the answer the
@@ -131,9 +157,17 @@ export default async function vmRoutes(app: FastifyInstance, { deps }: { deps: A
         response: { 200: statusReply, ...errorReplies(404, 409) },
       },
     },
-    async (request) => {
-      const uniqueID = await uniqueIDOf(request.params.instanceID);
-      return { status: unwrap(await lifecycle.halting(uniqueID, request.body.load)) };
+    async (request, reply) => {
+      const uniqueID = await uniqueIDOf(request.params.instanceID, request, reply);
+      const status = unwrap(await lifecycle.halting(uniqueID, request.body.load));
+      request.log.info({ status, load: request.body.load }, 'VM reported halting');
+      return { status };
     },
   );
+}
+
+/** The InstanceID a VM route names in its path, for the request's log lines (the route checks it properly). */
+function instanceIDInUrl(url: string | undefined): number | undefined {
+  const match = /\/vms\/(\d{1,15})(?:[/?]|$)/.exec(url ?? '');
+  return match ? Number(match[1]) : undefined;
 }

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import type * as ConfigModule from '../../config';
 import type * as DatabaseModule from '../../database';
+import type * as SettingsModule from '../../settings';
 import type * as VmdbModule from '../../vmdb';
 import { withJson } from '../context';
 import { CliError, EXIT } from '../errors';
@@ -67,14 +68,17 @@ export function registerMigrateCommand(program: Command): void {
   withJson(
     program
       .command('migrate')
-      .description('open the configured database (VMDB_DATABASE_URL), apply pending migrations, report what was applied'),
+      .description('open the configured database (VMDB_DATABASE_URL), apply pending migrations, report what was applied (the explicit step when VMDB_AUTO_MIGRATE=false)'),
   ).action(async (options: { json?: boolean }) => {
     // Loaded here, so that API commands do not load TypeORM and the drivers.
     const { loadConfig } = require('../../config') as typeof ConfigModule;
     const { redact } = require('../../database') as typeof DatabaseModule;
     const { VirtualMachineDB } = require('../../vmdb') as typeof VmdbModule;
+    const { applyConfigFile, loadSettings } = require('../../settings') as typeof SettingsModule;
     let config: ReturnType<typeof loadConfig>;
     try {
+      applyConfigFile(process.env); // VMDB_CONFIG_FILE under the environment, for every reader
+      loadSettings(process.env); // every setting, as the other processes check them at start
       config = loadConfig();
     } catch (err) {
       throw new CliError(EXIT.USAGE, (err as Error).message);
@@ -83,7 +87,8 @@ export function registerMigrateCommand(program: Command): void {
     const before = await appliedBefore(config.databaseUrl);
     let db: VmdbModule.VirtualMachineDB;
     try {
-      db = await VirtualMachineDB.open({ url: config.databaseUrl, stallingInterval: config.stallingInterval });
+      // Always migrates, whatever VMDB_AUTO_MIGRATE says: this is the explicit step.
+      db = await VirtualMachineDB.open({ url: config.databaseUrl, stallingInterval: config.stallingInterval, migrate: true });
     } catch (err) {
       throw new CliError(EXIT.FAILED, (err as Error).message);
     }

@@ -2,7 +2,9 @@ import { type Command, InvalidArgumentError } from 'commander';
 import type * as ApiConfigModule from '../../api/config';
 import type * as ApiServerModule from '../../api/server';
 import type * as ConfigModule from '../../config';
+import type * as GracefulModule from '../../graceful';
 import type * as LifecycleClientModule from '../../lifecycle-client';
+import type * as SettingsModule from '../../settings';
 import type * as TemporalConfigModule from '../../temporal-config';
 import type * as VmdbModule from '../../vmdb';
 import { CliError, EXIT } from '../errors';
@@ -52,7 +54,7 @@ function untilSignal(): Promise<NodeJS.Signals> {
 export function registerServerCommand(program: Command): void {
   program
     .command('server')
-    .description('run the HTTP API until SIGINT/SIGTERM (VMDB_OPERATOR_TOKENS_FILE and/or VMDB_ADMIN_TOKEN, VMDB_TOKEN_SECRET, VMDB_API_HOST, VMDB_API_PORT, VMDB_DATABASE_URL, TEMPORAL_*)')
+    .description('run the HTTP API until SIGINT/SIGTERM (VMDB_OPERATOR_TOKENS_FILE and/or VMDB_ADMIN_TOKEN, VMDB_TOKEN_SECRET, VMDB_API_HOST, VMDB_API_PORT, VMDB_DATABASE_URL, VMDB_AUTO_MIGRATE, TEMPORAL_*)')
     .option('--host <host>', 'address to listen on (overrides VMDB_API_HOST, default 127.0.0.1)')
     .option('--port <port>', 'port to listen on (overrides VMDB_API_PORT, default 8080; 0: any free port)', port)
     .option('--quiet', 'no request log')
@@ -62,11 +64,15 @@ export function registerServerCommand(program: Command): void {
       const { connectClient, loadTemporalSettings } = require('../../temporal-config') as typeof TemporalConfigModule;
       const { LifecycleClient } = require('../../lifecycle-client') as typeof LifecycleClientModule;
       const { VirtualMachineDB } = require('../../vmdb') as typeof VmdbModule;
+      const { applyConfigFile, loadSettings } = require('../../settings') as typeof SettingsModule;
 
       let settings: ReturnType<typeof api.config.loadApiConfig>;
       let config: ReturnType<typeof loadConfig>;
       let temporal: ReturnType<typeof loadTemporalSettings>;
       try {
+        // Every setting at once (unknown VMDB_* variables, bad urls, missing secrets), then each part's own.
+        applyConfigFile(process.env); // VMDB_CONFIG_FILE under the environment, for every reader
+        loadSettings(process.env, { require: ['api'] });
         settings = api.config.loadApiConfig();
         config = loadConfig();
         temporal = loadTemporalSettings();
@@ -76,12 +82,15 @@ export function registerServerCommand(program: Command): void {
       const host = options.host ?? settings.host;
       const listenPort = options.port ?? settings.port;
 
+      // Undone in reverse order: the API first (Fastify's close waits for the requests in flight,
+      // so an accepted heartbeat still gets its answer), then Temporal, then the database.
       const cleanups: (() => Promise<unknown>)[] = [];
       const cleanUp = async () => {
         for (const step of cleanups.reverse()) await step().catch(() => undefined);
       };
       try {
-        const db = await VirtualMachineDB.open({ url: config.databaseUrl, stallingInterval: config.stallingInterval });
+        // VMDB_AUTO_MIGRATE=false: a schema that is behind stops the server (run `vmdb migrate`).
+        const db = await VirtualMachineDB.open({ url: config.databaseUrl, stallingInterval: config.stallingInterval, migrate: config.autoMigrate ?? true });
         cleanups.push(() => db.close());
         let client: Awaited<ReturnType<typeof connectClient>>;
         try {
@@ -98,7 +107,8 @@ export function registerServerCommand(program: Command): void {
           tokenSecret: settings.tokenSecret,
           logger: options.quiet ? false : { level: 'info' },
         });
-        cleanups.push(() => app.close());
+        const { closeApi } = require('../../graceful') as typeof GracefulModule;
+        cleanups.push(() => closeApi(app));
         await app.listen({ host, port: listenPort });
         const address = app.server.address();
         const where = typeof address === 'object' && address ? `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}` : String(address);
