@@ -1,0 +1,213 @@
+/**
+ * What the benchmarks share: a throw-away MariaDB database, a Temporal dev server with file
+ * persistence under a temp dir, a worker with an in-process fake cloud driver, and small helpers
+ * (options, percentiles, machine info, result files). Never part of `npm test`.
+ */
+// First: quiets the Temporal SDK runtime and vmdb's logger (warnings and errors still show).
+import { temporalBinaries, workflowBundle } from '../test/support/temporal';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, platform, release, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { type AddressInfo, createServer } from 'node:net';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection } from '@temporalio/worker';
+import type { CloudDriver, CloudInstance, CreateRequest } from '../src/drivers/driver';
+import { MYSQL_SERVER_URL, withMysql } from '../test/support/backends';
+import { SEARCH_ATTRIBUTES } from '../workflows/definitions';
+
+export { workflowBundle };
+
+/** `--name value` options with defaults; a number option must parse as a positive number. */
+export function numberOption(argv: readonly string[], name: string, fallback: number | undefined): number | undefined {
+  const i = argv.indexOf(`--${name}`);
+  if (i === -1) return fallback;
+  const value = Number(argv[i + 1]);
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`--${name} needs a positive number, got ${JSON.stringify(argv[i + 1])}`);
+  return value;
+}
+
+export function stringOption(argv: readonly string[], name: string, fallback: string): string {
+  const i = argv.indexOf(`--${name}`);
+  if (i === -1) return fallback;
+  const value = argv[i + 1];
+  if (value === undefined || value.startsWith('--')) throw new Error(`--${name} needs a value`);
+  return value;
+}
+
+/** A fresh database on the MariaDB/MySQL server of VMDB_TEST_MYSQL_URL (default local root), dropped by `drop`. */
+export async function createBenchDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
+  // Generated from digits and hex only; identifiers cannot be bound.
+  const name = `vmdb_bench_${process.pid}_${randomBytes(4).toString('hex')}`;
+  await withMysql(MYSQL_SERVER_URL, (conn) => conn.query(`CREATE DATABASE \`${name}\``));
+  return {
+    url: `${MYSQL_SERVER_URL.replace(/\/$/, '')}/${name}`,
+    drop: () => withMysql(MYSQL_SERVER_URL, (conn) => conn.query(`DROP DATABASE IF EXISTS \`${name}\``)).then(() => undefined),
+  };
+}
+
+export interface BenchTemporal {
+  client: Client;
+  nativeConnection: NativeConnection;
+  namespace: string;
+  /** The temp dir holding the server's SQLite file. */
+  dir: string;
+  teardown(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * A real `temporal server start-dev` (the project's venv binary) with file persistence under a temp
+ * dir and vmdb's search attributes, its output kept off stdout (the benchmark's JSON goes there).
+ * teardown closes the connections, stops the server and removes the dir.
+ */
+export async function startPersistentDevServer(): Promise<BenchTemporal> {
+  const dir = mkdtempSync(join(tmpdir(), 'vmdb-bench-temporal-'));
+  const port = await freePort();
+  const address = `127.0.0.1:${port}`;
+  const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--headless', '--db-filename', join(dir, 'temporal.db'), '--log-level', 'error'];
+  for (const key of SEARCH_ATTRIBUTES) args.push('--search-attribute', `${key.name}=Keyword`);
+  const server = spawn(temporalBinaries().cli, args, { stdio: ['ignore', 'ignore', 'inherit'] });
+  const exited = new Promise<void>((resolve) => server.once('exit', () => resolve()));
+  const stop = async () => {
+    if (server.exitCode === null && server.signalCode === null) {
+      server.kill('SIGTERM');
+      const timer = setTimeout(() => server.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    let connection: Connection | undefined;
+    for (let i = 0; !connection; i++) {
+      try {
+        connection = await Connection.connect({ address, connectTimeout: 1000 });
+      } catch (err) {
+        if (server.exitCode !== null) throw new Error(`temporal server start-dev exited with ${server.exitCode}`);
+        if (i >= 100) throw new Error(`Temporal dev server did not answer on ${address}: ${(err as Error).message}`);
+        await new Promise((r) => setTimeout(r, 300));
+      }
+    }
+    const nativeConnection = await NativeConnection.connect({ address });
+    const namespace = 'default';
+    const client = new Client({ connection, namespace });
+    return {
+      client,
+      nativeConnection,
+      namespace,
+      dir,
+      async teardown() {
+        try {
+          await connection.close();
+          await nativeConnection.close();
+        } finally {
+          await stop();
+        }
+      },
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/**
+ * A cloud endpoint that only pretends: createInstance answers a made-up UniqueID at once (idempotent
+ * by instanceName), nothing is spawned. Passed straight into the worker's drivers map, never registered.
+ */
+export class BenchDriver implements CloudDriver {
+  private readonly vms = new Map<string, CloudInstance>();
+  private readonly byName = new Map<string, string>();
+  private next = 0;
+
+  constructor(readonly endpoint: string) {}
+
+  async createInstance(req: CreateRequest): Promise<CloudInstance> {
+    const known = this.byName.get(req.instanceName);
+    if (known) return { ...this.vms.get(known)! };
+    const vm: CloudInstance = { uniqueID: `bench-${process.pid}-${++this.next}`, status: 'running', publicIP: '10.0.0.1', privateIP: '' };
+    this.vms.set(vm.uniqueID, vm);
+    this.byName.set(req.instanceName, vm.uniqueID);
+    return { ...vm };
+  }
+
+  async stopInstance(uniqueID: string): Promise<void> {
+    const vm = this.vms.get(uniqueID);
+    if (vm) vm.status = 'stopped';
+  }
+
+  async getInstanceStatus(uniqueID: string): Promise<CloudInstance> {
+    return { ...(this.vms.get(uniqueID) ?? { uniqueID, status: 'unknown', publicIP: '', privateIP: '' }) };
+  }
+
+  async listInstances(): Promise<CloudInstance[]> {
+    return [...this.vms.values()].map((vm) => ({ ...vm }));
+  }
+}
+
+/** Runs `fn` over `items` with at most `concurrency` calls in flight; the first error rejects. */
+export async function pool<T>(items: readonly T[], concurrency: number, fn: (item: T, index: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  const lane = async () => {
+    while (next < items.length) {
+      const i = next++;
+      await fn(items[i], i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, lane));
+}
+
+/** Nearest-rank percentile of sorted values (ms). */
+export function percentile(sorted: readonly number[], p: number): number | null {
+  if (sorted.length === 0) return null;
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1];
+}
+
+export const round = (value: number | null, digits = 2): number | null => (value === null ? null : Number(value.toFixed(digits)));
+
+/** Latency figures of a run, in milliseconds. */
+export function latencySummary(latenciesMs: number[]) {
+  const sorted = [...latenciesMs].sort((a, b) => a - b);
+  const mean = sorted.length ? sorted.reduce((a, b) => a + b, 0) / sorted.length : null;
+  return {
+    p50: round(percentile(sorted, 50)),
+    p95: round(percentile(sorted, 95)),
+    p99: round(percentile(sorted, 99)),
+    max: round(sorted.length ? sorted[sorted.length - 1] : null),
+    mean: round(mean),
+  };
+}
+
+export function machineInfo() {
+  const cores = cpus();
+  return {
+    node: process.version,
+    platform: `${platform()} ${release()}`,
+    cpuModel: cores[0]?.model ?? 'unknown',
+    cpuCount: cores.length,
+    totalMemoryMiB: Math.round(totalmem() / 2 ** 20),
+    loadAverage: loadavg().map((v) => round(v)),
+  };
+}
+
+/** Writes `bench/results/<name>-<timestamp>.json` (relative to the project root) and returns its path. */
+export function writeResult(name: string, figures: unknown): string {
+  const dir = join(__dirname, '..', '..', 'bench', 'results');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `${name}-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+  writeFileSync(file, `${JSON.stringify(figures, null, 2)}\n`);
+  return file;
+}
