@@ -66,6 +66,16 @@ export function processLogger(): Logger {
 }
 
 /** Replaces the process's logger (tests capture lines this way). */
+/** The end of a process entry point: log what stopped it (plainly if logging itself is misconfigured), exit 1. */
+export function exitOnFatal(err: unknown): never {
+  try {
+    processLogger().fatal({ err }, (err as Error).message);
+  } catch {
+    console.error((err as Error).message); // VMDB_LOG_LEVEL itself is wrong
+  }
+  process.exit(1);
+}
+
 export function setProcessLogger(logger: Logger): void {
   processWide = logger;
 }

@@ -4,7 +4,7 @@ import { createDrivers } from './drivers/driver';
 import { type Config, loadConfig } from './config';
 import { redact } from './database';
 import { type FleetConfig, driverConfigs, loadFleetConfig } from './fleet-config';
-import { type Logger, processLogger } from './log';
+import { type Logger, exitOnFatal, processLogger } from './log';
 import { metricsBindAddress, serveMetrics } from './metrics';
 import { readiness } from './readiness';
 import { ensureSchedules } from './schedules';
@@ -132,12 +132,5 @@ export async function runWorker(options: WorkerRunOptions = {}): Promise<void> {
 }
 
 if (require.main === module) {
-  runWorker().catch((err) => {
-    try {
-      processLogger().fatal({ err }, (err as Error).message);
-    } catch {
-      console.error((err as Error).message); // VMDB_LOG_LEVEL itself is wrong
-    }
-    process.exit(1);
-  });
+  runWorker().catch(exitOnFatal);
 }

@@ -9,7 +9,7 @@ import { loadConfig } from './config';
 import { createDrivers } from './drivers/driver';
 import { DEFAULT_FLEET, type FleetConfig, driverConfigs, loadFleetConfig } from './fleet-config';
 import { LifecycleClient } from './lifecycle-client';
-import { processLogger } from './log';
+import { exitOnFatal, processLogger } from './log';
 import { closeApi } from './graceful';
 import { runWorker } from './run-worker';
 import { applyConfigFile, loadSettings } from './settings';
@@ -135,11 +135,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err) => {
-  try {
-    processLogger().fatal({ err }, (err as Error).message);
-  } catch {
-    console.error((err as Error).message); // VMDB_LOG_LEVEL itself is wrong
-  }
-  process.exit(1);
-});
+main().catch(exitOnFatal);
