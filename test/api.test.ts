@@ -72,11 +72,9 @@ describe('HTTP API on a dev server [mariadb]', function () {
     env = await startDevServer();
     rig = new LifecycleRig(env);
     await rig.setUp();
-    app = await buildApi({ db: rig.db, lifecycle: rig.lifecycle, temporal: env.client, operators: OPERATORS, tokenSecret: SECRET });
-    await app.ready();
+    app = await rig.api(OPERATORS, SECRET);
   });
   after(async function () {
-    await app?.close();
     await rig?.tearDown();
     await env?.teardown();
   });

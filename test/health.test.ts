@@ -62,15 +62,13 @@ describe('health: /healthz and /readyz [mariadb]', function () {
     env = await startDevServer();
     rig = new LifecycleRig(env);
     await rig.setUp();
-    app = await buildApi({ db: rig.db, lifecycle: rig.lifecycle, temporal: env.client, operators: OPERATORS, tokenSecret: SECRET });
-    await app.ready();
+    app = await rig.api(OPERATORS, SECRET);
   });
   after(async function () {
     for (const { db, app: other } of extra) {
       await other.close();
       await db.close().catch(() => undefined);
     }
-    await app?.close();
     await rig?.tearDown(); // drops every database this file created on MariaDB
     await env?.teardown();
   });

@@ -7,7 +7,6 @@ import { MockActivityEnvironment, type TestWorkflowEnvironment } from '@temporal
 import type { FastifyInstance, InjectOptions } from 'fastify';
 import { createDirectorActivities } from '../activities/director';
 import { createSshActivities } from '../activities/ssh';
-import { buildApi } from '../src/api/server';
 import { ROLES, type Role, hashToken, makeVmToken, newSecret } from '../src/auth/tokens';
 import { listeningPort, metricsBindAddress, serveMetrics } from '../src/metrics';
 import { BACKENDS, ok } from './support/backends';
@@ -66,11 +65,9 @@ describe('metrics [mariadb]', function () {
     // Room for the Director test's slots beside the instances the tests before it leave occupying some.
     rig = new LifecycleRig(env, { sshPrivateKey: sshd.privateKey, tokenSecret: SECRET, maxInstances: 6 });
     await rig.setUp();
-    app = await buildApi({ db: rig.db, lifecycle: rig.lifecycle, temporal: env.client, operators: OPERATORS, tokenSecret: SECRET });
-    await app.ready();
+    app = await rig.api(OPERATORS, SECRET);
   });
   after(async function () {
-    await app?.close();
     await rig?.tearDown();
     await env?.teardown();
     await sshd?.stop();

@@ -4,6 +4,9 @@ import { join } from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { type History, historyToJSON } from '@temporalio/common/lib/proto-utils';
 import type { Worker } from '@temporalio/worker';
+import type { FastifyInstance } from 'fastify';
+import { buildApi } from '../../src/api/server';
+import type { OperatorToken } from '../../src/auth/tokens';
 import { createDrivers, type CloudDriver } from '../../src/drivers/driver';
 import { type FleetConfig, driverConfigs, validateFleet } from '../../src/fleet-config';
 import { LifecycleClient } from '../../src/lifecycle-client';
@@ -23,6 +26,7 @@ export class LifecycleRig {
   lifecycle!: LifecycleClient;
   worker!: Worker;
   private workerDone: Promise<void> | undefined;
+  private readonly apps: FastifyInstance[] = [];
   readonly stateDir = mkdtempSync(join(tmpdir(), 'vmdb-vms-'));
   readonly taskQueue = `vmdb-test-${process.pid}-${Date.now()}`;
 
@@ -62,7 +66,16 @@ export class LifecycleRig {
     await this.workerDone;
   }
 
+  /** The HTTP API over this rig's database, lifecycle client and Temporal client; closed by tearDown. */
+  async api(operators: OperatorToken[], tokenSecret: string): Promise<FastifyInstance> {
+    const app = await buildApi({ db: this.db, lifecycle: this.lifecycle, temporal: this.env.client, operators, tokenSecret });
+    this.apps.push(app);
+    await app.ready();
+    return app;
+  }
+
   async tearDown(): Promise<void> {
+    for (const app of this.apps.splice(0)) await app.close();
     await this.stopWorker();
     for (const vm of await this.drivers.get(ENDPOINT)!.listInstances()) await this.drivers.get(ENDPOINT)!.stopInstance(vm.uniqueID);
     await this.db.close();
