@@ -39,6 +39,25 @@ export class InvalidRequestError extends Error {
   override readonly name = 'InvalidRequestError';
 }
 
+/**
+ * Why an endpoint call failed, in the terms the Director backs off by. Drivers map their cloud's own
+ * error codes onto these; a request no retry can fix is an InvalidRequestError instead.
+ */
+export const ENDPOINT_FAILURE_REASONS = ['throttled', 'quota', 'auth', 'capacity', 'unavailable'] as const;
+export type EndpointFailureReason = (typeof ENDPOINT_FAILURE_REASONS)[number];
+
+/** A classified endpoint failure. Retryable: the cloud may recover, or an operator may fix quota or credentials. */
+export class EndpointError extends Error {
+  override readonly name = 'EndpointError';
+  constructor(
+    readonly reason: EndpointFailureReason,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
 export interface EndpointName {
   site: string;
   ce: string;
