@@ -55,6 +55,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { name: 'VMDB_OPERATOR_TOKENS_FILE', kind: 'file', description: 'Operator tokens as SHA-256 hashes: [{ "name", "role", "sha256" }]' },
   { name: 'TEMPORAL_ADDRESS', kind: 'address', default: DEFAULT_TEMPORAL_ADDRESS, description: 'Temporal frontend host:port' },
   { name: 'TEMPORAL_NAMESPACE', kind: 'text', default: DEFAULT_TEMPORAL_NAMESPACE, description: 'Temporal namespace' },
+  { name: 'VMDB_TEMPORAL_UI_URL', kind: 'http-url', description: "Temporal Web UI, for the dashboard's links to each instance's workflow (`npm start`: the embedded UI; unset: no links)" },
   { name: 'VMDB_TASK_QUEUE', kind: 'text', default: DEFAULT_TASK_QUEUE_NAME, description: 'Task queue of the worker and the workflows' },
   { name: 'TEMPORAL_TLS', kind: 'boolean', default: 'false', description: 'TLS to Temporal without a client certificate (implied by the other TEMPORAL_TLS_* and TEMPORAL_API_KEY)' },
   { name: 'TEMPORAL_TLS_CERT', kind: 'file', description: 'Client certificate file (mTLS), with TEMPORAL_TLS_KEY' },
@@ -251,6 +252,16 @@ export function portProblem(name: string, raw: string): string | undefined {
   return /^\d{1,5}$/.test(raw) && Number(raw) <= 65535 ? undefined : `${name} must be a port number (0-65535), got ${shown(raw)}`;
 }
 
+export function httpUrlProblem(name: string, raw: string): string | undefined {
+  let url: URL | undefined;
+  try {
+    url = new URL(raw);
+  } catch {
+    url = undefined;
+  }
+  return url && (url.protocol === 'http:' || url.protocol === 'https:') && url.hostname ? undefined : `${name} must be an http:// or https:// url, got ${shown(raw)}`;
+}
+
 export function adminTokenProblem(value: string): string | undefined {
   return value.length < MIN_SECRET_LENGTH || /\s/.test(value) ? `VMDB_ADMIN_TOKEN must be at least ${MIN_SECRET_LENGTH} characters without spaces` : undefined;
 }
@@ -292,15 +303,8 @@ function valueProblem(spec: SettingSpec, raw: string): string | undefined {
       const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$/.exec(raw);
       return match && Number(match[2]) <= 65535 ? undefined : `${name} must be host:port (for example temporal.example.org:7233), got ${shown(raw)}`;
     }
-    case 'http-url': {
-      let url: URL | undefined;
-      try {
-        url = new URL(raw);
-      } catch {
-        url = undefined;
-      }
-      return url && (url.protocol === 'http:' || url.protocol === 'https:') && url.hostname ? undefined : `${name} must be an http:// or https:// url, got ${shown(raw)}`;
-    }
+    case 'http-url':
+      return httpUrlProblem(name, raw);
     case 'secret':
       if (name === 'VMDB_TOKEN_SECRET') return tokenSecretProblem(raw);
       if (name === 'VMDB_ADMIN_TOKEN') return adminTokenProblem(raw);
@@ -324,6 +328,8 @@ export interface Settings {
     tokenSecret?: string;
     adminToken?: string;
     operatorTokensFile?: string;
+    /** The Temporal Web UI the dashboard links workflows to. */
+    temporalUiUrl?: string;
   };
   temporal: TemporalSettings;
   fleetFile?: string;
@@ -361,6 +367,7 @@ function build(values: Record<string, string>, origin: SettingsSource['origin'],
       tokenSecret: get('VMDB_TOKEN_SECRET'),
       adminToken: get('VMDB_ADMIN_TOKEN'),
       operatorTokensFile: get('VMDB_OPERATOR_TOKENS_FILE'),
+      temporalUiUrl: get('VMDB_TEMPORAL_UI_URL'),
     },
     temporal: {
       address: get('TEMPORAL_ADDRESS') ?? DEFAULT_TEMPORAL_ADDRESS,

@@ -108,6 +108,8 @@ async function main(): Promise<void> {
   const db = await VirtualMachineDB.open({ url: config.databaseUrl, stallingInterval: config.stallingInterval, migrate: config.autoMigrate ?? true });
   const client = await connectClient(temporal);
   const log = processLogger();
+  // The dashboard links each instance to its workflow: in the embedded UI unless one is named.
+  const temporalUi = api.temporalUiUrl ?? (embedded ? `http://${temporal.address.split(':')[0]}:${env.VMDB_TEMPORAL_UI_PORT || 8233}` : undefined);
   const app = await buildApi({
     db,
     lifecycle: new LifecycleClient(client, db),
@@ -115,11 +117,13 @@ async function main(): Promise<void> {
     operators: api.operators,
     tokenSecret: api.tokenSecret,
     logger: log.child({ component: 'api' }),
+    temporalUi: temporalUi ? { url: temporalUi, namespace: temporal.namespace } : undefined,
   });
   try {
     await app.listen({ host: api.host, port: api.port });
     // The banner is for the person at the terminal: plain lines, whatever the log format.
     console.log(`API            ${apiUrl}/api/v1   docs ${apiUrl}/docs   metrics ${apiUrl}/metrics`);
+    console.log(`Dashboard      ${apiUrl}/   (sign in with the operator token)`);
     if (env.VMDB_ADMIN_TOKEN === generated.adminToken) console.log(`operator token ${generated.adminToken}   (export VMDB_TOKEN=... for the vmdb CLI)`);
     await runWorker({ config, temporal, fleet, logger: log.child({ component: 'worker' }) });
   } finally {

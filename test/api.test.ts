@@ -55,6 +55,7 @@ const CONTRACT = [
   'post /api/v1/instances/stop',
   'get /api/v1/director',
   'post /api/v1/director/trigger',
+  'get /api/v1/me',
   'get /health',
   'get /healthz',
   'get /readyz',
@@ -136,6 +137,7 @@ describe('HTTP API on a dev server [mariadb]', function () {
       { method: 'GET', url: '/api/v1/history/running', role: 'read' },
       { method: 'GET', url: '/api/v1/images', role: 'read' },
       { method: 'GET', url: '/api/v1/director', role: 'read' },
+      { method: 'GET', url: '/api/v1/me', role: 'read' },
       // Harmless when allowed: an unknown instance, and a trigger that finds no Schedule yet (or an idle one).
       { method: 'POST', url: '/api/v1/instances/stop', role: 'operate', body: { instanceIDs: [NO_SUCH] } },
       { method: 'POST', url: '/api/v1/director/trigger', role: 'admin' },

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { type OperatorToken, ROLES, type Role, hashToken } from '../auth/tokens';
-import { DEFAULT_API_HOST, DEFAULT_API_PORT, adminTokenProblem, portProblem, settingsSource, tokenSecretProblem } from '../settings';
+import { DEFAULT_API_HOST, DEFAULT_API_PORT, adminTokenProblem, httpUrlProblem, portProblem, settingsSource, tokenSecretProblem } from '../settings';
 
 /** What the API server needs from its environment. */
 export interface ApiConfig {
@@ -8,6 +8,8 @@ export interface ApiConfig {
   tokenSecret: string;
   host: string;
   port: number;
+  /** VMDB_TEMPORAL_UI_URL: where the dashboard links each instance's workflow; undefined: no links. */
+  temporalUiUrl?: string;
 }
 
 export { DEFAULT_API_HOST, DEFAULT_API_PORT };
@@ -63,8 +65,12 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env, readFile: (p
     else port = Number(rawPort);
   }
 
+  const temporalUiUrl = value('VMDB_TEMPORAL_UI_URL');
+  const uiProblem = temporalUiUrl === undefined ? undefined : httpUrlProblem('VMDB_TEMPORAL_UI_URL', temporalUiUrl);
+  if (uiProblem) problems.push(uiProblem);
+
   if (problems.length) throw new ApiConfigError(problems);
-  return { operators, tokenSecret, host, port };
+  return { operators, tokenSecret, host, port, temporalUiUrl };
 }
 
 /** The operator tokens of a tokens file; problems are collected with the entry's position. */

@@ -8,12 +8,14 @@ import { type Logger, createLogger, processLogger } from '../log';
 import { renderMetrics, trackInstances } from '../metrics';
 import type { VirtualMachineDB } from '../vmdb';
 import { API_PREFIX, installAuth } from './auth';
+import { installDashboard } from './dashboard';
 import { errorSchema, formatValidation, installErrorHandling } from './errors';
 import directorRoutes from './routes/director';
 import healthRoutes from './routes/health';
 import historyRoutes from './routes/history';
 import imageRoutes from './routes/images';
 import instanceRoutes from './routes/instances';
+import sessionRoutes from './routes/session';
 import vmRoutes from './routes/vm';
 import { installValidators } from './validator';
 
@@ -30,6 +32,10 @@ export interface ApiDeps {
    * a logger at its `level`; false or absent: no logs.
    */
   logger?: boolean | { level?: string } | Logger;
+  /** The Temporal Web UI and namespace, for the dashboard's workflow links; absent: no links. */
+  temporalUi?: { url: string; namespace: string };
+  /** The built dashboard (`npm run build`); default dist/web beside this build. */
+  dashboardDir?: string;
 }
 
 function isLogger(value: unknown): value is Logger {
@@ -93,7 +99,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
           bearer: { type: 'http', scheme: 'bearer', description: 'An operator token (role read, operate or admin) or the VM token of one instance' },
         },
       },
-      tags: ['vm', 'instances', 'history', 'images', 'director', 'health', 'metrics'].map((name) => ({ name })),
+      tags: ['vm', 'instances', 'history', 'images', 'director', 'health', 'metrics', 'session'].map((name) => ({ name })),
     },
     refResolver: { buildLocalReference: (json, _base, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
   });
@@ -102,9 +108,10 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
 
   await app.register(healthRoutes, { deps });
   installMetrics(app, deps);
-  for (const routes of [vmRoutes, instanceRoutes, historyRoutes, imageRoutes, directorRoutes]) {
+  for (const routes of [vmRoutes, instanceRoutes, historyRoutes, imageRoutes, directorRoutes, sessionRoutes]) {
     await app.register(routes, { prefix: API_PREFIX, deps });
   }
+  await app.register(installDashboard, { dir: deps.dashboardDir, log: logger });
   return app;
 }
 

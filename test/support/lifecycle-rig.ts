@@ -5,7 +5,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { type History, historyToJSON } from '@temporalio/common/lib/proto-utils';
 import type { Worker } from '@temporalio/worker';
 import type { FastifyInstance } from 'fastify';
-import { buildApi } from '../../src/api/server';
+import { type ApiDeps, buildApi } from '../../src/api/server';
 import type { OperatorToken } from '../../src/auth/tokens';
 import { createDrivers, type CloudDriver } from '../../src/drivers/driver';
 import { type FleetConfig, driverConfigs, validateFleet } from '../../src/fleet-config';
@@ -67,8 +67,8 @@ export class LifecycleRig {
   }
 
   /** The HTTP API over this rig's database, lifecycle client and Temporal client; closed by tearDown. */
-  async api(operators: OperatorToken[], tokenSecret: string): Promise<FastifyInstance> {
-    const app = await buildApi({ db: this.db, lifecycle: this.lifecycle, temporal: this.env.client, operators, tokenSecret });
+  async api(operators: OperatorToken[], tokenSecret: string, more: Partial<ApiDeps> = {}): Promise<FastifyInstance> {
+    const app = await buildApi({ db: this.db, lifecycle: this.lifecycle, temporal: this.env.client, operators, tokenSecret, ...more });
     this.apps.push(app);
     await app.ready();
     return app;

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { INSTANCE_STATES } from '../../../entities/states';
+import { lifecycleWorkflowId } from '../../../workflows/definitions';
 import { columnNames, columnOf } from '../../../entities/tables';
 import { type Failure, type Result, isDatabaseError } from '../../result';
 import { requireRole } from '../auth';
@@ -100,7 +101,21 @@ export default async function instanceRoutes(app: FastifyInstance, { deps }: { d
         tags: ['instances'],
         summary: 'One instance and its image',
         params: instanceIDParams,
-        response: { 200: { type: 'object', properties: { Image: record, Instance: record } }, ...errorReplies(404) },
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              Image: record,
+              Instance: record,
+              Workflow: {
+                type: 'object',
+                description: "The instance's life-cycle workflow; `UIUrl` is its page in the Temporal UI (null without VMDB_TEMPORAL_UI_URL)",
+                properties: { ID: { type: 'string' }, UIUrl: { type: 'string', nullable: true } },
+              },
+            },
+          },
+          ...errorReplies(404),
+        },
       },
     },
     async (request) => {
@@ -109,9 +124,17 @@ export default async function instanceRoutes(app: FastifyInstance, { deps }: { d
       const instance = await rowOf('vm_Instances', { InstanceID: instanceID });
       if (!instance) throw new ApiError(404, 'not_found', `Unknown InstanceID = ${instanceID}`);
       const image = await rowOf('vm_Images', { VMImageID: instance.VMImageID });
-      return { Image: image ?? {}, Instance: instance };
+      return { Image: image ?? {}, Instance: instance, Workflow: workflowOf(instanceID) };
     },
   );
+
+  function workflowOf(instanceID: number): { ID: string; UIUrl: string | null } {
+    const ID = lifecycleWorkflowId(instanceID);
+    const ui = deps.temporalUi;
+    if (!ui) return { ID, UIUrl: null };
+    const base = ui.url.replace(/\/+$/, '');
+    return { ID, UIUrl: `${base}/namespaces/${encodeURIComponent(ui.namespace)}/workflows/${encodeURIComponent(ID)}` };
+  }
 
   async function rowOf(tableName: 'vm_Instances' | 'vm_Images', where: Record<string, unknown>): Promise<Record<string, unknown> | undefined> {
     const names = columnNames(tableName);

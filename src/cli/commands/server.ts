@@ -106,6 +106,7 @@ export function registerServerCommand(program: Command): void {
           operators: settings.operators,
           tokenSecret: settings.tokenSecret,
           logger: options.quiet ? false : { level: 'info' },
+          temporalUi: settings.temporalUiUrl ? { url: settings.temporalUiUrl, namespace: temporal.namespace } : undefined,
         });
         const { closeApi } = require('../../graceful') as typeof GracefulModule;
         cleanups.push(() => closeApi(app));
