@@ -5,7 +5,7 @@
 #   docker build -t vmdb:0.1.0 .
 # No configuration and no secret is built in: everything comes from the environment at run time.
 
-# ---- build: the toolchain for better-sqlite3's native addon, the TypeScript compiler ----
+# ---- build: the toolchain for better-sqlite3's native addon, the TypeScript compiler, vite ----
 FROM node:20.20.2-bookworm-slim AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 make g++ ca-certificates \
@@ -22,6 +22,8 @@ COPY src ./src
 COPY entities ./entities
 COPY workflows ./workflows
 COPY activities ./activities
+# The dashboard's sources: vite builds them into dist/web, which the API serves at /.
+COPY web ./web
 RUN npm run build \
  && npm prune --omit=dev
 

@@ -104,6 +104,7 @@ describe('dashboard in headless Chromium [mariadb]', function () {
   const shot = (name: string) => page.screenshot({ path: artifactPath('dashboard', `${name}.png`), fullPage: true });
 
   before(async function () {
+    rmSync(artifactPath('dashboard'), { recursive: true, force: true }); // this run's screenshots only
     browser = await launchChromium(); // first: a missing Chromium fails fast, with how to get it
     env = await startDevServer();
     rig = new LifecycleRig(env);
@@ -298,7 +299,7 @@ describe('dashboard in headless Chromium [mariadb]', function () {
     await page.click('[data-testid=stop]');
     await page.click('[data-testid=confirm-stop]');
     await page.waitForFunction(() => document.querySelector('[data-testid=instance-status]')?.textContent === 'Stopping');
-    assert.match((await texts('[data-testid=stop-note]'))[0], /^Stop requested/);
+    assert.equal((await texts('[data-testid=stop-note]'))[0], 'Stop requested: now Stopping');
     assert.equal(await rig.status(id), 'Stopping');
     assert.equal((await api<{ Instance: { Status: string } }>(`/instances/${id}`)).Instance.Status, 'Stopping');
     assert.equal(await page.isVisible('[data-testid=stop]'), false, 'nothing more to stop');

@@ -16,7 +16,7 @@ export interface ChartOptions {
   /** How a value reads on the axis and in the legend. */
   format?: (value: number) => string;
   height?: number;
-  /** Draw points only, e.g. for few samples. */
+  /** Counts: ticks on whole numbers only. */
   integer?: boolean;
 }
 
@@ -67,7 +67,7 @@ export class TimeChart {
       {
         ...this.size(),
         scales: { x: { time: true }, y: { range: (_u, min, max) => [Math.min(0, min), max > 0 ? max * 1.1 : 1] } },
-        axes: [{}, { values: (_u, ticks) => ticks.map(format), size: 60 }],
+        axes: [{}, { values: (_u, ticks) => ticks.map(format), size: 60, ...(this.options.integer ? { incrs: INTEGER_STEPS } : {}) }],
         series: [
           { label: 'time' },
           ...order.map((i) => ({
@@ -98,6 +98,8 @@ export class TimeChart {
     this.plot = null;
   }
 }
+
+const INTEGER_STEPS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000, 1e6, 1e7, 1e8, 1e9];
 
 /** Running sums across series, bucket by bucket. */
 function stack(series: (number | null)[][]): number[][] {

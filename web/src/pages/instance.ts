@@ -57,7 +57,7 @@ export function instancePage(ctx: PageContext, instanceID: number): Page {
     try {
       const answer = await call<{ results: Record<string, StopResult> }>('/instances/stop', { method: 'POST', body: { instanceIDs: [instanceID] } });
       const result = answer.results[String(instanceID)];
-      setText(stopNote, result?.OK ? `Stop requested: ${result.Value ?? 'done'}` : `Not stopped: ${result?.Message ?? 'no answer'}`);
+      setText(stopNote, result?.OK ? `Stop requested: now ${result.Value ?? 'stopping'}` : `Not stopped: ${result?.Message ?? 'no answer'}`);
     } catch (err) {
       setText(stopNote, `Not stopped: ${(err as Error).message}`);
     } finally {
@@ -68,9 +68,9 @@ export function instancePage(ctx: PageContext, instanceID: number): Page {
 
   const charts = {
     load: new TimeChart('Load', { format: (v) => v.toFixed(2) }),
-    jobs: new TimeChart('Jobs', { format: (v) => formatCount(Math.round(v)) }),
-    files: new TimeChart('Transferred files', { format: (v) => formatCount(Math.round(v)) }),
-    bytes: new TimeChart('Transferred bytes', { format: formatBytes }),
+    jobs: new TimeChart('Jobs', { integer: true, format: (v) => formatCount(Math.round(v)) }),
+    files: new TimeChart('Transferred files', { integer: true, format: (v) => formatCount(Math.round(v)) }),
+    bytes: new TimeChart('Transferred bytes', { integer: true, format: formatBytes }),
   };
   const states = h('tbody', { 'data-testid': 'state-changes' });
 
@@ -103,8 +103,14 @@ export function instancePage(ctx: PageContext, instanceID: number): Page {
     }
     stopButton.hidden = !(ctx.me.mayOperate && STOPPABLE.includes(String(inst.Status)));
 
-    const rows = rowsOf(historyTable).filter((row) => row.Update);
-    const times = rows.map((row) => Math.floor(new Date(String(row.Update)).getTime() / 1000));
+    // The plot needs increasing times: rows of the same second (a state change and a heartbeat) count as the last of them.
+    const bySecond = new Map<number, Record<string, unknown>>();
+    for (const row of rowsOf(historyTable)) {
+      const at = Math.floor(new Date(String(row.Update)).getTime() / 1000);
+      if (Number.isFinite(at)) bySecond.set(at, row);
+    }
+    const times = [...bySecond.keys()].sort((a, b) => a - b);
+    const rows = times.map((t) => bySecond.get(t)!);
     const series = (field: string) => rows.map((row) => (row[field] === null || row[field] === undefined ? null : Number(row[field])));
     charts.load.update(times, [{ label: 'load', values: series('Load') }]);
     charts.jobs.update(times, [{ label: 'jobs', values: series('Jobs') }]);

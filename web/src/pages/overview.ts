@@ -56,7 +56,7 @@ export function overviewPage(ctx: PageContext): Page {
   let bucket = 900;
   const spanSelect = select('span', SPANS, span);
   const bucketSelect = select('bucket', BUCKETS, bucket);
-  const chart = new TimeChart('Running instances, stacked by endpoint', { stacked: true, format: (v) => formatCount(Math.round(v)) });
+  const chart = new TimeChart('Running instances, stacked by endpoint', { stacked: true, integer: true, format: (v) => formatCount(Math.round(v)) });
   const dataBody = h('tbody', { 'data-testid': 'running-data' });
   const running = h(
     'section',
