@@ -561,6 +561,13 @@ describe('API configuration', function () {
     assert.equal(loadApiConfig({ VMDB_ADMIN_TOKEN: 'a-long-admin-token-1234', VMDB_TOKEN_SECRET: SECRET }, readFile).port, 8080);
   });
 
+  it('reads VMDB_TEMPORAL_UI_URL for the dashboard\'s workflow links, and refuses one that is not an http(s) url', function () {
+    const env = { VMDB_ADMIN_TOKEN: 'a-long-admin-token-1234', VMDB_TOKEN_SECRET: SECRET };
+    assert.equal(loadApiConfig(env, readFile).temporalUiUrl, undefined);
+    assert.equal(loadApiConfig({ ...env, VMDB_TEMPORAL_UI_URL: 'https://temporal.example.org' }, readFile).temporalUiUrl, 'https://temporal.example.org');
+    assert.deepEqual(problems({ ...env, VMDB_TEMPORAL_UI_URL: 'temporal:8233' }), ['VMDB_TEMPORAL_UI_URL must be an http:// or https:// url, got "temporal:8233"']);
+  });
+
   it('says everything that is wrong at once, clearly', function () {
     assert.deepEqual(problems({}).length, 2, 'no operator token, no secret');
     assert.match(problems({}).join('\n'), /No operator token.*\n.*VMDB_TOKEN_SECRET is not set/);

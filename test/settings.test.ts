@@ -65,7 +65,7 @@ describe('settings (src/settings.ts)', function () {
     assert.equal(settings.databaseUrl, 'sqlite:vmdb.sqlite');
     assert.equal(settings.stallingInterval, 2400);
     assert.equal(settings.autoMigrate, true);
-    assert.deepEqual(settings.api, { host: '127.0.0.1', port: 8080, publicUrl: 'http://127.0.0.1:8080', tokenSecret: undefined, adminToken: undefined, operatorTokensFile: undefined });
+    assert.deepEqual(settings.api, { host: '127.0.0.1', port: 8080, publicUrl: 'http://127.0.0.1:8080', tokenSecret: undefined, adminToken: undefined, operatorTokensFile: undefined, temporalUiUrl: undefined });
     assert.deepEqual(settings.temporal, { address: '127.0.0.1:7233', namespace: 'default', taskQueue: 'vmdb', tls: undefined, apiKey: undefined });
     assert.equal(settings.workerHealth, undefined);
     assert.deepEqual(settings.devTemporal, { port: 7233, uiPort: 8233 });
