@@ -18,6 +18,7 @@ describe('npm start stack, end to end', function () {
   let output = '';
   let apiUrl: string;
   let token: string;
+  let temporalUiUrl: string;
 
   const cli = async (...args: string[]) => {
     try {
@@ -52,6 +53,7 @@ describe('npm start stack, end to end', function () {
     temporalBinaries(); // install outside the timed part
     const [apiPort, temporalPort, uiPort, metricsPort, sdkMetricsPort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
     apiUrl = `http://127.0.0.1:${apiPort}`;
+    temporalUiUrl = `http://127.0.0.1:${uiPort}`;
     const env: NodeJS.ProcessEnv = {
       ...process.env,
       VMDB_DATA_DIR: dataDir,
@@ -92,6 +94,13 @@ describe('npm start stack, end to end', function () {
       return list.length >= 2 ? list : undefined;
     });
     const [stopped, silenced] = running;
+
+    // The dashboard is served, and links each instance to its workflow in the embedded Temporal UI.
+    const dashboard = await fetch(`${apiUrl}/`);
+    assert.equal(dashboard.status, 200);
+    assert.match(await dashboard.text(), /<title>vmdb fleet<\/title>/);
+    const detail = (await (await fetch(`${apiUrl}/api/v1/instances/${stopped.id}`, { headers: { authorization: `Bearer ${token}` } })).json()) as { Workflow: { UIUrl: string } };
+    assert.equal(detail.Workflow.UIUrl, `${temporalUiUrl}/namespaces/default/workflows/vm-${stopped.id}`);
 
     const stop = await cli('stop', String(stopped.id));
     assert.equal(stop.code, 0, stop.stdout);

@@ -99,7 +99,8 @@ export class TimeChart {
   }
 }
 
-const INTEGER_STEPS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000, 1e6, 1e7, 1e8, 1e9];
+/** 1, 2, 5, 10, 20, 50, ... up to 5e15: tick steps for counts (no half job, no tenth of a byte). */
+const INTEGER_STEPS = Array.from({ length: 16 }, (_, p) => [1, 2, 5].map((m) => m * 10 ** p)).flat();
 
 /** Running sums across series, bucket by bucket. */
 function stack(series: (number | null)[][]): number[][] {
