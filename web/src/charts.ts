@@ -46,7 +46,11 @@ export class TimeChart {
     return { width: Math.max(280, this.canvas.clientWidth || 600), height: this.options.height ?? 220 };
   }
 
-  update(times: number[], series: Series[]): void {
+  /** The x range to show, in Unix seconds (e.g. the span asked for); null: the data's own. */
+  private xRange: [number, number] | null = null;
+
+  update(times: number[], series: Series[], xRange: [number, number] | null = null): void {
+    this.xRange = xRange;
     this.empty.hidden = times.length > 0;
     const labels = series.map((s) => s.label).join('\u0000');
     const raw = series.map((s) => s.values);
@@ -66,7 +70,7 @@ export class TimeChart {
     this.plot = new uPlot(
       {
         ...this.size(),
-        scales: { x: { time: true }, y: { range: (_u, min, max) => [Math.min(0, min), max > 0 ? max * 1.1 : 1] } },
+        scales: { x: { time: true, range: (_u, min, max) => this.xRange ?? [min, max] }, y: { range: (_u, min, max) => [Math.min(0, min), max > 0 ? max * 1.1 : 1] } },
         axes: [{}, { values: (_u, ticks) => ticks.map(format), size: 60, ...(this.options.integer ? { incrs: INTEGER_STEPS } : {}) }],
         series: [
           { label: 'time' },

@@ -58,5 +58,5 @@ export function formatBytes(n: number): string {
 /** A status as a coloured badge; the colour comes from the stylesheet, per status. */
 export function statusBadge(status: unknown): HTMLElement {
   const text = String(status ?? '—');
-  return h('span', { class: `badge status-${text.toLowerCase()}`, 'data-status': text }, text);
+  return h('span', { class: `badge status-${text.toLowerCase()}`, 'data-status': text, title: text }, text);
 }

@@ -94,6 +94,8 @@ export function overviewPage(ctx: PageContext): Page {
     chart.update(
       times,
       endpoints.map((e) => ({ label: e, values: times.map((t) => at.get(`${t}\u0000${e}`) ?? 0) })),
+      // The whole span asked for, so that quiet hours show as such rather than being cut off.
+      span > 0 ? [Math.floor(Date.now() / 1000) - span, Math.floor(Date.now() / 1000)] : null,
     );
     replaceChildren(dataBody, ...history.Records.map(([t, e, n]) => h('tr', {}, h('td', {}, formatTime(t * 1000)), h('td', {}, e), h('td', { class: 'num' }, formatCount(n)))));
   }
