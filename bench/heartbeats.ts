@@ -267,6 +267,7 @@ async function main(): Promise<void> {
       drivers,
       vmCredentials: { apiUrl: baseUrl, tokenSecret },
       workflowBundle: await workflowBundle(),
+      tuning: process.env.BENCH_WORKER_TUNING ? JSON.parse(process.env.BENCH_WORKER_TUNING) : undefined,
     });
     const workerDone = worker.run();
     cleanups.push({

@@ -15,7 +15,7 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import type { CloudDriver, CloudInstance, CreateRequest } from '../src/drivers/driver';
 import { MYSQL_SERVER_URL, withMysql } from '../test/support/backends';
-import { SEARCH_ATTRIBUTES } from '../workflows/definitions';
+import { devServerArgs } from '../src/dev-server-args';
 
 export { workflowBundle };
 
@@ -76,8 +76,7 @@ export async function startPersistentDevServer(): Promise<BenchTemporal> {
   const dir = mkdtempSync(join(tmpdir(), 'vmdb-bench-temporal-'));
   const port = await freePort();
   const address = `127.0.0.1:${port}`;
-  const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--headless', '--db-filename', join(dir, 'temporal.db'), '--log-level', 'error'];
-  for (const key of SEARCH_ATTRIBUTES) args.push('--search-attribute', `${key.name}=Keyword`);
+  const args = devServerArgs({ ip: '127.0.0.1', port, dbFile: join(dir, 'temporal.db') });
   const server = spawn(temporalBinaries().cli, args, { stdio: ['ignore', 'ignore', 'inherit'] });
   const exited = new Promise<void>((resolve) => server.once('exit', () => resolve()));
   const stop = async () => {
