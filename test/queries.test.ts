@@ -119,6 +119,8 @@ onEveryBackend('queries: getInstancesContent', (fx) => {
     { title: 'one field DESC', sortList: [['inst.Name', 'DESC']], names: ['vm-b2', 'vm-b1', 'vm-a3', 'vm-a2', 'vm-a1'] },
     { title: 'one bare field ASC', sortList: [['Name', 'ASC']], names: ['vm-a1', 'vm-a2', 'vm-a3', 'vm-b1', 'vm-b2'] },
     { title: 'two fields', sortList: [['Endpoint', 'ASC'], ['inst.Name', 'DESC']], names: ['vm-b1', 'vm-a1', 'vm-a3', 'vm-a2', 'vm-b2'] },
+    { title: 'a field with ties (ties by InstanceID, in the same direction)', sortList: [['img.Name', 'DESC']], names: ['vm-b2', 'vm-b1', 'vm-a3', 'vm-a2', 'vm-a1'] },
+    { title: 'a field with ties, ascending', sortList: [['img.Name', 'ASC']], names: ['vm-a1', 'vm-a2', 'vm-a3', 'vm-b1', 'vm-b2'] },
     { title: 'an image field first', sortList: [['img.Name', 'DESC'], ['inst.Name', 'ASC']], names: ['vm-b1', 'vm-b2', 'vm-a1', 'vm-a2', 'vm-a3'] },
     { title: 'an unknown field (ignored, the rest applies)', sortList: [['Bogus', 'DESC'], ['inst.Name', 'DESC']], names: ['vm-b2', 'vm-b1', 'vm-a3', 'vm-a2', 'vm-a1'] },
     { title: 'an unknown direction (ignored, the rest applies)', sortList: [['Endpoint', 'SIDEWAYS'], ['inst.Name', 'ASC']], names: ['vm-a1', 'vm-a2', 'vm-a3', 'vm-b1', 'vm-b2'] },
