@@ -6,7 +6,7 @@
 // First: quiets the Temporal SDK runtime and vmdb's logger (warnings and errors still show).
 import { temporalBinaries, workflowBundle } from '../test/support/temporal';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, platform, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
@@ -53,6 +53,10 @@ export interface BenchTemporal {
   namespace: string;
   /** The temp dir holding the server's SQLite file. */
   dir: string;
+  /** `host:port` the server listens on. */
+  address: string;
+  /** The server process, for its memory figures. */
+  pid: number;
   teardown(): Promise<void>;
 }
 
@@ -72,11 +76,11 @@ async function freePort(): Promise<number> {
  * dir and vmdb's search attributes, its output kept off stdout (the benchmark's JSON goes there).
  * teardown closes the connections, stops the server and removes the dir.
  */
-export async function startPersistentDevServer(): Promise<BenchTemporal> {
+export async function startPersistentDevServer(extraArgs: readonly string[] = []): Promise<BenchTemporal> {
   const dir = mkdtempSync(join(tmpdir(), 'vmdb-bench-temporal-'));
   const port = await freePort();
   const address = `127.0.0.1:${port}`;
-  const args = devServerArgs({ ip: '127.0.0.1', port, dbFile: join(dir, 'temporal.db') });
+  const args = [...devServerArgs({ ip: '127.0.0.1', port, dbFile: join(dir, 'temporal.db') }), ...extraArgs];
   const server = spawn(temporalBinaries().cli, args, { stdio: ['ignore', 'ignore', 'inherit'] });
   const exited = new Promise<void>((resolve) => server.once('exit', () => resolve()));
   const stop = async () => {
@@ -107,6 +111,8 @@ export async function startPersistentDevServer(): Promise<BenchTemporal> {
       nativeConnection,
       namespace,
       dir,
+      address,
+      pid: server.pid!,
       async teardown() {
         try {
           await connection.close();
@@ -209,4 +215,15 @@ export function writeResult(name: string, figures: unknown): string {
   const file = join(dir, `${name}-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
   writeFileSync(file, `${JSON.stringify(figures, null, 2)}\n`);
   return file;
+}
+
+/** Resident and peak resident memory of a process, in MiB, from /proc (Linux). */
+export function processMemory(pid: number): { rssMiB: number; peakRssMiB: number } | null {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kib = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
+    return { rssMiB: Math.round(kib('VmRSS') / 1024), peakRssMiB: Math.round(kib('VmHWM') / 1024) };
+  } catch {
+    return null;
+  }
 }
