@@ -89,6 +89,8 @@ interface SchemaError {
   instancePath: string;
   params: Record<string, unknown>;
   message?: string;
+  /** With ajv's verbose option: the schema the failing keyword belongs to. */
+  parentSchema?: { description?: unknown };
 }
 
 /** Where an ajv error points, as the field a person would name: `jobs`, `instanceIDs[2]`. */
@@ -105,7 +107,8 @@ function fieldOf(error: SchemaError): string {
 
 /** One sentence naming the field, from the first schema error (ajv runs with allErrors off). */
 export function formatValidation(errors: SchemaError[], where: string): string {
-  const [error] = errors;
+  // For anyOf, ajv lists each branch's error before its own: the anyOf one says what was wanted.
+  const error = errors.find((e) => e.keyword === 'anyOf') ?? errors[0];
   if (!error) return `${where} is invalid`;
   const field = fieldOf(error);
   const params = error.params;
@@ -120,6 +123,13 @@ export function formatValidation(errors: SchemaError[], where: string): string {
     case 'enum':
       what = `must be one of ${(params.allowedValues as unknown[]).map(String).join(', ')}`;
       break;
+    case 'anyOf':
+    case 'pattern': {
+      // The schema's description says, in words, what a matching value looks like.
+      const description = error.parentSchema?.description;
+      what = typeof description === 'string' ? `must be ${description}` : (error.message ?? 'is invalid');
+      break;
+    }
     default:
       what = error.message ?? 'is invalid';
   }

@@ -63,7 +63,7 @@ export default async function instanceRoutes(app: FastifyInstance, { deps }: { d
         tags: ['instances'],
         summary: 'Number of instances per value of a column (getInstanceCounters)',
         description: 'Any other query parameter filters on a vm_Instances column; comma-separated values are ORed.',
-        querystring: withFilters({ groupBy: { type: 'string', default: 'Status', description: 'a vm_Instances column' } }),
+        querystring: withFilters({ groupBy: { type: 'string', enum: columnNames('vm_Instances'), default: 'Status', description: 'a vm_Instances column' } }),
         response: { 200: { type: 'object', additionalProperties: { type: 'integer' } }, ...errorReplies() },
       },
     },
