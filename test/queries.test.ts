@@ -426,6 +426,11 @@ onEveryBackend('queries: getHistoryValues', (fx) => {
       [bucketOf(now - 1800), 1, 2],
       [bucketOf(now - 60), 3, 5],
     ]);
+    // A timespan reaching back before any date the database can hold is "everything", not an error.
+    for (const timespan of [1e11, Number.MAX_SAFE_INTEGER]) {
+      assert.deepEqual(ok(await fx.db.getHistoryValues(size, {}, ['Load', 'Jobs'], timespan)).Records.length, 3, `timespan ${timespan}`);
+      assert.equal(ok(await fx.db.getRunningInstancesHistory(timespan, size)).length, 3, `timespan ${timespan}`);
+    }
   });
 
   it('answers no records when there is no history', async function () {

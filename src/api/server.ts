@@ -9,6 +9,7 @@ import { renderMetrics, trackInstances } from '../metrics';
 import type { VirtualMachineDB } from '../vmdb';
 import { API_PREFIX, installAuth } from './auth';
 import { errorSchema, formatValidation, installErrorHandling } from './errors';
+import { installMethodNotAllowed } from './methods';
 import directorRoutes from './routes/director';
 import healthRoutes from './routes/health';
 import historyRoutes from './routes/history';
@@ -82,6 +83,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   installValidators(app);
   installErrorHandling(app);
   installAuth(app, deps.operators, deps.tokenSecret);
+  installMethodNotAllowed(app);
   app.addSchema(errorSchema);
 
   await app.register(swagger, {

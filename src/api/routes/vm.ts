@@ -14,7 +14,16 @@ const NO_VM_YET = /has no VM yet/;
 
 const IP_WIDTH = 32; // vm_Instances.PublicIP / PrivateIP are VARCHAR(32)
 
-const ip = (description: string) => ({ type: 'string', maxLength: IP_WIDTH, description }) as const;
+/** An address as the VM reports it; schema-checked, so that the OpenAPI document says what is accepted. */
+const ip = () =>
+  ({
+    anyOf: [
+      { type: 'string', maxLength: 0 },
+      { type: 'string', format: 'ipv4' },
+      { type: 'string', format: 'ipv6', maxLength: IP_WIDTH },
+    ],
+    description: `an IPv4 or IPv6 address (at most ${IP_WIDTH} characters), or empty`,
+  }) as const;
 
 const statusReply = { type: 'object', properties: { status: { type: 'string' } }, required: ['status'] } as const;
 
@@ -65,10 +74,11 @@ export default async function vmRoutes(app: FastifyInstance, { deps }: { deps: A
       schema: {
         tags: ['vm'],
         summary: 'The VM is up: declare it Running with its addresses',
+        description: "publicIP defaults to the request's remote address (::ffff: stripped), privateIP to empty.",
         params: instanceIDParams,
         body: {
           type: 'object',
-          properties: { publicIP: ip("defaults to the request's remote address, ::ffff: stripped"), privateIP: ip('default empty') },
+          properties: { publicIP: ip(), privateIP: ip() },
           additionalProperties: false,
         },
         response: { 200: statusReply, ...errorReplies(404, 409) },
