@@ -6,7 +6,7 @@
 // First: quiets the Temporal SDK runtime and vmdb's logger (warnings and errors still show).
 import { temporalBinaries, workflowBundle } from '../test/support/temporal';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, platform, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
@@ -226,4 +226,52 @@ export function processMemory(pid: number): { rssMiB: number; peakRssMiB: number
   } catch {
     return null;
   }
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc (Linux); null when it is gone. */
+export function cpuSeconds(pid: number): number | null {
+  try {
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  } catch {
+    return null;
+  }
+}
+const CLOCK_TICKS = 100; // USER_HZ on Linux
+
+/** The pid of the MariaDB/MySQL server on this host, if one runs here (its CPU counts in a run). */
+export function databaseServerPid(): number | null {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const name = readFileSync(`/proc/${entry}/comm`, 'utf8').trim();
+      if (name === 'mariadbd' || name === 'mysqld') return Number(entry);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return null;
+}
+
+/** CPU used by each named process between `start()` and `stop()`, in milliseconds per operation. */
+export function cpuMeter(pids: Record<string, number | null>) {
+  const read = () => Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, pid === null ? null : cpuSeconds(pid)]));
+  let before = read();
+  return {
+    start() {
+      before = read();
+    },
+    perOperationMs(operations: number): Record<string, number | null> {
+      const after = read();
+      const out: Record<string, number | null> = {};
+      for (const name of Object.keys(pids)) {
+        const a = after[name];
+        const b = before[name];
+        out[name] = a === null || b === null || operations === 0 ? null : round(((a - b) * 1000) / operations, 2);
+      }
+      return out;
+    },
+  };
 }
