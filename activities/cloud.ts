@@ -1,6 +1,6 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { makeVmToken } from '../src/auth/tokens';
-import type { CloudDriver, CloudInstance, CreateRequest } from '../src/drivers/driver';
+import { type CloudDriver, type CloudInstance, type CreateRequest, EndpointError } from '../src/drivers/driver';
 import { activityLogger } from '../src/log';
 
 /** How a new VM finds the API: its address and the secret its token is signed with. */
@@ -32,6 +32,22 @@ export function withVmCredentials(userData: string | undefined, instanceID: numb
   return JSON.stringify({ ...document, vmdb });
 }
 
+/** What an EndpointError's failure carries in its details: the reason the Director backs off by. */
+export interface EndpointFailureDetails {
+  endpoint: string;
+  reason: EndpointError['reason'];
+}
+
+/**
+ * A driver's EndpointError as an ApplicationFailure of the same type (still retried) whose details
+ * keep the reason, which a plain Error would lose on its way through Temporal. Other errors pass as they are.
+ */
+export function endpointFailure(endpoint: string, err: unknown): unknown {
+  if (!(err instanceof EndpointError)) return err;
+  const details: EndpointFailureDetails = { endpoint, reason: err.reason };
+  return ApplicationFailure.create({ type: 'EndpointError', message: err.message, details: [details] });
+}
+
 /** Activities that talk to cloud endpoints through their drivers. */
 export function createCloudActivities(drivers: ReadonlyMap<string, CloudDriver>, credentials?: VmCredentials) {
   function driverFor(endpoint: string): CloudDriver {
@@ -41,23 +57,32 @@ export function createCloudActivities(drivers: ReadonlyMap<string, CloudDriver>,
     return driver;
   }
 
+  async function withDriver<T>(endpoint: string, call: (driver: CloudDriver) => Promise<T>): Promise<T> {
+    const driver = driverFor(endpoint);
+    try {
+      return await call(driver);
+    } catch (err) {
+      throw endpointFailure(endpoint, err);
+    }
+  }
+
   return {
     /** Idempotent by instanceName: a retried create returns the VM of the first attempt. */
     async createInstance(endpoint: string, request: CreateRequest, instanceID?: number): Promise<CloudInstance> {
       const userData = instanceID === undefined ? request.userData : withVmCredentials(request.userData, instanceID, credentials);
-      const vm = await driverFor(endpoint).createInstance({ ...request, userData });
+      const vm = await withDriver(endpoint, (driver) => driver.createInstance({ ...request, userData, ...(instanceID === undefined ? {} : { instanceID }) }));
       activityLogger({ instanceID, uniqueID: vm.uniqueID }).info({ endpoint, name: request.instanceName, status: vm.status }, 'VM created at its endpoint');
       return vm;
     },
 
     /** Stopping a VM that is already gone is success. */
     async stopInstance(endpoint: string, uniqueID: string): Promise<void> {
-      await driverFor(endpoint).stopInstance(uniqueID);
+      await withDriver(endpoint, (driver) => driver.stopInstance(uniqueID));
       activityLogger({ uniqueID }).info({ endpoint }, 'VM stopped at its endpoint');
     },
 
     async cloudInstanceStatus(endpoint: string, uniqueID: string): Promise<CloudInstance> {
-      return driverFor(endpoint).getInstanceStatus(uniqueID);
+      return withDriver(endpoint, (driver) => driver.getInstanceStatus(uniqueID));
     },
   };
 }

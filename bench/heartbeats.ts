@@ -14,7 +14,9 @@
  */
 import {
   BenchDriver,
+  cpuMeter,
   createBenchDatabase,
+  databaseServerPid,
   latencySummary,
   machineInfo,
   numberOption,
@@ -267,6 +269,7 @@ async function main(): Promise<void> {
       drivers,
       vmCredentials: { apiUrl: baseUrl, tokenSecret },
       workflowBundle: await workflowBundle(),
+      tuning: process.env.BENCH_WORKER_TUNING ? JSON.parse(process.env.BENCH_WORKER_TUNING) : undefined,
     });
     const workerDone = worker.run();
     cleanups.push({
@@ -316,12 +319,17 @@ async function main(): Promise<void> {
     }
     const offset = 1_000_000; // distinct figures from the warm-up's
     log(`HTTP: ${options.count !== undefined ? `${options.count} heartbeats` : `${options.durationSeconds} s`} at concurrency ${options.concurrency}`);
+    // CPU per heartbeat, by process: the profile that says where a heartbeat's cost goes.
+    const meter = cpuMeter({ 'bench process (API, worker, load)': process.pid, 'Temporal server': temporal.pid, MariaDB: databaseServerPid() });
+    meter.start();
     const http = await drive(
       options.concurrency,
       options.count !== undefined ? { count: options.count } : { durationMs: options.durationSeconds * 1000 },
       (seq) => sender.send(vms[seq % vms.length], offset + seq),
     );
     log(`HTTP: ${http.succeeded}/${http.sent} ok in ${http.elapsedSeconds.toFixed(1)} s`);
+    const httpCpu = meter.perOperationMs(http.succeeded);
+    meter.start();
 
     // Baseline: the same number of heartbeats straight through the facade, same concurrency, same VMs in the same order.
     const direct = await drive(options.concurrency, { count: http.sent }, async (seq) => {
@@ -332,6 +340,8 @@ async function main(): Promise<void> {
       return null;
     });
     log(`direct: ${direct.succeeded}/${direct.sent} ok in ${direct.elapsedSeconds.toFixed(1)} s`);
+    const directCpu = meter.perOperationMs(direct.succeeded);
+    const cpuTotal = (byProcess: Record<string, number | null>) => round(Object.values(byProcess).reduce<number>((a, b) => a + (b ?? 0), 0), 2);
 
     const httpFigures = summarise('http -> workflow -> MariaDB', http);
     const directFigures = summarise('facade db.instanceIDHeartBeat -> MariaDB', direct);
@@ -350,6 +360,13 @@ async function main(): Promise<void> {
       http: httpFigures,
       direct: directFigures,
       ratioToDirect: ratio,
+      cpuMsPerHeartbeat: {
+        http: { ...httpCpu, total: cpuTotal(httpCpu) },
+        direct: { ...directCpu, total: cpuTotal(directCpu) },
+        // The most this machine's cores could carry if the HTTP path had them to itself.
+        cpuBoundCeilingPerSecond: round((machineInfo().cpuCount * 1000) / Math.max(cpuTotal(httpCpu) ?? 0, 0.001), 0),
+        note: 'CPU time each process used during the run, divided by the heartbeats recorded; MariaDB is shared with anything else running',
+      },
       targets: TARGETS,
       met: { ...verdicts, all: verdicts.throughput && verdicts.p99 && verdicts.ratio && http.errors === 0 },
       process: { rssMiB: Math.round(process.memoryUsage().rss / 2 ** 20), note: 'one process holds the API, the worker, the HTTP client and the direct baseline' },
@@ -362,7 +379,7 @@ async function main(): Promise<void> {
       `heartbeats: N=${options.vms} c=${options.concurrency} ${httpFigures.heartbeatsPerSecond}/s over HTTP (target >= ${TARGETS.heartbeatsPerSecond}: ${mark(verdicts.throughput)}), ` +
         `p99 ${httpFigures.latencyMs.p99} ms (target <= ${TARGETS.p99Ms}: ${mark(verdicts.p99)}), ` +
         `${ratio}x direct ${directFigures.heartbeatsPerSecond}/s (target >= ${TARGETS.ratioToDirect}: ${mark(verdicts.ratio)}), ` +
-        `${http.errors} errors; overall ${mark(figures.met.all)} [${file}]`,
+        `${http.errors} errors; CPU ${figures.cpuMsPerHeartbeat.http.total} ms per heartbeat over HTTP vs ${figures.cpuMsPerHeartbeat.direct.total} direct; overall ${mark(figures.met.all)} [${file}]`,
     );
   } finally {
     await cleanUp();

@@ -6,7 +6,7 @@
 // First: quiets the Temporal SDK runtime and vmdb's logger (warnings and errors still show).
 import { temporalBinaries, workflowBundle } from '../test/support/temporal';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, platform, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
@@ -15,7 +15,7 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import type { CloudDriver, CloudInstance, CreateRequest } from '../src/drivers/driver';
 import { MYSQL_SERVER_URL, withMysql } from '../test/support/backends';
-import { SEARCH_ATTRIBUTES } from '../workflows/definitions';
+import { devServerArgs } from '../src/dev-server-args';
 
 export { workflowBundle };
 
@@ -53,6 +53,10 @@ export interface BenchTemporal {
   namespace: string;
   /** The temp dir holding the server's SQLite file. */
   dir: string;
+  /** `host:port` the server listens on. */
+  address: string;
+  /** The server process, for its memory figures. */
+  pid: number;
   teardown(): Promise<void>;
 }
 
@@ -72,12 +76,11 @@ async function freePort(): Promise<number> {
  * dir and vmdb's search attributes, its output kept off stdout (the benchmark's JSON goes there).
  * teardown closes the connections, stops the server and removes the dir.
  */
-export async function startPersistentDevServer(): Promise<BenchTemporal> {
+export async function startPersistentDevServer(extraArgs: readonly string[] = []): Promise<BenchTemporal> {
   const dir = mkdtempSync(join(tmpdir(), 'vmdb-bench-temporal-'));
   const port = await freePort();
   const address = `127.0.0.1:${port}`;
-  const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--headless', '--db-filename', join(dir, 'temporal.db'), '--log-level', 'error'];
-  for (const key of SEARCH_ATTRIBUTES) args.push('--search-attribute', `${key.name}=Keyword`);
+  const args = [...devServerArgs({ ip: '127.0.0.1', port, dbFile: join(dir, 'temporal.db') }), ...extraArgs];
   const server = spawn(temporalBinaries().cli, args, { stdio: ['ignore', 'ignore', 'inherit'] });
   const exited = new Promise<void>((resolve) => server.once('exit', () => resolve()));
   const stop = async () => {
@@ -108,6 +111,8 @@ export async function startPersistentDevServer(): Promise<BenchTemporal> {
       nativeConnection,
       namespace,
       dir,
+      address,
+      pid: server.pid!,
       async teardown() {
         try {
           await connection.close();
@@ -210,4 +215,63 @@ export function writeResult(name: string, figures: unknown): string {
   const file = join(dir, `${name}-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
   writeFileSync(file, `${JSON.stringify(figures, null, 2)}\n`);
   return file;
+}
+
+/** Resident and peak resident memory of a process, in MiB, from /proc (Linux). */
+export function processMemory(pid: number): { rssMiB: number; peakRssMiB: number } | null {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kib = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
+    return { rssMiB: Math.round(kib('VmRSS') / 1024), peakRssMiB: Math.round(kib('VmHWM') / 1024) };
+  } catch {
+    return null;
+  }
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc (Linux); null when it is gone. */
+export function cpuSeconds(pid: number): number | null {
+  try {
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  } catch {
+    return null;
+  }
+}
+const CLOCK_TICKS = 100; // USER_HZ on Linux
+
+/** The pid of the MariaDB/MySQL server on this host, if one runs here (its CPU counts in a run). */
+export function databaseServerPid(): number | null {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const name = readFileSync(`/proc/${entry}/comm`, 'utf8').trim();
+      if (name === 'mariadbd' || name === 'mysqld') return Number(entry);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return null;
+}
+
+/** CPU used by each named process between `start()` and `stop()`, in milliseconds per operation. */
+export function cpuMeter(pids: Record<string, number | null>) {
+  const read = () => Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, pid === null ? null : cpuSeconds(pid)]));
+  let before = read();
+  return {
+    start() {
+      before = read();
+    },
+    perOperationMs(operations: number): Record<string, number | null> {
+      const after = read();
+      const out: Record<string, number | null> = {};
+      for (const name of Object.keys(pids)) {
+        const a = after[name];
+        const b = before[name];
+        out[name] = a === null || b === null || operations === 0 ? null : round(((a - b) * 1000) / operations, 2);
+      }
+      return out;
+    },
+  };
 }

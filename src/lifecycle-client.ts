@@ -33,6 +33,17 @@ export class LifecycleClient {
     return this.attempt(uniqueID, () => target.Value.handle.executeUpdate(heartbeatUpdate, { args: [figures], updateId }));
   }
 
+  /**
+   * The same by InstanceID, for callers that already know it (the API, from the VM's token): no
+   * database lookup before the update. An instance without a VM yet is refused by the workflow.
+   */
+  async heartbeatOf(instanceID: number, figures: HeartbeatFigures, updateId?: string): Promise<Result<Directive>> {
+    const problems = heartbeatProblems(figures);
+    if (problems.length) return S_ERROR(`Malformed heartbeat: ${problems.join('; ')}`);
+    const handle = this.client.workflow.getHandle(lifecycleWorkflowId(instanceID));
+    return this.attempt(`InstanceID ${instanceID}`, () => handle.executeUpdate(heartbeatUpdate, { args: [figures], updateId }));
+  }
+
   /** Fire-and-forget heartbeat: returns once Temporal has the signal, not once it is recorded. */
   async heartbeatSignal(uniqueID: string, figures: HeartbeatFigures): Promise<Result<null>> {
     const problems = heartbeatProblems(figures);

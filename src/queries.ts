@@ -123,19 +123,26 @@ export async function getInstancesContent(
     params.push(...where.params);
   }
   const order: string[] = [];
+  let lastDirection = 'ASC';
   for (const item of Array.isArray(sortList) ? sortList : []) {
     const [name, direction] = Array.isArray(item) ? item : [item, 'ASC'];
     const field = typeof name === 'string' ? contentField(name) : undefined;
     const dir = typeof direction === 'string' ? direction.toUpperCase() : '';
-    if (field && (dir === 'ASC' || dir === 'DESC')) order.push(`${field.sql} ${dir}`);
+    if (field && (dir === 'ASC' || dir === 'DESC')) {
+      order.push(`${field.sql} ${dir}`);
+      lastDirection = dir;
+    }
   }
+  // Ties go by InstanceID in the direction of the last sort key: an index on (filter, sort key)
+  // then serves the page in order, where a mixed direction would sort every match first.
+  order.push(`inst.\`InstanceID\` ${lastDirection}`);
   const from = `FROM \`vm_Instances\` inst JOIN \`vm_Images\` img ON img.\`VMImageID\` = inst.\`VMImageID\`${terms.length ? ` WHERE ${terms.join(' AND ')}` : ''}`;
   const [{ total }] = await ex.select(`SELECT COUNT(*) AS total ${from}`, params);
   const columns = CONTENT_FIELDS.map((name) => contentField(name)!);
   const pageParams = [...params];
   const page = limitClause(limit, start, pageParams);
   const rows = await ex.select(
-    `SELECT ${columns.map((c, i) => `${c.sql} AS c${i}`).join(', ')} ${from} ORDER BY ${[...order, 'inst.`InstanceID` ASC'].join(', ')} ${page}`,
+    `SELECT ${columns.map((c, i) => `${c.sql} AS c${i}`).join(', ')} ${from} ORDER BY ${order.join(', ')} ${page}`,
     pageParams,
   );
   return S_OK({

@@ -15,7 +15,7 @@ import { runWorker } from './run-worker';
 import { applyConfigFile, loadSettings } from './settings';
 import { connectClient, loadTemporalSettings } from './temporal-config';
 import { VirtualMachineDB } from './vmdb';
-import { SEARCH_ATTRIBUTES } from '../workflows/definitions';
+import { devServerArgs } from './dev-server-args';
 
 const ROOT = join(__dirname, '..', '..');
 
@@ -42,8 +42,7 @@ async function startEmbeddedTemporal(address: string, dbFile: string): Promise<(
   if (!cli) throw new Error('scripts/temporal-env.sh did not report the Temporal CLI');
   const [ip, port] = address.split(':');
   const uiPort = process.env.VMDB_TEMPORAL_UI_PORT || '8233';
-  const args = ['server', 'start-dev', '--ip', ip, '--port', port, '--ui-port', uiPort, '--db-filename', dbFile, '--log-level', 'error'];
-  for (const key of SEARCH_ATTRIBUTES) args.push('--search-attribute', `${key.name}=Keyword`);
+  const args = devServerArgs({ ip, port, uiPort, dbFile });
   // Its own process group: Ctrl-C reaches it through us, after the worker has drained.
   const server = spawn(cli, args, { stdio: ['ignore', 'inherit', 'inherit'], detached: true });
   for (let i = 0; i < 100; i++) {

@@ -8,9 +8,16 @@ export function nowSql(): string {
   return toSqlTime(new Date());
 }
 
-/** `seconds` before now, as a bound DATETIME value. */
+/** The earliest DATETIME MySQL and MariaDB hold; no row is older. */
+const EARLIEST_DATETIME = Date.UTC(1000, 0, 1);
+
+/**
+ * `seconds` before now, as a bound DATETIME value. A span reaching back beyond
+ * the earliest DATETIME means "all of it": without the bound, a span of
+ * thousands of years would make a date the database cannot compare, or none at all.
+ */
 export function secondsAgoSql(seconds: number): string {
-  return toSqlTime(new Date(Date.now() - seconds * 1000));
+  return toSqlTime(new Date(Math.max(Date.now() - seconds * 1000, EARLIEST_DATETIME)));
 }
 
 export function fromSqlTime(value: unknown): Date | null {

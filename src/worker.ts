@@ -36,7 +36,15 @@ export interface VmdbWorkerDeps {
   vmCredentials?: VmCredentials;
   /** A prebuilt bundle (tests share one); by default the workflows are bundled from source. */
   workflowBundle?: WorkerOptions['workflowBundle'];
+  /** Concurrency and cache limits, passed to the SDK as they are. */
+  tuning?: WorkerTuning;
 }
+
+/** The worker options that trade memory and CPU for throughput. */
+export type WorkerTuning = Pick<
+  WorkerOptions,
+  'maxConcurrentWorkflowTaskPolls' | 'maxConcurrentWorkflowTaskExecutions' | 'maxConcurrentLocalActivityExecutions' | 'maxConcurrentActivityTaskExecutions' | 'maxCachedWorkflows' | 'workflowThreadPoolSize'
+>;
 
 /** Every activity the vmdb workflows call, bound to this process's database, drivers and client. */
 export function vmdbActivities(deps: Omit<VmdbWorkerDeps, 'connection' | 'namespace' | 'workflowBundle'>) {
@@ -56,6 +64,7 @@ export async function createVmdbWorker(deps: VmdbWorkerDeps): Promise<Worker> {
     ...(deps.workflowBundle ? { workflowBundle: deps.workflowBundle } : { workflowsPath: require.resolve('../workflows') }),
     activities: vmdbActivities(deps),
     interceptors: { activity: [(ctx) => ({ inbound: new ActivityFailureCounter(ctx) })] },
+    ...deps.tuning,
   });
 }
 

@@ -3,6 +3,7 @@ import { isIP } from 'node:net';
 import { isDeepStrictEqual } from 'node:util';
 import { VirtualMachineDB, type Result } from '../src';
 import { onEveryBackend, ok, snapshot } from './support/backends';
+import { HOSTILE_STRINGS, WRONG_TYPES } from './support/corpus';
 
 /**
  * Bad input never throws and never changes anything.
@@ -28,96 +29,7 @@ import { onEveryBackend, ok, snapshot } from './support/backends';
  * get the no-throw / no-change checks.
  */
 
-// ---- corpus -------------------------------------------------------------------
-
-const HOSTILE_STRINGS: [string, string][] = [
-  ['single quote', "'"],
-  ['double quote', '"'],
-  ['quote breakout', "uid-run' OR '1'='1"],
-  ['classic DROP', "'; DROP TABLE vm_Images; --"],
-  ['double-quoted OR', '" OR "1"="1'],
-  ['backtick breakout', 'vm_Images`; DROP TABLE `vm_History'],
-  ['block comment', 'uid-run/* */'],
-  ['bare block comment', '/**/'],
-  ['line comment', 'uid-run -- '],
-  ['hash comment', "uid-run'#"],
-  ['UNION', "' UNION SELECT * FROM vm_Instances --"],
-  ['sqlite_master', "' UNION SELECT sql FROM sqlite_master --"],
-  ['stacked DELETE', 'uid-run; DELETE FROM vm_Instances'],
-  ['SLEEP', "' OR SLEEP(5) --"],
-  ['numeric OR', '1 OR 1=1'],
-  ['numeric stacked', '1; DROP TABLE vm_Instances'],
-  ['hex number', '0x1'],
-  ['exponent number', '1e3'],
-  ['padded number', ' 1'],
-  ['negative number text', '-1'],
-  ['backslash', '\\'],
-  ['escaped quote', "\\'"],
-  ['trailing backslash', 'uid-run\\'],
-  ['NUL inside', 'uid-run\u0000'],
-  ['NUL only', '\u0000'],
-  ['control chars', '\u0007\u001b[2J\u007f'],
-  ['newline', 'uid-run\nDROP TABLE vm_Images'],
-  ['tab', 'uid\trun'],
-  ['spaces only', '   '],
-  ['right single quote homoglyph', '\u2019 OR \u20191\u2019=\u20191'],
-  ['fullwidth apostrophe', '\uFF07; DROP TABLE vm_Images; --'],
-  ['modifier apostrophe', 'uid-run\u02BC'],
-  ['smart double quotes', '\u201Cx\u201D OR \u201C1\u201D=\u201C1\u201D'],
-  ['unicode hyphen homoglyph', 'uid\u2010run'],
-  ['cyrillic homoglyph', 'u\u0456d-run'],
-  ['emoji', 'vm-\u{1F600}'],
-  ['lone surrogate', 'uid-\uD800'],
-  ['IPv4-mapped injection', "::ffff:1.2.3.4' --"],
-  ['300 characters', 'a'.repeat(300)],
-  ['256 characters', 'b'.repeat(256)],
-  ['empty string', ''],
-  ['percent', '%'],
-  ['percent wrapped', '%uid%'],
-  ['LIKE breakout', "%' OR '1'='1"],
-  ['underscore wildcard', 'uid_run'],
-  ['single underscore', '_'],
-  ['NULL word', 'NULL'],
-  ['__proto__', '__proto__'],
-  ['constructor', 'constructor'],
-  ['toString', 'toString'],
-  ['alias constructor', 'constructor.Name'],
-  ['alias __proto__', '__proto__.Status'],
-  ['qualified constructor', 'inst.constructor'],
-  ['JSON operator', '{"$ne":null}'],
-];
-
-const WRONG_TYPES: [string, unknown][] = [
-  ['zero', 0],
-  ['small integer', 7],
-  ['negative', -1],
-  ['float', 1.5],
-  ['NaN', NaN],
-  ['Infinity', Infinity],
-  ['-Infinity', -Infinity],
-  ['2^32', 2 ** 32],
-  ['2^53', 2 ** 53],
-  ['1e39 (beyond FLOAT)', 1e39],
-  ['Number.MAX_VALUE', Number.MAX_VALUE],
-  ['bigint', 10n],
-  ['huge bigint', 2n ** 64n],
-  ['true', true],
-  ['false', false],
-  ['null', null],
-  ['undefined', undefined],
-  ['empty object', {}],
-  ['object with toString', { toString: () => 'uid-run' }],
-  ['object with valueOf', { valueOf: () => 1 }],
-  ['throwing toString', { toString: () => { throw new Error('boom'); } }],
-  ['empty array', []],
-  ['array of a string', ['uid-run']],
-  ['nested array', [[]]],
-  ['Date', new Date(0)],
-  ['invalid Date', new Date(NaN)],
-  ['Symbol', Symbol('x')],
-  ['function', () => 'uid-run'],
-  ['Buffer', Buffer.from("'")],
-];
+// ---- corpus (test/support/corpus.ts) -----------------------------------------
 
 const CORPUS: [string, unknown][] = [...HOSTILE_STRINGS, ...WRONG_TYPES];
 

@@ -119,6 +119,8 @@ onEveryBackend('queries: getInstancesContent', (fx) => {
     { title: 'one field DESC', sortList: [['inst.Name', 'DESC']], names: ['vm-b2', 'vm-b1', 'vm-a3', 'vm-a2', 'vm-a1'] },
     { title: 'one bare field ASC', sortList: [['Name', 'ASC']], names: ['vm-a1', 'vm-a2', 'vm-a3', 'vm-b1', 'vm-b2'] },
     { title: 'two fields', sortList: [['Endpoint', 'ASC'], ['inst.Name', 'DESC']], names: ['vm-b1', 'vm-a1', 'vm-a3', 'vm-a2', 'vm-b2'] },
+    { title: 'a field with ties (ties by InstanceID, in the same direction)', sortList: [['img.Name', 'DESC']], names: ['vm-b2', 'vm-b1', 'vm-a3', 'vm-a2', 'vm-a1'] },
+    { title: 'a field with ties, ascending', sortList: [['img.Name', 'ASC']], names: ['vm-a1', 'vm-a2', 'vm-a3', 'vm-b1', 'vm-b2'] },
     { title: 'an image field first', sortList: [['img.Name', 'DESC'], ['inst.Name', 'ASC']], names: ['vm-b1', 'vm-b2', 'vm-a1', 'vm-a2', 'vm-a3'] },
     { title: 'an unknown field (ignored, the rest applies)', sortList: [['Bogus', 'DESC'], ['inst.Name', 'DESC']], names: ['vm-b2', 'vm-b1', 'vm-a3', 'vm-a2', 'vm-a1'] },
     { title: 'an unknown direction (ignored, the rest applies)', sortList: [['Endpoint', 'SIDEWAYS'], ['inst.Name', 'ASC']], names: ['vm-a1', 'vm-a2', 'vm-a3', 'vm-b1', 'vm-b2'] },
@@ -424,6 +426,11 @@ onEveryBackend('queries: getHistoryValues', (fx) => {
       [bucketOf(now - 1800), 1, 2],
       [bucketOf(now - 60), 3, 5],
     ]);
+    // A timespan reaching back before any date the database can hold is "everything", not an error.
+    for (const timespan of [1e11, Number.MAX_SAFE_INTEGER]) {
+      assert.deepEqual(ok(await fx.db.getHistoryValues(size, {}, ['Load', 'Jobs'], timespan)).Records.length, 3, `timespan ${timespan}`);
+      assert.equal(ok(await fx.db.getRunningInstancesHistory(timespan, size)).length, 3, `timespan ${timespan}`);
+    }
   });
 
   it('answers no records when there is no history', async function () {

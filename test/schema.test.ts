@@ -1,3 +1,4 @@
+import { PERFORMANCE_INDEXES } from '../entities/migrations/performance-indexes';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -16,13 +17,19 @@ const SEED_DIR = process.env.VMDB_SEED_DIR ?? resolve(ROOT, '..', 'shared', 'see
 
 type TableName = keyof typeof VirtualMachineDB.tablesDesc;
 const TABLES = Object.keys(VirtualMachineDB.tablesDesc) as TableName[];
-const MIGRATION_NAMES = ['InitialSchema1732838400000', 'LookupIndexes1732838500000'];
+const MIGRATION_NAMES = ['InitialSchema1732838400000', 'LookupIndexes1732838500000', 'FleetQueryIndexes1732838600000'];
 
-/** The second migration's lookup indexes (not part of the seed). */
+/** The indexes the later migrations add (not part of the seed): lookups, then fleet-size queries. */
 const LOOKUP_INDEXES: Record<TableName, Record<string, string[]>> = {
   vm_Images: { vm_Images_Name: ['Name'] },
-  vm_Instances: { vm_Instances_UniqueID: ['UniqueID'], vm_Instances_Name: ['Name'] },
-  vm_History: { vm_History_InstanceID_Update: ['InstanceID', 'Update'] },
+  vm_Instances: {
+    vm_Instances_UniqueID: ['UniqueID'],
+    vm_Instances_Name: ['Name'],
+    vm_Instances_Status_LastUpdate: ['Status', 'LastUpdate'],
+    vm_Instances_Status_Image: ['Status', 'VMImageID'],
+    vm_Instances_Endpoint_Status_Image: ['Endpoint', 'Status', 'VMImageID'],
+  },
+  vm_History: { vm_History_InstanceID_Update: ['InstanceID', 'Update'], vm_History_Status_Update: ['Status', 'Update', 'InstanceID'] },
 };
 
 // ---- expected shape, parsed from the seed's column strings -----------------------------
@@ -304,6 +311,9 @@ onEveryBackend('schema', (fx) => {
         if (columnKeys) assert.deepEqual(columnKeys, expectedColumnKeys(expected), `${table} COLUMN_KEY`);
       }
     });
+    // The list the fleet-size benchmark drops is exactly what the migrations add beyond the seed.
+    const listed = Object.fromEntries(TABLES.map((t) => [t, Object.fromEntries(PERFORMANCE_INDEXES.filter((i) => i.table === t).map((i) => [i.name, [...i.columns]]))]));
+    assert.deepEqual(listed, LOOKUP_INDEXES);
     // Spot checks, spelled out: the seed's two indexes.
     const instances = expectedShape('vm_Instances', 'mysql');
     assert.deepEqual(instances.indexes.Status, ['Status']);
@@ -331,7 +341,7 @@ onEveryBackend('schema', (fx) => {
     });
   });
 
-  it('vm_Migrations records the two migrations; opening again applies nothing', async function () {
+  it('vm_Migrations records every migration; opening again applies nothing', async function () {
     this.timeout(60_000);
     const before = await migrationRows(fx.url);
     assert.deepEqual(before.map((row) => row.name), MIGRATION_NAMES);
@@ -346,7 +356,7 @@ onEveryBackend('schema', (fx) => {
     // ... and from a fresh process, which runs the migrator on both backends.
     const child = await openInChild(fx.url, Date.now());
     assert.equal(child.code, 0, child.stderr);
-    assert.deepEqual(JSON.parse(child.stdout), { migrations: 2 });
+    assert.deepEqual(JSON.parse(child.stdout), { migrations: MIGRATION_NAMES.length });
     assert.deepEqual(await migrationRows(fx.url), before);
     assert.equal(ok(await fx.db.getInstanceID('uid-keep')), id, 'data survives');
     await assertSchema(fx.url);
@@ -361,7 +371,7 @@ onEveryBackend('schema', (fx) => {
     const outcomes = await Promise.all([openInChild(url, startAt), openInChild(url, startAt)]);
     for (const [i, outcome] of outcomes.entries()) {
       assert.equal(outcome.code, 0, `child ${i} failed: ${outcome.stderr}`);
-      assert.deepEqual(JSON.parse(outcome.stdout), { migrations: 2 }, `child ${i}`);
+      assert.deepEqual(JSON.parse(outcome.stdout), { migrations: MIGRATION_NAMES.length }, `child ${i}`);
     }
     await withCatalog(url, async (query, dialect) => {
       assert.deepEqual(await tableNames(query, dialect), [...TABLES, 'vm_Migrations'].sort());

@@ -22,13 +22,14 @@ export const errorSchema = {
   required: ['error', 'message'],
 } as const;
 
-/** An error a route throws on purpose; the error handler sends it as it is. */
+/** An error a route throws on purpose; the error handler sends it as it is (and logs `detail`, which the caller never sees). */
 export class ApiError extends Error {
   constructor(
     readonly statusCode: number,
     readonly code: string,
     message: string,
     readonly state?: string,
+    readonly detail?: string,
   ) {
     super(message);
   }
@@ -39,6 +40,15 @@ export class ApiError extends Error {
 }
 
 export const badRequest = (message: string) => new ApiError(400, 'bad_request', message);
+
+/**
+ * 503 for a database or Temporal that cannot be reached. The driver's message (addresses, ports,
+ * error codes) goes to the server log only: it says nothing a caller can act on.
+ */
+export function unavailable(what: 'database' | 'Temporal', detail: string): ApiError {
+  const subject = what === 'database' ? 'The database' : 'Temporal';
+  return new ApiError(503, 'unavailable', `${subject} cannot be reached right now; retry later`, undefined, detail);
+}
 
 const UNKNOWN_ID = /^Unknown (InstanceID|UniqueID)\b/;
 const REFUSED = /^Transition \( .* \) not allowed/;
@@ -54,8 +64,8 @@ export function isTemporalUnavailable(failure: Failure): boolean {
 /** A facade or LifecycleClient failure as an HTTP error; the contract's table in one place. */
 export function fromFailure(failure: Failure): ApiError {
   const message = failure.Message;
-  if (isDatabaseError(failure)) return new ApiError(503, 'unavailable', message);
-  if (isTemporalUnavailable(failure)) return new ApiError(503, 'unavailable', `Temporal: ${message}`);
+  if (isDatabaseError(failure)) return unavailable('database', message);
+  if (isTemporalUnavailable(failure)) return unavailable('Temporal', message);
   if (UNKNOWN_ID.test(message)) return new ApiError(404, 'not_found', message);
   if (failure.State !== undefined || REFUSED.test(message)) return new ApiError(409, 'refused', message, failure.State);
   if (NO_LIFECYCLE.test(message)) return new ApiError(409, 'no_lifecycle', message);
@@ -70,8 +80,7 @@ export function unwrap<T>(result: Result<T>): T {
 
 /** A thrown Temporal error other than "not found" (director routes): the server failed, not the request. */
 export function temporalError(err: unknown): ApiError {
-  const message = (err as Error)?.message ?? String(err);
-  return new ApiError(503, 'unavailable', `Temporal: ${message}`);
+  return unavailable('Temporal', (err as Error)?.message ?? String(err));
 }
 
 /** What ajv reports (and Fastify passes on as FastifySchemaValidationError). */
@@ -80,6 +89,8 @@ interface SchemaError {
   instancePath: string;
   params: Record<string, unknown>;
   message?: string;
+  /** With ajv's verbose option: the schema the failing keyword belongs to. */
+  parentSchema?: { description?: unknown };
 }
 
 /** Where an ajv error points, as the field a person would name: `jobs`, `instanceIDs[2]`. */
@@ -96,7 +107,8 @@ function fieldOf(error: SchemaError): string {
 
 /** One sentence naming the field, from the first schema error (ajv runs with allErrors off). */
 export function formatValidation(errors: SchemaError[], where: string): string {
-  const [error] = errors;
+  // For anyOf, ajv lists each branch's error before its own: the anyOf one says what was wanted.
+  const error = errors.find((e) => e.keyword === 'anyOf') ?? errors[0];
   if (!error) return `${where} is invalid`;
   const field = fieldOf(error);
   const params = error.params;
@@ -111,6 +123,13 @@ export function formatValidation(errors: SchemaError[], where: string): string {
     case 'enum':
       what = `must be one of ${(params.allowedValues as unknown[]).map(String).join(', ')}`;
       break;
+    case 'anyOf':
+    case 'pattern': {
+      // The schema's description says, in words, what a matching value looks like.
+      const description = error.parentSchema?.description;
+      what = typeof description === 'string' ? `must be ${description}` : (error.message ?? 'is invalid');
+      break;
+    }
     default:
       what = error.message ?? 'is invalid';
   }
@@ -139,7 +158,10 @@ const CODES: Record<number, string> = {
  */
 export function installErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError | ApiError, request, reply) => {
-    if (err instanceof ApiError) return reply.code(err.statusCode).send(err.body);
+    if (err instanceof ApiError) {
+      if (err.detail !== undefined) request.log.warn({ status: err.statusCode, detail: err.detail }, err.message);
+      return reply.code(err.statusCode).send(err.body);
+    }
     const status = typeof err.statusCode === 'number' ? err.statusCode : 500;
     if (err.validation) return reply.code(400).send({ error: 'bad_request', message: err.message });
     if (status >= 400 && status < 500) return reply.code(status).send({ error: CODES[status] ?? 'bad_request', message: err.message });

@@ -10,6 +10,7 @@ import type { VirtualMachineDB } from '../vmdb';
 import { API_PREFIX, installAuth } from './auth';
 import { installDashboard } from './dashboard';
 import { errorSchema, formatValidation, installErrorHandling } from './errors';
+import { installMethodNotAllowed } from './methods';
 import directorRoutes from './routes/director';
 import healthRoutes from './routes/health';
 import historyRoutes from './routes/history';
@@ -88,6 +89,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   installValidators(app);
   installErrorHandling(app);
   installAuth(app, deps.operators, deps.tokenSecret);
+  installMethodNotAllowed(app);
   app.addSchema(errorSchema);
 
   await app.register(swagger, {

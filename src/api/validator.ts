@@ -1,3 +1,4 @@
+import { isIPv4, isIPv6 } from 'node:net';
 import Ajv, { type Options } from 'ajv';
 import type { FastifyInstance } from 'fastify';
 
@@ -5,7 +6,9 @@ import type { FastifyInstance } from 'fastify';
 // would turn `"jobs": true` into 1 and `null` into 0, and would accept a heartbeat with a misspelled
 // field; bodies are therefore validated as sent. Path and query values are always strings, so
 // those are coerced ("42" -> 42), and "NaN" or "1.5" still fail an integer schema.
-const common: Options = { useDefaults: true, removeAdditional: false, allErrors: false };
+// The formats the schemas use, checked as Node checks addresses. verbose: an error carries its
+// schema, whose description makes the message for anyOf and pattern (formatValidation).
+const common: Options = { useDefaults: true, removeAdditional: false, allErrors: false, verbose: true, formats: { ipv4: isIPv4, ipv6: isIPv6 } };
 const strict = new Ajv({ ...common, coerceTypes: false });
 const coercing = new Ajv({ ...common, coerceTypes: 'array' });
 

@@ -6,6 +6,8 @@ export interface CreateRequest {
   imageName: string;
   runningPod: string;
   userData?: string;
+  /** The vmdb InstanceID, for drivers that label their VMs with it (EC2 tags). */
+  instanceID?: number;
 }
 
 /** One VM as its endpoint sees it. */
@@ -14,6 +16,9 @@ export interface CloudInstance {
   status: 'pending' | 'running' | 'stopped' | 'unknown';
   publicIP: string;
   privateIP: string;
+  /** The vmdb instance the VM was created for, where the endpoint keeps it (EC2 tags); for reconciliation. */
+  instanceName?: string;
+  instanceID?: number;
 }
 
 /**
@@ -37,6 +42,41 @@ export interface CloudDriver {
  */
 export class InvalidRequestError extends Error {
   override readonly name = 'InvalidRequestError';
+}
+
+const MAX_NAME = 255;
+
+function checkText(name: string, value: unknown, { allowEmpty }: { allowEmpty: boolean }): string {
+  if (typeof value !== 'string') throw new InvalidRequestError(`${name} must be a string, got ${typeof value}`);
+  if (!allowEmpty && value === '') throw new InvalidRequestError(`${name} must not be empty`);
+  if (value.length > MAX_NAME) throw new InvalidRequestError(`${name} is too long (${value.length} characters, at most ${MAX_NAME})`);
+  if (/[\u0000-\u001f\u007f]/.test(value)) throw new InvalidRequestError(`${name} contains control characters`);
+  return value;
+}
+
+/** A create request every driver can rely on: names of at most 255 characters without control characters. */
+export type CheckedCreateRequest = Required<Omit<CreateRequest, 'instanceID'>> & Pick<CreateRequest, 'instanceID'>;
+
+/**
+ * Checks a create request for a driver whose user data may hold at most `maxUserDataBytes` bytes
+ * (and, with `allowNul: false`, no NUL character); throws InvalidRequestError saying what is wrong.
+ */
+export function checkCreateRequest(req: unknown, limits: { driver: string; maxUserDataBytes: number; allowNul: boolean }): CheckedCreateRequest {
+  if (typeof req !== 'object' || req === null) throw new InvalidRequestError('create request must be an object');
+  const { instanceName, imageName, runningPod, userData = '', instanceID } = req as Record<string, unknown>;
+  checkText('instanceName', instanceName, { allowEmpty: false });
+  checkText('imageName', imageName, { allowEmpty: true });
+  checkText('runningPod', runningPod, { allowEmpty: true });
+  if (typeof userData !== 'string') throw new InvalidRequestError(`userData must be a string, got ${typeof userData}`);
+  if (!limits.allowNul && userData.includes('\0')) throw new InvalidRequestError('userData must not contain NUL characters');
+  const bytes = Buffer.byteLength(userData);
+  if (bytes > limits.maxUserDataBytes) {
+    throw new InvalidRequestError(`userData is too large for the ${limits.driver} driver (${bytes} bytes, at most ${limits.maxUserDataBytes})`);
+  }
+  if (instanceID !== undefined && !(Number.isSafeInteger(instanceID) && (instanceID as number) > 0)) {
+    throw new InvalidRequestError(`instanceID must be a positive integer, got ${JSON.stringify(instanceID)}`);
+  }
+  return { instanceName, imageName, runningPod, userData, instanceID } as CheckedCreateRequest;
 }
 
 /**
@@ -96,10 +136,13 @@ export interface EndpointDriverConfig {
 /** Builds a driver from the options of its config (endpoint and driver keys removed); throws on bad options. */
 export type DriverFactory = (endpoint: string, options: Record<string, unknown>) => CloudDriver;
 
-// Adding a driver type (ec2, openstack, ...) is one line here plus its own file. The arrows defer the
-// lookup: local.ts imports this module too, and whichever loads first sees the other half-built.
+// Adding a driver type (openstack, ...) is one line here plus its own file (docs/drivers.md). The
+// arrows defer the lookup: local.ts imports this module too, and whichever loads first sees the other
+// half-built. The EC2 driver is loaded only when an endpoint uses it, so processes without one (the
+// API, the CLI) never load the AWS SDK.
 const FACTORIES: Readonly<Record<string, DriverFactory>> = {
   local: (endpoint, options) => localDriverFromConfig(endpoint, options),
+  ec2: (endpoint, options) => (require('./ec2') as typeof import('./ec2')).ec2DriverFromConfig(endpoint, options),
 };
 
 export const DRIVER_TYPES: readonly string[] = Object.keys(FACTORIES);

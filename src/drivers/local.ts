@@ -6,7 +6,7 @@ import { isIP } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type CloudDriver, type CloudInstance, type CreateRequest, InvalidRequestError, parseEndpointName } from './driver';
+import { type CheckedCreateRequest, type CloudDriver, type CloudInstance, type CreateRequest, checkCreateRequest, parseEndpointName } from './driver';
 
 /**
  * The `local` driver: each VM is a real process on this host, so tests and the demo exercise the
@@ -57,7 +57,6 @@ const UNIQUE_ID = /^local-\d+-[0-9a-f]{12}$/;
 const RECORD_FILE = /^(local-\d+-[0-9a-f]{12})\.json$/;
 // Linux caps one environment string at 128 KiB; fail clearly before spawn does.
 const MAX_USER_DATA = 100_000;
-const MAX_NAME = 255;
 const LOCK_WAIT_MS = 30_000;
 const KILL_WAIT_MS = 2_000;
 const POLL_MS = 25;
@@ -208,28 +207,6 @@ function checkOptions(options: unknown): LocalDriverOptions & { publicIP: string
   };
 }
 
-function checkText(name: string, value: unknown, { allowEmpty }: { allowEmpty: boolean }): string {
-  if (typeof value !== 'string') throw new InvalidRequestError(`${name} must be a string, got ${typeof value}`);
-  if (!allowEmpty && value === '') throw new InvalidRequestError(`${name} must not be empty`);
-  if (value.length > MAX_NAME) throw new InvalidRequestError(`${name} is too long (${value.length} characters, at most ${MAX_NAME})`);
-  if (/[\u0000-\u001f\u007f]/.test(value)) throw new InvalidRequestError(`${name} contains control characters`);
-  return value;
-}
-
-function checkRequest(req: unknown): Required<CreateRequest> {
-  if (typeof req !== 'object' || req === null) throw new InvalidRequestError('create request must be an object');
-  const { instanceName, imageName, runningPod, userData = '' } = req as Record<string, unknown>;
-  checkText('instanceName', instanceName, { allowEmpty: false });
-  checkText('imageName', imageName, { allowEmpty: true });
-  checkText('runningPod', runningPod, { allowEmpty: true });
-  if (typeof userData !== 'string') throw new InvalidRequestError(`userData must be a string, got ${typeof userData}`);
-  // It travels in an environment variable: no NUL, and within the kernel's limit.
-  if (userData.includes('\0')) throw new InvalidRequestError('userData must not contain NUL characters');
-  const bytes = Buffer.byteLength(userData);
-  if (bytes > MAX_USER_DATA) throw new InvalidRequestError(`userData is too large for the local driver (${bytes} bytes, at most ${MAX_USER_DATA})`);
-  return { instanceName, imageName, runningPod, userData } as Required<CreateRequest>;
-}
-
 export class LocalDriver implements CloudDriver {
   readonly endpoint: string;
   readonly stateDir: string;
@@ -249,7 +226,8 @@ export class LocalDriver implements CloudDriver {
   }
 
   async createInstance(req: CreateRequest): Promise<CloudInstance> {
-    const request = checkRequest(req);
+    // The user data travels in an environment variable: no NUL, and within the kernel's limit.
+    const request = checkCreateRequest(req, { driver: 'local', maxUserDataBytes: MAX_USER_DATA, allowNul: false });
     await fs.mkdir(this.stateDir, { recursive: true, mode: 0o700 });
     // The lock makes "find a live VM of that name, else start one" atomic across workers.
     return this.withNameLock(request.instanceName, async () => {
@@ -342,7 +320,7 @@ export class LocalDriver implements CloudDriver {
     };
   }
 
-  private async spawnVm(req: Required<CreateRequest>): Promise<LocalVmRecord> {
+  private async spawnVm(req: CheckedCreateRequest): Promise<LocalVmRecord> {
     // Fixed before the spawn because the VM receives it in its environment.
     const uniqueID = `local-${process.pid}-${randomBytes(6).toString('hex')}`;
     const argv = this.command ?? [process.execPath, '-e', SLEEPER, '--', LOCAL_VM_MARKER, req.instanceName, uniqueID];

@@ -18,6 +18,13 @@ import { workflowBundle } from './temporal';
 
 export const ENDPOINT = 'Local::testcloud';
 
+/** The one endpoint of a rig: by default local VMs in the rig's own state directory. */
+export interface RigEndpoint {
+  endpoint: string;
+  image: string;
+  driver: { type: string; [option: string]: unknown };
+}
+
 /** A database, local VMs, a worker and a client around one Temporal test environment. */
 export class LifecycleRig {
   db!: VirtualMachineDB;
@@ -32,13 +39,22 @@ export class LifecycleRig {
 
   constructor(
     readonly env: TestWorkflowEnvironment,
-    private readonly options: { maxInstances?: number; sshPrivateKey?: string; tokenSecret?: string } = {},
+    private readonly options: { maxInstances?: number; sshPrivateKey?: string; tokenSecret?: string; endpoint?: RigEndpoint } = {},
   ) {}
+
+  get endpoint(): string {
+    return this.options.endpoint?.endpoint ?? ENDPOINT;
+  }
+
+  get image(): string {
+    return this.options.endpoint?.image ?? 'test-image';
+  }
 
   async setUp(): Promise<void> {
     this.db = await VirtualMachineDB.open({ url: await BACKENDS[0].createDatabase() });
+    const { driver } = this.options.endpoint ?? { driver: { type: 'local', stateDir: this.stateDir } };
     this.fleet = validateFleet({
-      endpoints: [{ endpoint: ENDPOINT, image: 'test-image', runningPod: 'testvo', maxInstances: this.options.maxInstances ?? 2, driver: { type: 'local', stateDir: this.stateDir } }],
+      endpoints: [{ endpoint: this.endpoint, image: this.image, runningPod: 'testvo', maxInstances: this.options.maxInstances ?? 2, driver }],
     });
     this.drivers = createDrivers(driverConfigs(this.fleet));
     this.lifecycle = new LifecycleClient(this.env.client, this.db);
@@ -77,7 +93,8 @@ export class LifecycleRig {
   async tearDown(): Promise<void> {
     for (const app of this.apps.splice(0)) await app.close();
     await this.stopWorker();
-    for (const vm of await this.drivers.get(ENDPOINT)!.listInstances()) await this.drivers.get(ENDPOINT)!.stopInstance(vm.uniqueID);
+    const driver = this.drivers.get(this.endpoint)!;
+    for (const vm of await driver.listInstances()) await driver.stopInstance(vm.uniqueID);
     await this.db.close();
     await BACKENDS[0].dropAll();
     rmSync(this.stateDir, { recursive: true, force: true });
@@ -86,12 +103,12 @@ export class LifecycleRig {
   /** Inserts a New instance and starts its workflow, as the Director does. */
   async launch(overrides: Partial<LifecycleInput> = {}): Promise<{ instanceID: number; handle: ReturnType<TestWorkflowEnvironment['client']['workflow']['getHandle']> }> {
     const name = `vm-${Math.random().toString(36).slice(2, 10)}`;
-    const instanceID = ok(await this.db.insertInstance('', 'test-image', name, ENDPOINT, 'testvo'));
+    const instanceID = ok(await this.db.insertInstance('', this.image, name, this.endpoint, 'testvo'));
     const input: LifecycleInput = {
       instanceID,
       instanceName: name,
-      imageName: 'test-image',
-      endpoint: ENDPOINT,
+      imageName: this.image,
+      endpoint: this.endpoint,
       runningPod: 'testvo',
       stallingIntervalSeconds: 2400,
       ...overrides,

@@ -8,6 +8,10 @@ import type { ApiDeps } from '../server';
 
 const timespan = { type: 'integer', minimum: 0, maximum: MAX_ID, default: 0, description: 'seconds back from now; 0: all' } as const;
 
+const FIELD = `(?:${HISTORY_DATA_FIELDS.join('|')})`;
+/** `Load,Jobs`; empty entries are dropped (listOf), so stray commas are fine. */
+const FIELDS_PATTERN = `^,*(?:${FIELD}(?:,+${FIELD})*)?,*$`;
+
 const RUNNING_GROUPS = ['endpoint', 'pod', 'image'] as const;
 type RunningGroup = (typeof RUNNING_GROUPS)[number];
 
@@ -25,7 +29,7 @@ export default async function historyRoutes(app: FastifyInstance, { deps }: { de
         description: 'Any other query parameter filters on a vm_Instances column; comma-separated values are ORed.',
         querystring: withFilters({
           bucket: { type: 'integer', minimum: 1, maximum: MAX_ID, default: 900, description: 'bucket size in seconds' },
-          fields: { type: 'string', description: `comma-separated, of ${HISTORY_DATA_FIELDS.join(', ')}; default all` },
+          fields: { type: 'string', pattern: FIELDS_PATTERN, description: `a comma-separated list of ${HISTORY_DATA_FIELDS.join(', ')} (absent or empty: all)` },
           timespan,
         }),
         response: { 200: table, ...errorReplies() },

@@ -15,7 +15,8 @@ export default async function imageRoutes(app: FastifyInstance, { deps }: { deps
       schema: {
         tags: ['images'],
         summary: 'Every image with its status',
-        querystring: { type: 'object', additionalProperties: false },
+        // properties, even empty: without it the OpenAPI document would list `type` as a query parameter.
+        querystring: { type: 'object', properties: {}, additionalProperties: false },
         response: { 200: table, ...errorReplies() },
       },
     },

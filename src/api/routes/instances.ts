@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { INSTANCE_STATES } from '../../../entities/states';
 import { lifecycleWorkflowId } from '../../../workflows/definitions';
 import { columnNames, columnOf } from '../../../entities/tables';
-import { type Failure, type Result, isDatabaseError } from '../../result';
+import { type Failure, type Result, S_ERROR, isDatabaseError } from '../../result';
 import { requireRole } from '../auth';
 import { ApiError, NO_LIFECYCLE, badRequest, isTemporalUnavailable, unwrap } from '../errors';
 import { filtersOf, sortListOf } from '../filters';
@@ -12,6 +12,7 @@ import type { ApiDeps } from '../server';
 export const MAX_PAGE = 1000;
 export const MAX_STOP = 1000;
 const STOP_CONCURRENCY = 8;
+const UNREACHABLE = 'The database or Temporal cannot be reached right now; retry later';
 
 const record = { type: 'object', additionalProperties: true } as const;
 
@@ -63,7 +64,7 @@ export default async function instanceRoutes(app: FastifyInstance, { deps }: { d
         tags: ['instances'],
         summary: 'Number of instances per value of a column (getInstanceCounters)',
         description: 'Any other query parameter filters on a vm_Instances column; comma-separated values are ORed.',
-        querystring: withFilters({ groupBy: { type: 'string', default: 'Status', description: 'a vm_Instances column' } }),
+        querystring: withFilters({ groupBy: { type: 'string', enum: columnNames('vm_Instances'), default: 'Status', description: 'a vm_Instances column' } }),
         response: { 200: { type: 'object', additionalProperties: { type: 'integer' } }, ...errorReplies() },
       },
     },
@@ -189,9 +190,13 @@ export default async function instanceRoutes(app: FastifyInstance, { deps }: { d
         const outcomes = await Promise.all(batch.map(stopOne));
         batch.forEach((id, j) => (results[id] = outcomes[j]));
       }
-      // Nothing could be reached at all: say so, so that a script retries, with the details.
+      // Nothing could be reached at all: say so, so that a script retries, with each instance's result.
       const unavailable = (r: Result<string>) => !r.OK && (isDatabaseError(r) || isTemporalUnavailable(r));
-      if (Object.values(results).every(unavailable)) {
+      const down = Object.entries(results).filter(([, r]) => unavailable(r));
+      if (down.length) request.log.warn({ failures: Object.fromEntries(down.map(([id, r]) => [id, (r as Failure).Message])) }, 'stop: database or Temporal unreachable');
+      // The driver's words (addresses, codes) stay in the log; the caller learns what it can act on.
+      for (const [id] of down) results[id] = S_ERROR(UNREACHABLE);
+      if (down.length === ids.length) {
         return reply.code(503).send({ error: 'unavailable', message: 'Neither the workflows nor the database could be reached', results });
       }
       return { results };

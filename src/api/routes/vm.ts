@@ -9,9 +9,21 @@ import { ApiError, NO_LIFECYCLE, badRequest, fromFailure, unwrap } from '../erro
 import { count, errorReplies, figure, instanceIDParams } from '../schemas';
 import type { ApiDeps } from '../server';
 
+// The workflow's refusal of a heartbeat for an instance whose VM it has not created yet.
+const NO_VM_YET = /has no VM yet/;
+
 const IP_WIDTH = 32; // vm_Instances.PublicIP / PrivateIP are VARCHAR(32)
 
-const ip = (description: string) => ({ type: 'string', maxLength: IP_WIDTH, description }) as const;
+/** An address as the VM reports it; schema-checked, so that the OpenAPI document says what is accepted. */
+const ip = () =>
+  ({
+    anyOf: [
+      { type: 'string', maxLength: 0 },
+      { type: 'string', format: 'ipv4' },
+      { type: 'string', format: 'ipv6', maxLength: IP_WIDTH },
+    ],
+    description: `an IPv4 or IPv6 address (at most ${IP_WIDTH} characters), or empty`,
+  }) as const;
 
 const statusReply = { type: 'object', properties: { status: { type: 'string' } }, required: ['status'] } as const;
 
@@ -62,10 +74,11 @@ export default async function vmRoutes(app: FastifyInstance, { deps }: { deps: A
       schema: {
         tags: ['vm'],
         summary: 'The VM is up: declare it Running with its addresses',
+        description: "publicIP defaults to the request's remote address (::ffff: stripped), privateIP to empty.",
         params: instanceIDParams,
         body: {
           type: 'object',
-          properties: { publicIP: ip("defaults to the request's remote address, ::ffff: stripped"), privateIP: ip('default empty') },
+          properties: { publicIP: ip(), privateIP: ip() },
           additionalProperties: false,
         },
         response: { 200: statusReply, ...errorReplies(404, 409) },
@@ -122,14 +135,19 @@ export default async function vmRoutes(app: FastifyInstance, { deps }: { deps: A
   );
 
   async function answerHeartbeat(instanceID: number, figures: HeartbeatFigures, request: FastifyRequest, reply: FastifyReply): Promise<Directive> {
-    const uniqueID = await uniqueIDOf(instanceID, request, reply);
-    const result = await lifecycle.heartbeat(uniqueID, figures);
+    // The hot path: straight to the instance's workflow. The database is read only to explain a refusal.
+    const result = await lifecycle.heartbeatOf(instanceID, figures);
     if (result.OK) return result.Value;
     // A refused heartbeat is still an answer for the VM: State stop means drain, halt means power off.
     if (result.State === 'stop' || result.State === 'halt') return result.State;
     if (NO_LIFECYCLE.test(result.Message)) {
       const directive = await settledDirective(instanceID);
       if (directive) return directive;
+      await uniqueIDOf(instanceID, request, reply); // never started: 409 not_ready naming the status
+    }
+    if (NO_VM_YET.test(result.Message)) {
+      await uniqueIDOf(instanceID, request, reply); // 409 not_ready naming the status (or 404)
+      throw new ApiError(409, 'not_ready', result.Message);
     }
     throw fromFailure(result);
   }
