@@ -31,10 +31,11 @@ const ACCESS: Record<string, Role | 'vm'> = {
   'POST /api/v1/instances/stop': 'operate',
   'GET /api/v1/director': 'read',
   'POST /api/v1/director/trigger': 'admin',
+  'GET /api/v1/me': 'read',
 };
 
-/** Outside /api/v1 everything is open: probes, metrics, the API's own documents. */
-const OPEN = /^\/(health|healthz|readyz|metrics|openapi\.json|docs)(\/|$)/;
+/** Outside /api/v1 everything is open: probes, metrics, the API's own documents, the dashboard's page shell and assets (they hold no data). */
+const OPEN = /^\/(health|healthz|readyz|metrics|openapi\.json|docs|assets|index\.html|favicon\.svg)?(\/|$)/;
 
 type Caller =
   | { name: string; kind: 'stranger'; authorization?: string }
