@@ -64,6 +64,21 @@ async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
   const log = (line: string) => console.error(`[bench:instances] ${line}`);
   const cleanups: (() => Promise<void> | void)[] = [];
+  const cleanUp = async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) {
+      try {
+        await cleanup();
+      } catch (err) {
+        console.error(`[bench:instances] cleanup failed: ${(err as Error).message}`);
+      }
+    }
+  };
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      log(`${signal}: cleaning up`);
+      void cleanUp().finally(() => process.exit(130));
+    });
+  }
   try {
     log(`options ${JSON.stringify(options)}`);
     const database = await createBenchDatabase();
@@ -172,13 +187,7 @@ async function main(): Promise<void> {
         `stalled wave halted ${figures.stalledWave.lastDeadlineToAllHaltedSeconds} s after the last deadline [${file}]`,
     );
   } finally {
-    for (const cleanup of cleanups.reverse()) {
-      try {
-        await cleanup();
-      } catch (err) {
-        console.error(`[bench:instances] cleanup failed: ${(err as Error).message}`);
-      }
-    }
+    await cleanUp();
   }
 }
 
