@@ -120,11 +120,15 @@ describe('logs (pino)', function () {
     );
   });
 
-  it('the API logs VM requests with the instance, its UniqueID and workflow, and the request id', async function () {
+  it('the API logs VM requests with the instance, its workflow and the request id', async function () {
     const out = capture();
     const secret = newSecret();
     const db = { getUniqueID: async () => ({ OK: true, Value: 'local-9' }) } as unknown as VirtualMachineDB;
-    const lifecycle = { heartbeat: async () => ({ OK: true, Value: 'stop' }) } as unknown as LifecycleClient;
+    // A heartbeat goes to the workflow by InstanceID: its lines do not pay a database read for the UniqueID.
+    const lifecycle = {
+      heartbeatOf: async () => ({ OK: true, Value: 'stop' }),
+      running: async () => ({ OK: true, Value: 'Running' }),
+    } as unknown as LifecycleClient;
     const app = await buildApi({ db, lifecycle, operators: [], tokenSecret: secret, logger: createLogger({ destination: out, level: 'debug' }) });
     try {
       const res = await app.inject({
@@ -134,18 +138,28 @@ describe('logs (pino)', function () {
         payload: { load: 1, jobs: 2, transferredFiles: 0, transferredBytes: 0, uptime: 60 },
       });
       assert.deepEqual(res.json(), { directive: 'stop' });
+      const running = await app.inject({
+        method: 'POST',
+        url: '/api/v1/vms/9/running',
+        headers: { authorization: `Bearer ${makeVmToken(secret, 9)}` },
+        payload: { publicIP: '10.0.0.9', privateIP: '' },
+      });
+      assert.deepEqual(running.json(), { status: 'Running' });
     } finally {
       await app.close();
     }
     const answered = out.lines.find((l) => l.msg === 'heartbeat answered');
     assert.ok(answered, JSON.stringify(out.lines));
     assert.equal(answered.level, 'info', 'stop changes what the VM does');
-    assert.deepEqual([answered.instanceID, answered.uniqueID, answered.workflowId, answered.directive], [9, 'local-9', 'vm-9', 'stop']);
+    assert.deepEqual([answered.instanceID, answered.workflowId, answered.directive], [9, 'vm-9', 'stop']);
     assert.ok(answered.reqId, 'Fastify request binding');
     const completed = out.lines.find((l) => l.msg === 'request completed');
     assert.ok(completed);
     assert.equal(completed.level, 'debug', "a VM's successful call is the steady state");
-    assert.deepEqual([completed.instanceID, completed.uniqueID, completed.workflowId, completed.res.statusCode], [9, 'local-9', 'vm-9', 200]);
+    assert.deepEqual([completed.instanceID, completed.workflowId, completed.res.statusCode], [9, 'vm-9', 200]);
+    // The other VM routes look the UniqueID up anyway, and their lines carry it.
+    const reported = out.lines.find((l) => l.msg === 'VM reported running');
+    assert.deepEqual([reported?.instanceID, reported?.uniqueID, reported?.workflowId], [9, 'local-9', 'vm-9']);
     const incoming = out.lines.find((l) => l.msg === 'incoming request');
     assert.deepEqual([incoming?.instanceID, incoming?.workflowId], [9, 'vm-9'], 'from the first line of the request');
   });
