@@ -26,7 +26,7 @@ const LOOKUP_INDEXES: Record<TableName, Record<string, string[]>> = {
     vm_Instances_UniqueID: ['UniqueID'],
     vm_Instances_Name: ['Name'],
     vm_Instances_Status_LastUpdate: ['Status', 'LastUpdate'],
-    vm_Instances_Status_Image: ['Status', 'VMImageID'],
+    vm_Instances_Status_Endpoint_Image: ['Status', 'Endpoint', 'VMImageID'],
     vm_Instances_Endpoint_Status_Image: ['Endpoint', 'Status', 'VMImageID'],
   },
   vm_History: { vm_History_InstanceID_Update: ['InstanceID', 'Update'], vm_History_Status_Update: ['Status', 'Update', 'InstanceID'] },

@@ -17,8 +17,8 @@ export const PERFORMANCE_INDEXES: readonly PerformanceIndex[] = [
   { table: 'vm_History', name: 'vm_History_InstanceID_Update', columns: ['InstanceID', 'Update'], migration: 'LookupIndexes1732838500000' },
   // A Status-filtered page sorted by LastUpdate reads this index in order (no sort of the matches).
   { table: 'vm_Instances', name: 'vm_Instances_Status_LastUpdate', columns: ['Status', 'LastUpdate'], migration: 'FleetQueryIndexes1732838600000' },
-  // Totals and counters by Status (and Endpoint) join vm_Images from the index alone.
-  { table: 'vm_Instances', name: 'vm_Instances_Status_Image', columns: ['Status', 'VMImageID'], migration: 'FleetQueryIndexes1732838600000' },
+  // Totals by Status and counters of one Status by Endpoint read the index alone (vm_Images joined by VMImageID).
+  { table: 'vm_Instances', name: 'vm_Instances_Status_Endpoint_Image', columns: ['Status', 'Endpoint', 'VMImageID'], migration: 'FleetQueryIndexes1732838600000' },
   { table: 'vm_Instances', name: 'vm_Instances_Endpoint_Status_Image', columns: ['Endpoint', 'Status', 'VMImageID'], migration: 'FleetQueryIndexes1732838600000' },
   // The running-instances history: Running rows in time order, InstanceID included.
   { table: 'vm_History', name: 'vm_History_Status_Update', columns: ['Status', 'Update', 'InstanceID'], migration: 'FleetQueryIndexes1732838600000' },
