@@ -1,5 +1,6 @@
 import { InitialSchema1732838400000 } from './1732838400000-InitialSchema';
 import { LookupIndexes1732838500000 } from './1732838500000-LookupIndexes';
+import { FleetSafety1764460800000 } from './1764460800000-FleetSafety';
 
 /** Every migration, oldest first. */
-export const MIGRATIONS = [InitialSchema1732838400000, LookupIndexes1732838500000];
+export const MIGRATIONS = [InitialSchema1732838400000, LookupIndexes1732838500000, FleetSafety1764460800000];
