@@ -115,6 +115,7 @@ async function main(): Promise<void> {
     operators: api.operators,
     tokenSecret: api.tokenSecret,
     logger: log.child({ component: 'api' }),
+    safety: fleet.safety,
   });
   try {
     await app.listen({ host: api.host, port: api.port });
