@@ -412,12 +412,12 @@ describe('vmdb migrate', function () {
         const first = await runCli(['migrate', '--json'], { VMDB_DATABASE_URL: url });
         assert.equal(first.code, 0, first.stderr);
         const report = JSON.parse(first.stdout);
-        assert.deepEqual(report.applied, ['InitialSchema1732838400000', 'LookupIndexes1732838500000']);
+        assert.deepEqual(report.applied, ['InitialSchema1732838400000', 'LookupIndexes1732838500000', 'FleetSafety1764460800000']);
         assert.deepEqual(report.migrations, report.applied);
         assert.doesNotMatch(report.database, /secret/);
         const second = await runCli(['migrate'], { VMDB_DATABASE_URL: url });
         assert.equal(second.code, 0, second.stderr);
-        assert.match(second.stdout, /already up to date \(2 migrations\)/);
+        assert.match(second.stdout, /already up to date \(3 migrations\)/);
       } finally {
         await backend.dropAll();
       }

@@ -16,7 +16,9 @@ const SEED_DIR = process.env.VMDB_SEED_DIR ?? resolve(ROOT, '..', 'shared', 'see
 
 type TableName = keyof typeof VirtualMachineDB.tablesDesc;
 const TABLES = Object.keys(VirtualMachineDB.tablesDesc) as TableName[];
-const MIGRATION_NAMES = ['InitialSchema1732838400000', 'LookupIndexes1732838500000'];
+const MIGRATION_NAMES = ['InitialSchema1732838400000', 'LookupIndexes1732838500000', 'FleetSafety1764460800000'];
+/** The fleet-safety tables (migration FleetSafety), beside the seed's three. */
+const SAFETY_TABLES = ['vm_EndpointControl', 'vm_FleetControl', 'vm_InstanceControl'];
 
 /** The second migration's lookup indexes (not part of the seed). */
 const LOOKUP_INDEXES: Record<TableName, Record<string, string[]>> = {
@@ -310,9 +312,9 @@ onEveryBackend('schema', (fx) => {
     assert.deepEqual(expectedShape('vm_History', 'mysql').indexes.InstanceID, ['InstanceID']);
   });
 
-  it('holds only the three tables and vm_Migrations', async function () {
+  it('holds only the three seed tables, the fleet-safety tables and vm_Migrations', async function () {
     await withCatalog(fx.url, async (query, dialect) => {
-      assert.deepEqual(await tableNames(query, dialect), [...TABLES, 'vm_Migrations'].sort());
+      assert.deepEqual(await tableNames(query, dialect), [...TABLES, ...SAFETY_TABLES, 'vm_Migrations'].sort());
     });
   });
 
@@ -331,7 +333,7 @@ onEveryBackend('schema', (fx) => {
     });
   });
 
-  it('vm_Migrations records the two migrations; opening again applies nothing', async function () {
+  it('vm_Migrations records the three migrations; opening again applies nothing', async function () {
     this.timeout(60_000);
     const before = await migrationRows(fx.url);
     assert.deepEqual(before.map((row) => row.name), MIGRATION_NAMES);
@@ -346,7 +348,7 @@ onEveryBackend('schema', (fx) => {
     // ... and from a fresh process, which runs the migrator on both backends.
     const child = await openInChild(fx.url, Date.now());
     assert.equal(child.code, 0, child.stderr);
-    assert.deepEqual(JSON.parse(child.stdout), { migrations: 2 });
+    assert.deepEqual(JSON.parse(child.stdout), { migrations: MIGRATION_NAMES.length });
     assert.deepEqual(await migrationRows(fx.url), before);
     assert.equal(ok(await fx.db.getInstanceID('uid-keep')), id, 'data survives');
     await assertSchema(fx.url);
@@ -361,10 +363,10 @@ onEveryBackend('schema', (fx) => {
     const outcomes = await Promise.all([openInChild(url, startAt), openInChild(url, startAt)]);
     for (const [i, outcome] of outcomes.entries()) {
       assert.equal(outcome.code, 0, `child ${i} failed: ${outcome.stderr}`);
-      assert.deepEqual(JSON.parse(outcome.stdout), { migrations: 2 }, `child ${i}`);
+      assert.deepEqual(JSON.parse(outcome.stdout), { migrations: MIGRATION_NAMES.length }, `child ${i}`);
     }
     await withCatalog(url, async (query, dialect) => {
-      assert.deepEqual(await tableNames(query, dialect), [...TABLES, 'vm_Migrations'].sort());
+      assert.deepEqual(await tableNames(query, dialect), [...TABLES, ...SAFETY_TABLES, 'vm_Migrations'].sort());
     });
     assert.deepEqual((await migrationRows(url)).map((row) => row.name), MIGRATION_NAMES);
     await assertSchema(url);

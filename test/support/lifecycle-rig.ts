@@ -32,13 +32,36 @@ export class LifecycleRig {
 
   constructor(
     readonly env: TestWorkflowEnvironment,
-    private readonly options: { maxInstances?: number; sshPrivateKey?: string; tokenSecret?: string } = {},
+    private readonly options: {
+      maxInstances?: number;
+      sshPrivateKey?: string;
+      tokenSecret?: string;
+      /** The database's stallingInterval (default 2400). */
+      stallingInterval?: number;
+      /** The fleet file's `safety` block. */
+      safety?: unknown;
+      /** More options of the endpoint (drainDeadlineSeconds, maxLifetimeSeconds, ...) and of its local driver. */
+      endpoint?: Record<string, unknown>;
+      driver?: Record<string, unknown>;
+      /** A database url (default: a fresh MariaDB database). */
+      url?: string;
+    } = {},
   ) {}
 
   async setUp(): Promise<void> {
-    this.db = await VirtualMachineDB.open({ url: await BACKENDS[0].createDatabase() });
+    this.db = await VirtualMachineDB.open({ url: this.options.url ?? (await BACKENDS[0].createDatabase()), stallingInterval: this.options.stallingInterval });
     this.fleet = validateFleet({
-      endpoints: [{ endpoint: ENDPOINT, image: 'test-image', runningPod: 'testvo', maxInstances: this.options.maxInstances ?? 2, driver: { type: 'local', stateDir: this.stateDir } }],
+      endpoints: [
+        {
+          endpoint: ENDPOINT,
+          image: 'test-image',
+          runningPod: 'testvo',
+          maxInstances: this.options.maxInstances ?? 2,
+          ...this.options.endpoint,
+          driver: { type: 'local', stateDir: this.stateDir, ...this.options.driver },
+        },
+      ],
+      safety: this.options.safety,
     });
     this.drivers = createDrivers(driverConfigs(this.fleet));
     this.lifecycle = new LifecycleClient(this.env.client, this.db);
