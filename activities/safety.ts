@@ -148,7 +148,7 @@ export function createSafetyActivities(deps: SafetyDeps) {
     /** May the workflow take `action` against the instance now? Held back: retry after `retryInSeconds`. */
     async safetyVerdict(instanceID: number, endpoint: string, action: GuardedAction): Promise<Verdict> {
       const verdict = action === 'stall' || action === 'halt' ? await guard.silenceVerdict(instanceID, endpoint, action) : await guard.manualVerdict(instanceID, action);
-      if (!verdict.allow) activityLogger({ instanceID }).warn({ endpoint, action, rule: verdict.rule, reason: verdict.reason }, 'automatic action held back');
+      if (!verdict.allow) activityLogger({ instanceID }).info({ endpoint, action, rule: verdict.rule, reason: verdict.reason }, 'automatic action held back');
       return verdict;
     },
 

@@ -8,7 +8,7 @@ import { createLogger } from '../src/log';
 import type { VirtualMachineDB } from '../src/vmdb';
 import { ageInstance, forceStatus, ok, onEveryBackend } from './support/backends';
 
-const STALL = 600;
+const STALL = 2400;
 const quiet = createLogger({ level: 'silent' });
 
 function config(over: { [K in keyof SafetyConfig]?: Partial<SafetyConfig[K]> } = {}): SafetyConfig {

@@ -8,6 +8,11 @@ export interface SafetyConfig {
     maxSilentFraction: number;
     /** ... but only with at least this many silent (a lone dead VM is not an outage). */
     minSilentInstances: number;
+    /**
+     * An instance counts as silent once it has not reported for this fraction of the stalling
+     * interval: when the first deadline of a mass silence fires, the others are nearly as late.
+     */
+    silentAfterFraction: number;
     /** No stall after vmdb's own outage (or after the guard clears) for this long. */
     recoveryGraceSeconds: number;
     /** A stall or halt that was held back is asked for again after this long. */
@@ -40,7 +45,7 @@ export interface SafetyConfig {
 }
 
 export const DEFAULT_SAFETY: SafetyConfig = {
-  guard: { maxSilentFraction: 0.5, minSilentInstances: 3, recoveryGraceSeconds: 900, deferSeconds: 300 },
+  guard: { maxSilentFraction: 0.5, minSilentInstances: 3, silentAfterFraction: 0.5, recoveryGraceSeconds: 900, deferSeconds: 300 },
   halts: { maxPerEndpoint: 20, windowSeconds: 3600 },
   backoff: { initialSeconds: 60, maxSeconds: 3600 },
   pulse: { everySeconds: 60, outageAfterSeconds: 300 },
@@ -74,7 +79,7 @@ export function validateSafety(raw: unknown): SafetyConfig {
         if (typeof value !== 'boolean') throw new Error(`${where} must be true or false`);
         out[section][key] = value;
       } else {
-        out[section][key] = checkNumber(where, value, key === 'maxSilentFraction' ? 'fraction' : 'integer');
+        out[section][key] = checkNumber(where, value, key === 'maxSilentFraction' || key === 'silentAfterFraction' ? 'fraction' : 'integer');
       }
     }
   }

@@ -55,12 +55,12 @@ export class FleetGuard {
   async silenceVerdict(instanceID: number, endpoint: string, action: 'stall' | 'halt'): Promise<Verdict> {
     const manual = await this.manualVerdict(instanceID, action);
     if (!manual.allow) return manual;
+    // Both scopes are evaluated every time, so that the alert (metric, log) follows the fleet even while an outage holds.
+    const endpointGuard = await this.evaluateScope(`endpoint:${endpoint}`, endpoint);
+    const fleetGuard = await this.evaluateScope('fleet');
     const outage = await this.outageReason();
     if (outage) return this.hold(action, 'outage', outage);
-    for (const scope of [`endpoint:${endpoint}`, 'fleet']) {
-      const tripped = await this.evaluateScope(scope, scope === 'fleet' ? undefined : endpoint);
-      if (tripped) return this.hold(action, 'guard', tripped);
-    }
+    if (endpointGuard ?? fleetGuard) return this.hold(action, 'guard', (endpointGuard ?? fleetGuard)!);
     const cap = await this.capReason(endpoint);
     if (cap) return this.hold(action, 'cap', cap);
     return ALLOW;
@@ -102,7 +102,7 @@ export class FleetGuard {
    * scope's guard, with an alert on each change. Returns why stalls are held, or undefined.
    */
   async evaluateScope(scope: string, endpoint?: string): Promise<string | undefined> {
-    const cutoff = toSqlTime(new Date(this.now().getTime() - this.db.stallingInterval * 1000));
+    const cutoff = toSqlTime(new Date(this.now().getTime() - this.db.stallingInterval * this.config.guard.silentAfterFraction * 1000));
     const [row] = await this.db.executor.select(
       `SELECT COUNT(*) AS total, COALESCE(SUM(CASE WHEN \`LastUpdate\` < ? THEN 1 ELSE 0 END), 0) AS silent FROM \`vm_Instances\` WHERE \`Status\` = ?${endpoint === undefined ? '' : ' AND `Endpoint` = ?'}`,
       endpoint === undefined ? [cutoff, 'Running'] : [cutoff, 'Running', endpoint],
@@ -118,7 +118,7 @@ export class FleetGuard {
         await this.store.setMark(`guard:${scope}`, 'tripped', this.now());
         this.log.warn({ scope, silent, total, maxSilentFraction }, 'fleet-safety guard tripped: too many Running instances silent at once; stalls and halts held back');
       }
-      return `${silent} of ${total} Running instances in ${scope} are silent at once (more than ${maxSilentFraction * 100}%): more likely vmdb's or the network's fault than theirs`;
+      return `${silent} of ${total} Running instances in ${scope} are silent at once (more than ${maxSilentFraction * 100}% have not reported for ${this.db.stallingInterval * this.config.guard.silentAfterFraction} s): more likely vmdb's or the network's fault than theirs`;
     }
     if (mark.value === 'tripped') {
       await this.store.setMark(`guard:${scope}`, 'clear', this.now());
