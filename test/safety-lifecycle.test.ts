@@ -7,7 +7,7 @@ import { createSafetyActivities } from '../activities/safety';
 import { SafetyStore } from '../src/safety/store';
 import { stateQuery } from '../workflows/definitions';
 import { forceStatus, ok } from './support/backends';
-import { ENDPOINT, LifecycleRig } from './support/lifecycle-rig';
+import { ENDPOINT, LifecycleRig, maybeRecordHistory } from './support/lifecycle-rig';
 import { startTimeSkippingServer } from './support/temporal';
 
 const STALL = 2400;
@@ -81,6 +81,7 @@ describe('fleet safety in the life cycle (time-skipping server) [mariadb]', func
     const { closeTime } = await handle.describe();
     assert.ok(closeTime!.getTime() >= stopRequestedAt! + 300_000, 'halted at the drain deadline, not before');
     assert.ok(closeTime!.getTime() < stopRequestedAt! + STALL * 1000, 'halted by the drain deadline, not by silence');
+    await maybeRecordHistory(handle, 'safety-drain-deadline');
     assert.deepEqual(changes(await rig.history(instanceID)), ['New', 'Submitted', 'Running', 'Stopping', 'Halted']);
   });
 
@@ -102,6 +103,7 @@ describe('fleet safety in the life cycle (time-skipping server) [mariadb]', func
     await store().clearManual(instanceID);
     const final = await handle.result();
     assert.equal(final.status, 'Halted');
+    await maybeRecordHistory(handle, 'safety-manual-held');
     // Back under automatic control, silent for longer than the stalling interval: stalled and halted.
     assert.deepEqual(changes(await rig.history(instanceID)), ['New', 'Submitted', 'Running', 'Stalled', 'Halted']);
   });
