@@ -1,4 +1,6 @@
 import { strict as assert } from 'node:assert';
+import type { Client } from '@temporalio/client';
+import { createDirectorActivities } from '../activities/director';
 import { DEFAULT_SAFETY, type SafetyConfig, validateSafety } from '../src/safety/config';
 import { FleetGuard } from '../src/safety/guard';
 import { startPulse } from '../src/safety/pulse';
@@ -144,6 +146,23 @@ onEveryBackend(
       assert.equal(await guard.store.clearManual(id), true);
       assert.equal(await guard.store.clearManual(id), false);
       assert.equal((await guard.manualVerdict(id, 'lifetime')).allow, true);
+    });
+
+    it('the stalled sweep stalls a few silent instances but holds a mass silence', async function () {
+      // Workflows of stalled instances are "running": the sweep leaves their halting to them.
+      const client = { workflow: { getHandle: () => ({ describe: async () => ({ status: { name: 'RUNNING' } }) }) } } as unknown as Client;
+      const sweep = () => createDirectorActivities({ db: fx.db, client, taskQueue: 'unused', endpoints: [], drivers: new Map(), safety: config() }).sweepStalled();
+      const few = await running(fx.db, 'H::few', 2);
+      for (const id of few) await ageInstance(fx.db, id, STALL + 60);
+      assert.deepEqual(await sweep(), { stalled: few, halted: [] });
+
+      const many = await running(fx.db, 'H::many', 4);
+      for (const id of many) await ageInstance(fx.db, id, STALL + 60);
+      const report = await sweep();
+      assert.deepEqual([report.stalled, report.halted], [[], []]);
+      assert.deepEqual(report.held!.map((h) => h.instanceID), many);
+      assert.match(report.held![0].reason, /4 of 4 Running instances in endpoint:H::many are silent/);
+      for (const id of many) assert.equal(ok(await fx.db.getInstanceParameter('Status', id)), 'Running');
     });
 
     it('endpoint health: failures back off exponentially (capped), a success or a resume clears it; pause and mode', async function () {

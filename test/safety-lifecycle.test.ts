@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { createDirectorActivities } from '../activities/director';
 import { createSafetyActivities } from '../activities/safety';
+import { makeVmToken } from '../src/auth/tokens';
 import { SafetyStore } from '../src/safety/store';
 import { stateQuery } from '../workflows/definitions';
 import { forceStatus, ok } from './support/backends';
@@ -83,6 +84,21 @@ describe('fleet safety in the life cycle (time-skipping server) [mariadb]', func
     assert.ok(closeTime!.getTime() < stopRequestedAt! + STALL * 1000, 'halted by the drain deadline, not by silence');
     await maybeRecordHistory(handle, 'safety-drain-deadline');
     assert.deepEqual(changes(await rig.history(instanceID)), ['New', 'Submitted', 'Running', 'Stopping', 'Halted']);
+  });
+
+  it('the VM heartbeat route answers the planned shutdown time', async function () {
+    const { instanceID, handle } = await runningInstance({ maxLifetimeSeconds: 3600, drainDeadlineSeconds: 600 });
+    const { startedAt } = await handle.query(stateQuery);
+    const app = await rig.api([], 's'.repeat(32));
+    const res = await app.inject({
+      method: 'POST',
+      url: `/api/v1/vms/${instanceID}/heartbeat`,
+      headers: { authorization: `Bearer ${makeVmToken('s'.repeat(32), instanceID)}` },
+      payload: BEAT,
+    });
+    assert.equal(res.statusCode, 200, res.body);
+    assert.deepEqual(res.json(), { directive: 'ok', shutdownAt: new Date(startedAt + 4200_000).toISOString() });
+    await handle.terminate('test done');
   });
 
   it('no lifetime, no notice: the reply is the bare directive', async function () {
@@ -179,6 +195,35 @@ describe('fleet safety in the life cycle (time-skipping server) [mariadb]', func
     await store().setMode('normal');
     await store().clearManual(kept.instanceID);
     await kept.handle.terminate('test done');
+  });
+
+  it('the safety API: mode, endpoint pause and resume, manual control, with clear errors', async function () {
+    const token = 'a'.repeat(32);
+    const app = await rig.api([{ name: 'ops', role: 'admin', sha256: require('node:crypto').createHash('sha256').update(token).digest('hex') }], 's'.repeat(32));
+    const call = async (method: 'GET' | 'PUT' | 'POST' | 'DELETE', url: string, payload?: object) => {
+      const res = await app.inject({ method, url: `/api/v1${url}`, headers: { authorization: `Bearer ${token}` }, ...(payload ? { payload } : {}) });
+      return { status: res.statusCode, body: res.json() };
+    };
+    assert.equal((await call('PUT', '/safety/mode', { mode: 'panic' })).status, 400);
+    assert.deepEqual(await call('PUT', '/safety/mode', { mode: 'no-launch' }), { status: 200, body: { mode: 'no-launch' } });
+    assert.equal((await call('GET', '/safety')).body.mode, 'no-launch');
+    assert.deepEqual(await call('PUT', '/safety/mode', { mode: 'normal' }), { status: 200, body: { mode: 'normal' } });
+
+    const bad = await call('POST', '/safety/endpoints/no-site/pause', {});
+    assert.equal(bad.status, 400);
+    assert.match(bad.body.message, /must be "Site::CE"/);
+    const paused = await call('POST', `/safety/endpoints/${encodeURIComponent(ENDPOINT)}/pause`, { reason: 'quota review' });
+    assert.deepEqual([paused.status, paused.body.paused, paused.body.pauseReason], [200, true, 'quota review']);
+    const resumed = await call('POST', `/safety/endpoints/${encodeURIComponent(ENDPOINT)}/resume`);
+    assert.deepEqual([resumed.status, resumed.body.paused], [200, false]);
+
+    assert.equal((await call('PUT', '/instances/987654/manual', {})).status, 404);
+    const id = ok(await rig.db.insertInstance('', 'test-image', `api-${Date.now()}`, ENDPOINT, 'testvo'));
+    const set = await call('PUT', `/instances/${id}/manual`, { reason: 'kernel debugging' });
+    assert.deepEqual([set.status, set.body.instanceID, set.body.reason], [200, id, 'kernel debugging']);
+    assert.deepEqual((await call('GET', '/safety')).body.manual.map((m: { instanceID: number }) => m.instanceID), [id]);
+    assert.deepEqual(await call('DELETE', `/instances/${id}/manual`), { status: 200, body: { cleared: true } });
+    assert.deepEqual(await call('DELETE', `/instances/${id}/manual`), { status: 200, body: { cleared: false } });
   });
 
   describe('reconciliation', function () {
