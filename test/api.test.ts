@@ -6,7 +6,7 @@ import { ApiConfigError, loadApiConfig } from '../src/api/config';
 import { buildApi } from '../src/api/server';
 import { ROLES, type Role, hashToken, makeVmToken, newSecret } from '../src/auth/tokens';
 import { LifecycleClient } from '../src/lifecycle-client';
-import { DIRECTOR_SCHEDULE_ID, SWEEP_SCHEDULE_ID, ensureSchedules } from '../src/schedules';
+import { DIRECTOR_SCHEDULE_ID, RECONCILE_SCHEDULE_ID, SWEEP_SCHEDULE_ID, ensureSchedules } from '../src/schedules';
 import { VirtualMachineDB } from '../src/vmdb';
 import { BACKENDS, ok, snapshot } from './support/backends';
 import { ENDPOINT, LifecycleRig } from './support/lifecycle-rig';
@@ -460,7 +460,10 @@ describe('HTTP API on a dev server [mariadb]', function () {
 
     it('lists missing Schedules as absent, and a trigger without one is a 404', async function () {
       let res = await request('GET', '/api/v1/director', { token: TOKENS.read });
-      assert.deepEqual([res.status, res.body], [200, { schedules: [{ id: DIRECTOR_SCHEDULE_ID, absent: true }, { id: SWEEP_SCHEDULE_ID, absent: true }] }]);
+      assert.deepEqual(
+        [res.status, res.body],
+        [200, { schedules: [{ id: DIRECTOR_SCHEDULE_ID, absent: true }, { id: SWEEP_SCHEDULE_ID, absent: true }, { id: RECONCILE_SCHEDULE_ID, absent: true }], mode: 'normal', endpoints: [] }],
+      );
       res = await request('POST', '/api/v1/director/trigger', { token: TOKENS.admin });
       assert.deepEqual([res.status, res.body.error], [404, 'not_found']);
     });
@@ -470,14 +473,15 @@ describe('HTTP API on a dev server [mariadb]', function () {
       try {
         let res = await request('GET', '/api/v1/director', { token: TOKENS.read });
         assert.equal(res.status, 200);
-        const [director, sweep] = res.body.schedules;
+        const [director, sweep, reconcile] = res.body.schedules;
+        assert.deepEqual([reconcile.id, reconcile.intervalSeconds], [RECONCILE_SCHEDULE_ID, rig.fleet.safety.reconcile.everySeconds]);
         assert.deepEqual([director.id, director.paused, director.intervalSeconds], [DIRECTOR_SCHEDULE_ID, false, rig.fleet.directorEverySeconds]);
         assert.deepEqual([sweep.id, sweep.paused, sweep.intervalSeconds], [SWEEP_SCHEDULE_ID, false, rig.fleet.sweepEverySeconds]);
         assert.ok(!Number.isNaN(Date.parse(director.nextRun)), 'next run as an ISO time');
         res = await request('POST', '/api/v1/director/trigger', { token: TOKENS.admin });
         assert.deepEqual([res.status, res.body], [200, { triggered: true }]);
       } finally {
-        for (const id of [DIRECTOR_SCHEDULE_ID, SWEEP_SCHEDULE_ID]) await env.client.schedule.getHandle(id).delete();
+        for (const id of [DIRECTOR_SCHEDULE_ID, SWEEP_SCHEDULE_ID, RECONCILE_SCHEDULE_ID]) await env.client.schedule.getHandle(id).delete();
       }
     });
   });

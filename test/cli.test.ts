@@ -563,7 +563,7 @@ describe('vmdb CLI against the real API [mariadb]', function () {
     const run = await runCli(['director', '--json'], cli);
     assert.equal(run.code, 0, run.stderr);
     const ids = (JSON.parse(run.stdout).schedules as { id: string }[]).map((s) => s.id).sort();
-    assert.deepEqual(ids, ['vmdb-director', 'vmdb-stalled-sweep']);
+    assert.deepEqual(ids, ['vmdb-director', 'vmdb-reconcile', 'vmdb-stalled-sweep']);
     const trigger = await runCli(['director', '--trigger'], cli);
     assert.equal(trigger.code, 3, 'operate is not admin');
     assert.match(trigger.stderr, /^error: authentication failed/);

@@ -1,4 +1,5 @@
 import { strict as assert } from 'node:assert';
+import { execFile } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
@@ -224,6 +225,26 @@ describe('fleet safety in the life cycle (time-skipping server) [mariadb]', func
     assert.deepEqual((await call('GET', '/safety')).body.manual.map((m: { instanceID: number }) => m.instanceID), [id]);
     assert.deepEqual(await call('DELETE', `/instances/${id}/manual`), { status: 200, body: { cleared: true } });
     assert.deepEqual(await call('DELETE', `/instances/${id}/manual`), { status: 200, body: { cleared: false } });
+
+    // The same through the CLI, against the listening API.
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const env = { ...process.env, VMDB_API_URL: `http://127.0.0.1:${(app.server.address() as { port: number }).port}`, VMDB_TOKEN: token };
+    const cli = (...args: string[]) =>
+      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
+        execFile(process.execPath, [join(__dirname, '..', 'src', 'cli', 'main.js'), 'safety', ...args], { env }, (err, stdout, stderr) =>
+          resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+        ),
+      );
+    assert.deepEqual(await cli('pause', ENDPOINT, '--reason', 'quota review'), { code: 0, stdout: `${ENDPOINT}: paused (quota review)\n`, stderr: '' });
+    assert.deepEqual(await cli('manual', String(id), '--reason', 'debug'), { code: 0, stdout: `instance ${id}: under manual control\n`, stderr: '' });
+    assert.deepEqual(await cli('mode', 'drain'), { code: 0, stdout: 'fleet mode: drain\n', stderr: '' });
+    const shown = await cli();
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.match(shown.stdout, /^fleet mode: drain\nENDPOINT +PAUSED +FAILURES .*\nLocal::testcloud +yes +0 .*quota review\nINSTANCE +SINCE \(UTC\) +REASON\n +\d+ +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d +debug\n$/);
+    assert.equal((await cli('mode', 'stop-all')).code !== 0, true);
+    assert.deepEqual(await cli('mode', 'normal'), { code: 0, stdout: 'fleet mode: normal\n', stderr: '' });
+    assert.deepEqual(await cli('resume', ENDPOINT), { code: 0, stdout: `${ENDPOINT}: launching\n`, stderr: '' });
+    assert.deepEqual(await cli('auto', String(id)), { code: 0, stdout: `instance ${id}: back under automatic control\n`, stderr: '' });
   });
 
   describe('reconciliation', function () {
