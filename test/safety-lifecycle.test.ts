@@ -102,9 +102,15 @@ describe('fleet safety in the life cycle (time-skipping server) [mariadb]', func
     await handle.terminate('test done');
   });
 
-  it('no lifetime, no notice: the reply is the bare directive', async function () {
-    const { handle, uniqueID } = await runningInstance();
+  it('no lifetime, no notice: the reply is the bare directive; reported transfers reach the history plots', async function () {
+    const { instanceID, handle, uniqueID } = await runningInstance();
     assert.deepEqual(ok(await rig.lifecycle.heartbeatWithNotice(uniqueID, BEAT)), { directive: 'ok' });
+    await new Promise((r) => setTimeout(r, 1100)); // the next second: the next 1 s bucket
+    ok(await rig.lifecycle.heartbeat(uniqueID, { ...BEAT, transferredFiles: 7, transferredBytes: 123_456 }));
+    const plot = ok(await rig.db.getHistoryValues(1, { InstanceID: instanceID }, ['TransferredFiles', 'TransferredBytes']));
+    const last = plot.Records.at(-1)!;
+    const at = (name: string) => last[plot.ParameterNames.indexOf(name)];
+    assert.deepEqual([at('TransferredFiles'), at('TransferredBytes')], [7, 123_456], 'increase since the first bucket');
     await handle.terminate('test done');
   });
 

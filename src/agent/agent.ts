@@ -474,6 +474,14 @@ export class VmAgent {
         const why = result.ok ? `printed ${JSON.stringify(clean(result.stdout, 40))}, not "<files> <bytes>"` : result.problem;
         this.log(`transfer command failed (${why}); reporting the last figures`);
       }
+    } else if (this.config.transferFile) {
+      const text = await fs.readFile(this.config.transferFile, 'utf8').catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? '0 0' : err));
+      const parsed = typeof text === 'string' ? parseTransfers(text) : undefined;
+      if (parsed) transfers = this.lastTransfers = parsed;
+      else {
+        const why = typeof text === 'string' ? `holds ${JSON.stringify(clean(text, 40))}, not "<files> <bytes>"` : clean(text.message);
+        this.log(`transfer file ${this.config.transferFile} unusable (${why}); reporting the last figures`);
+      }
     }
     return { load, jobs, transferredFiles: transfers.files, transferredBytes: transfers.bytes, uptime };
   }

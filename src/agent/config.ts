@@ -19,6 +19,8 @@ export interface AgentConfig {
   jobsCommand?: string[];
   /** VMDB_AGENT_TRANSFER_COMMAND: argv whose stdout is "<files> <bytes>"; undefined means 0 0. */
   transferCommand?: string[];
+  /** VMDB_AGENT_TRANSFER_FILE: a file holding "<files> <bytes>" (totals since boot), kept by the job agent; instead of the command. */
+  transferFile?: string;
   /** VMDB_AGENT_STOP_FILE: written on `stop` so the job agent takes no more work. */
   stopFile: string;
   /** VMDB_AGENT_SHUTDOWN_FILE: holds the planned shutdown time (ISO) from the heartbeat reply, so the job agent takes no job that would not finish. */
@@ -250,12 +252,14 @@ export function loadAgentConfig(env: Env = process.env): AgentConfig {
     return fallback;
   };
   const stopFile = fileSetting('VMDB_AGENT_STOP_FILE', DEFAULT_STOP_FILE);
+  const transferFile = fromEnv(env, 'VMDB_AGENT_TRANSFER_FILE') === undefined ? undefined : fileSetting('VMDB_AGENT_TRANSFER_FILE', '');
+  if (transferFile !== undefined && transferCommand !== undefined) problems.push('Set VMDB_AGENT_TRANSFER_COMMAND or VMDB_AGENT_TRANSFER_FILE, not both');
   const shutdownFile = fileSetting('VMDB_AGENT_SHUTDOWN_FILE', DEFAULT_SHUTDOWN_FILE);
 
   if (problems.length > 0 || apiUrl === undefined || instanceID === undefined || token === undefined) {
     throw new AgentConfigError(problems.length ? problems : ['incomplete configuration']);
   }
-  return { apiUrl, instanceID, token, periodSeconds, jobsCommand, transferCommand, stopFile, shutdownFile, haltCommand };
+  return { apiUrl, instanceID, token, periodSeconds, jobsCommand, transferCommand, ...(transferFile ? { transferFile } : {}), stopFile, shutdownFile, haltCommand };
 }
 
 /** The configuration as it may be logged: everything but the token. */
@@ -266,7 +270,7 @@ export function describeAgentConfig(config: AgentConfig): string {
     `instance=${config.instanceID}`,
     `period=${config.periodSeconds}s`,
     `jobs=${argv(config.jobsCommand)}`,
-    `transfers=${argv(config.transferCommand)}`,
+    `transfers=${config.transferFile ? `file ${config.transferFile}` : argv(config.transferCommand)}`,
     `stopFile=${config.stopFile}`,
     `shutdownFile=${config.shutdownFile}`,
     `halt=${argv(config.haltCommand)}`,
