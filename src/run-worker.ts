@@ -7,6 +7,7 @@ import { type FleetConfig, driverConfigs, loadFleetConfig } from './fleet-config
 import { type Logger, exitOnFatal, processLogger } from './log';
 import { metricsBindAddress, serveMetrics } from './metrics';
 import { readiness } from './readiness';
+import { FleetGuard } from './safety/guard';
 import { type Pulse, startPulse } from './safety/pulse';
 import { ensureSchedules } from './schedules';
 import { ensureSearchAttributes } from './search-attributes';
@@ -85,7 +86,12 @@ export async function runWorker(options: WorkerRunOptions = {}): Promise<void> {
     }
     await ensureSchedules(client, fleet, temporal.taskQueue);
     // Recorded before the worker polls: a restart after downtime must hold stalls before the first overdue timer fires.
-    pulse = startPulse('worker', db, fleet.safety, { log, probe: () => client.workflowService.getSystemInfo({}) });
+    const guard = new FleetGuard(db, fleet.safety, log);
+    pulse = startPulse('worker', db, fleet.safety, {
+      log,
+      probe: () => client.workflowService.getSystemInfo({}),
+      onBeat: () => guard.evaluateAll(fleet.endpoints.map((e) => e.endpoint)),
+    });
     await pulse.beat();
     const worker = await createVmdbWorker({
       db,

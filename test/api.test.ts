@@ -55,6 +55,12 @@ const CONTRACT = [
   'post /api/v1/instances/stop',
   'get /api/v1/director',
   'post /api/v1/director/trigger',
+  'get /api/v1/safety',
+  'put /api/v1/safety/mode',
+  'post /api/v1/safety/endpoints/{endpoint}/pause',
+  'post /api/v1/safety/endpoints/{endpoint}/resume',
+  'put /api/v1/instances/{instanceID}/manual',
+  'delete /api/v1/instances/{instanceID}/manual',
   'get /health',
   'get /healthz',
   'get /readyz',
@@ -139,6 +145,13 @@ describe('HTTP API on a dev server [mariadb]', function () {
       // Harmless when allowed: an unknown instance, and a trigger that finds no Schedule yet (or an idle one).
       { method: 'POST', url: '/api/v1/instances/stop', role: 'operate', body: { instanceIDs: [NO_SUCH] } },
       { method: 'POST', url: '/api/v1/director/trigger', role: 'admin' },
+      // Fleet safety: an endpoint nothing runs at, an unknown instance, the mode it already has.
+      { method: 'GET', url: '/api/v1/safety', role: 'read' },
+      { method: 'PUT', url: '/api/v1/safety/mode', role: 'admin', body: { mode: 'normal' } },
+      { method: 'POST', url: '/api/v1/safety/endpoints/Probe::none/pause', role: 'operate', body: { reason: 'auth probe' } },
+      { method: 'POST', url: '/api/v1/safety/endpoints/Probe::none/resume', role: 'operate' },
+      { method: 'PUT', url: `/api/v1/instances/${NO_SUCH}/manual`, role: 'operate', body: {} },
+      { method: 'DELETE', url: `/api/v1/instances/${NO_SUCH}/manual`, role: 'operate' },
     ];
     const vmRoutes = (id: number) => [
       { url: `/api/v1/vms/${id}/running`, body: {} },

@@ -124,7 +124,7 @@ describe('logs (pino)', function () {
     const out = capture();
     const secret = newSecret();
     const db = { getUniqueID: async () => ({ OK: true, Value: 'local-9' }) } as unknown as VirtualMachineDB;
-    const lifecycle = { heartbeat: async () => ({ OK: true, Value: 'stop' }) } as unknown as LifecycleClient;
+    const lifecycle = { heartbeatWithNotice: async () => ({ OK: true, Value: { directive: 'stop' } }) } as unknown as LifecycleClient;
     const app = await buildApi({ db, lifecycle, operators: [], tokenSecret: secret, logger: createLogger({ destination: out, level: 'debug' }) });
     try {
       const res = await app.inject({

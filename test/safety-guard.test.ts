@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import type { Client } from '@temporalio/client';
 import { createDirectorActivities } from '../activities/director';
-import { DEFAULT_SAFETY, type SafetyConfig, validateSafety } from '../src/safety/config';
+import { DEFAULT_SAFETY, type SafetyConfig, deferSeconds, recoveryGraceSeconds, validateSafety } from '../src/safety/config';
 import { FleetGuard } from '../src/safety/guard';
 import { startPulse } from '../src/safety/pulse';
 import { SafetyStore, backoffSeconds } from '../src/safety/store';
@@ -54,7 +54,7 @@ onEveryBackend(
       assert.equal(held.allow, false);
       assert.equal(held.rule, 'guard');
       assert.match(held.reason!, /3 of 4 Running instances in endpoint:A::ce are silent/);
-      assert.equal(held.retryInSeconds, DEFAULT_SAFETY.guard.deferSeconds);
+      assert.equal(held.retryInSeconds, 300, 'deferSeconds 0: a quarter of the stalling interval, at most 300 s');
       assert.equal(await gauge('endpoint:A::ce'), 1);
       assert.equal((await guard.store.mark('guard:endpoint:A::ce')).value, 'tripped');
 
@@ -204,5 +204,9 @@ describe('safety configuration', function () {
     assert.throws(() => validateSafety({ halts: { maxPerEndpoint: 0 } }), /safety.halts.maxPerEndpoint must be a positive integer/);
     assert.throws(() => validateSafety({ reconcile: { stopZombies: 'yes' } }), /safety.reconcile.stopZombies must be true or false/);
     assert.throws(() => validateSafety({ pulse: { every: 1 } }), /safety.pulse.every is not a safety setting/);
+    assert.equal(validateSafety({ guard: { recoveryGraceSeconds: 0, deferSeconds: 30 } }).guard.deferSeconds, 30);
+    assert.throws(() => validateSafety({ guard: { recoveryGraceSeconds: -1 } }), /safety.guard.recoveryGraceSeconds must be a whole number of seconds \(0: automatic\)/);
+    const auto = validateSafety({});
+    assert.deepEqual([recoveryGraceSeconds(auto, 2400), recoveryGraceSeconds(auto, 6), deferSeconds(auto, 2400), deferSeconds(auto, 6), deferSeconds(auto, 1)], [900, 6, 300, 2, 1]);
   });
 });

@@ -13,6 +13,7 @@ import { driverConfigs, validateFleet } from '../src/fleet-config';
 import { LifecycleClient } from '../src/lifecycle-client';
 import { createLogger } from '../src/log';
 import { registry } from '../src/metrics';
+import { FleetGuard } from '../src/safety/guard';
 import { type Pulse, startPulse } from '../src/safety/pulse';
 import { SafetyStore } from '../src/safety/store';
 import { VirtualMachineDB } from '../src/vmdb';
@@ -73,7 +74,8 @@ describe('outages of vmdb itself stall no VM (dev server, real time) [mariadb]',
   async function startWorker(): Promise<void> {
     worker = await createVmdbWorker({ db, client, connection, namespace: 'default', taskQueue, fleet: config, drivers, workflowBundle: await workflowBundle() });
     workerDone = worker.run();
-    workerPulse = startPulse('worker', db, config.safety, { log: quiet, probe: () => client.workflowService.getSystemInfo({}) });
+    const guard = new FleetGuard(db, config.safety, quiet);
+    workerPulse = startPulse('worker', db, config.safety, { log: quiet, probe: () => client.workflowService.getSystemInfo({}), onBeat: () => guard.evaluateAll([ENDPOINT]) });
     await workerPulse.beat();
   }
 

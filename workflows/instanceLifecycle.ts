@@ -273,7 +273,6 @@ export async function instanceLifecycle(input: LifecycleInput): Promise<Lifecycl
 
   async function onDeadline(deadline: Deadline): Promise<void> {
     if (!(await allowedBySafety(deadline))) return;
-    s.holdUntil = undefined;
     if (deadline.kind === 'drain') {
       // Told to drain long enough ago: the work it still has would not be finished anyway.
       await haltAtCloud();

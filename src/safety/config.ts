@@ -13,9 +13,9 @@ export interface SafetyConfig {
      * interval: when the first deadline of a mass silence fires, the others are nearly as late.
      */
     silentAfterFraction: number;
-    /** No stall after vmdb's own outage (or after the guard clears) for this long. */
+    /** No stall after vmdb's own outage (or after the guard clears) for this long; 0: the stalling interval, at most 900 s. */
     recoveryGraceSeconds: number;
-    /** A stall or halt that was held back is asked for again after this long. */
+    /** A stall or halt that was held back is asked for again after this long; 0: a quarter of the stalling interval, at most 300 s. */
     deferSeconds: number;
   };
   halts: {
@@ -45,7 +45,7 @@ export interface SafetyConfig {
 }
 
 export const DEFAULT_SAFETY: SafetyConfig = {
-  guard: { maxSilentFraction: 0.5, minSilentInstances: 3, silentAfterFraction: 0.5, recoveryGraceSeconds: 900, deferSeconds: 300 },
+  guard: { maxSilentFraction: 0.5, minSilentInstances: 3, silentAfterFraction: 0.5, recoveryGraceSeconds: 0, deferSeconds: 0 },
   halts: { maxPerEndpoint: 20, windowSeconds: 3600 },
   backoff: { initialSeconds: 60, maxSeconds: 3600 },
   pulse: { everySeconds: 60, outageAfterSeconds: 300 },
@@ -54,7 +54,24 @@ export const DEFAULT_SAFETY: SafetyConfig = {
 
 type Section = keyof SafetyConfig;
 
-function checkNumber(where: string, value: unknown, kind: 'integer' | 'fraction'): number {
+// Settings where 0 means "derived from the stalling interval".
+const AUTO = new Set(['recoveryGraceSeconds', 'deferSeconds']);
+
+/** The recovery grace in force: as configured, or (0) the stalling interval, at most 900 s. */
+export function recoveryGraceSeconds(config: SafetyConfig, stallingInterval: number): number {
+  return config.guard.recoveryGraceSeconds || Math.min(900, stallingInterval);
+}
+
+/** The wait before a held action is asked for again: as configured, or (0) a quarter of the stalling interval, at most 300 s. */
+export function deferSeconds(config: SafetyConfig, stallingInterval: number): number {
+  return config.guard.deferSeconds || Math.min(300, Math.max(1, Math.ceil(stallingInterval / 4)));
+}
+
+function checkNumber(where: string, value: unknown, kind: 'integer' | 'fraction' | 'auto'): number {
+  if (kind === 'auto') {
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) throw new Error(`${where} must be a whole number of seconds (0: automatic), got ${JSON.stringify(value)}`);
+    return value;
+  }
   if (kind === 'fraction') {
     if (typeof value !== 'number' || !(value > 0 && value <= 1)) throw new Error(`${where} must be a number in (0, 1], got ${JSON.stringify(value)}`);
     return value;
@@ -79,7 +96,7 @@ export function validateSafety(raw: unknown): SafetyConfig {
         if (typeof value !== 'boolean') throw new Error(`${where} must be true or false`);
         out[section][key] = value;
       } else {
-        out[section][key] = checkNumber(where, value, key === 'maxSilentFraction' || key === 'silentAfterFraction' ? 'fraction' : 'integer');
+        out[section][key] = checkNumber(where, value, key === 'maxSilentFraction' || key === 'silentAfterFraction' ? 'fraction' : AUTO.has(key) ? 'auto' : 'integer');
       }
     }
   }

@@ -2,7 +2,7 @@ import { type Logger, processLogger } from '../log';
 import { safetyGuardTripped, safetyHeld } from '../metrics';
 import { toSqlTime } from '../time';
 import type { VirtualMachineDB } from '../vmdb';
-import type { SafetyConfig } from './config';
+import { type SafetyConfig, deferSeconds, recoveryGraceSeconds } from './config';
 import { SafetyStore } from './store';
 
 /** An automatic action the guard decides on. */
@@ -41,7 +41,7 @@ export class FleetGuard {
 
   private hold(action: GuardedAction, rule: string, reason: string): Verdict {
     safetyHeld.inc({ action, rule });
-    return { allow: false, rule, reason, retryInSeconds: this.config.guard.deferSeconds };
+    return { allow: false, rule, reason, retryInSeconds: deferSeconds(this.config, this.db.stallingInterval) };
   }
 
   /** Manual control only: what lifetime and drain deadlines obey. */
@@ -73,7 +73,7 @@ export class FleetGuard {
   async outageReason(): Promise<string | undefined> {
     const now = this.now().getTime();
     const { outageAfterSeconds } = this.config.pulse;
-    const grace = this.config.guard.recoveryGraceSeconds * 1000;
+    const grace = recoveryGraceSeconds(this.config, this.db.stallingInterval) * 1000;
     for (const component of PULSE_COMPONENTS) {
       const pulse = await this.store.mark(`pulse:${component}`);
       if (pulse.at && now - pulse.at.getTime() > outageAfterSeconds * 1000) {
@@ -90,7 +90,7 @@ export class FleetGuard {
   /** A recent end of a guard trip in `scope` holds stalls for the recovery grace too. */
   private async recoveringReason(scope: string): Promise<string | undefined> {
     const mark = await this.store.mark(`guard:${scope}`);
-    const grace = this.config.guard.recoveryGraceSeconds * 1000;
+    const grace = recoveryGraceSeconds(this.config, this.db.stallingInterval) * 1000;
     if (mark.value === 'clear' && mark.at && this.now().getTime() - mark.at.getTime() < grace) {
       return `recovery grace after the ${scope} guard cleared, until ${new Date(mark.at.getTime() + grace).toISOString()}`;
     }
@@ -122,9 +122,18 @@ export class FleetGuard {
     }
     if (mark.value === 'tripped') {
       await this.store.setMark(`guard:${scope}`, 'clear', this.now());
-      this.log.warn({ scope, silent, total, recoveryGraceSeconds: this.config.guard.recoveryGraceSeconds }, 'fleet-safety guard cleared: heartbeats are back; stalls resume after the recovery grace');
+      this.log.warn({ scope, silent, total, recoveryGraceSeconds: recoveryGraceSeconds(this.config, this.db.stallingInterval) }, 'fleet-safety guard cleared: heartbeats are back; stalls resume after the recovery grace');
     }
     return this.recoveringReason(scope);
+  }
+
+  /**
+   * Evaluates every endpoint's scope and the fleet's, so that the alert follows the fleet (and a
+   * tripped guard clears) even when no stall deadline fires; the worker's pulse calls it.
+   */
+  async evaluateAll(endpoints: Iterable<string>): Promise<void> {
+    for (const endpoint of new Set(endpoints)) await this.evaluateScope(`endpoint:${endpoint}`, endpoint);
+    await this.evaluateScope('fleet');
   }
 
   /** The halt cap: automatic stalls at this endpoint within the window. */

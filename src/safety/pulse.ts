@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { type Logger, processLogger } from '../log';
 import type { VirtualMachineDB } from '../vmdb';
-import type { SafetyConfig } from './config';
+import { type SafetyConfig, recoveryGraceSeconds } from './config';
 import type { PULSE_COMPONENTS } from './guard';
 import { SafetyStore } from './store';
 
@@ -24,7 +24,13 @@ export function startPulse(
   component: PulseComponent,
   db: VirtualMachineDB,
   config: SafetyConfig,
-  options: { probe?: () => Promise<unknown>; log?: Logger; now?: () => Date } = {},
+  options: {
+    probe?: () => Promise<unknown>;
+    /** Runs after each recorded pulse (the worker evaluates the mass-silence guard there). */
+    onBeat?: () => Promise<unknown>;
+    log?: Logger;
+    now?: () => Date;
+  } = {},
 ): Pulse {
   const store = SafetyStore.of(db);
   const log = options.log ?? processLogger();
@@ -42,7 +48,7 @@ export function startPulse(
       if (gap === undefined || gap > config.pulse.outageAfterSeconds) {
         const since = previous.at ? `down since ${previous.at.toISOString()}` : 'starting';
         await store.setMark(`outage:${component}`, since, at);
-        log.warn({ component, since: previous.at?.toISOString(), recoveryGraceSeconds: config.guard.recoveryGraceSeconds }, `the ${component} was down or is starting: stalls are held for the recovery grace`);
+        log.warn({ component, since: previous.at?.toISOString(), recoveryGraceSeconds: recoveryGraceSeconds(config, db.stallingInterval) }, `the ${component} was down or is starting: stalls are held for the recovery grace`);
       }
       await store.setMark(`pulse:${component}`, me, at);
       if (failing) log.info({ component }, 'pulse recorded again');
@@ -50,6 +56,12 @@ export function startPulse(
     } catch (err) {
       if (!failing) log.warn({ component, err }, 'cannot record a pulse (dependency unreachable?)');
       failing = true;
+      return;
+    }
+    try {
+      await options.onBeat?.();
+    } catch (err) {
+      log.warn({ component, err }, 'the work after a pulse failed');
     }
   }
 
