@@ -7,6 +7,7 @@ import { directorFailures, directorLaunches, endpointBackoff } from '../src/metr
 import { DEFAULT_SAFETY, type SafetyConfig } from '../src/safety/config';
 import { FleetGuard } from '../src/safety/guard';
 import { type FleetMode, SafetyStore } from '../src/safety/store';
+import { toSqlTime } from '../src/time';
 import type { VirtualMachineDB } from '../src/vmdb';
 import { STALLABLE_STATES } from '../entities/states';
 import { type LifecycleInput, VmEndpoint, VmImage, VmRunningPod, VmStatus, haltSignal, lifecycleWorkflowId, stopUpdate } from '../workflows/definitions';
@@ -55,10 +56,10 @@ export function createDirectorActivities(deps: DirectorDeps) {
 
   /** Why the Director launches nothing at this endpoint now, or undefined. */
   async function launchHold(mode: FleetMode, endpoint: string): Promise<string | undefined> {
-    if (mode !== 'normal') return `fleet mode is ${mode}`;
     const health = await store.endpoint(endpoint);
     const left = health.backoffUntil ? Math.max(0, Math.ceil((Date.parse(health.backoffUntil) - now().getTime()) / 1000)) : 0;
     endpointBackoff.set({ endpoint }, left);
+    if (mode !== 'normal') return `fleet mode is ${mode}`;
     if (health.paused) return `paused by an operator${health.pauseReason ? `: ${health.pauseReason}` : ''}`;
     if (left > 0) return `backing off for ${left} s after ${health.failures} failed creation(s), last ${health.lastReason}: ${health.lastMessage}`;
     return undefined;
@@ -179,7 +180,7 @@ export function createDirectorActivities(deps: DirectorDeps) {
       const marks = STALLABLE_STATES.map(() => '?').join(', ');
       const silent = await db.executor.select(
         `SELECT \`InstanceID\`, \`Endpoint\` FROM \`vm_Instances\` WHERE \`Status\` IN (${marks}) AND \`LastUpdate\` < ? ORDER BY \`InstanceID\``,
-        [...STALLABLE_STATES, cutoff.toISOString().slice(0, 19).replace('T', ' ')],
+        [...STALLABLE_STATES, toSqlTime(cutoff)],
       );
       const stalled: number[] = [];
       const held: { instanceID: number; reason: string }[] = [];

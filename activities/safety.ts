@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/common';
 import type { CloudDriver, CloudInstance } from '../src/drivers/driver';
@@ -53,6 +54,11 @@ const HALTABLE = new Set(['Running', 'Stopping', 'Stalled']);
 const DEAD = new Set(['Halted', 'Error']);
 const isUp = (vm: CloudInstance) => vm.status === 'running' || vm.status === 'pending';
 
+/** A short stable name part for a long text (endpoint names and UniqueIDs may be 255 characters). */
+function digest(text: string, length: number): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, length);
+}
+
 function must<T>(what: string, result: { OK: true; Value: T } | { OK: false; Message: string }): T {
   if (!result.OK) throw new Error(`${what}: ${result.Message}`);
   return result.Value;
@@ -63,9 +69,7 @@ export function createSafetyActivities(deps: SafetyDeps) {
   const { db, client, config } = deps;
   const guard = new FleetGuard(db, config, undefined, deps.now);
   const now = deps.now ?? (() => new Date());
-  // What earlier passes of this process saw: a zombie must be listed for a while, a ghost missing twice.
-  const zombieSince = new Map<string, number>();
-  const missingBefore = new Set<number>();
+  const store = guard.store;
 
   async function signalHalt(instanceID: number, reason: string): Promise<void> {
     try {
@@ -90,47 +94,56 @@ export function createSafetyActivities(deps: SafetyDeps) {
     }
     const rows = must('read instances', await db.getFields('vm_Instances', ['InstanceID', 'UniqueID', 'Status'], { Endpoint: endpoint })) as [number, string, string][];
     const byUnique = new Map(rows.filter(([, u]) => u !== '').map(([id, u, status]) => [u, { id: Number(id), status }]));
-    const manual = new Set((await guard.store.manualInstances()).map((m) => m.instanceID));
+    const manual = new Set((await store.manualInstances()).map((m) => m.instanceID));
     const t = now().getTime();
+    // What earlier passes saw, kept in the database so that any worker's pass continues the last one:
+    // a zombie must have been listed for a while, a ghost missed twice.
+    const zombiePrefix = `zombie:${digest(endpoint, 16)}:`;
+    const zombieMarks = await store.marksStartingWith(zombiePrefix);
+    const ghostMarks = await store.marksStartingWith('ghost:');
 
     const up = listing.filter(isUp);
     for (const vm of up) {
       const known = byUnique.get(vm.uniqueID);
       if (known && !DEAD.has(known.status)) continue;
       const zombie: Zombie = { uniqueID: vm.uniqueID, stopped: false, ...(known ? { instanceID: known.id, status: known.status } : {}) };
-      const key = `${endpoint}\n${vm.uniqueID}`;
-      if (!zombieSince.has(key)) zombieSince.set(key, t);
+      const key = `${zombiePrefix}${digest(vm.uniqueID, 24)}`;
+      const since = zombieMarks.get(key)?.at?.getTime() ?? t;
+      if (!zombieMarks.has(key)) await store.setMark(key, vm.uniqueID, now());
       if (known && manual.has(known.id)) zombie.kept = 'manual control';
       else if (!config.reconcile.stopZombies) zombie.kept = 'stopping zombies is off (safety.reconcile.stopZombies)';
       // Unknown IDs may belong to a creation not yet recorded; a VM the database halted is surely ours and dead.
-      else if (!known && t - zombieSince.get(key)! < config.reconcile.zombieGraceSeconds * 1000) zombie.kept = 'listed for less than zombieGraceSeconds';
+      else if (!known && t - since < config.reconcile.zombieGraceSeconds * 1000) zombie.kept = 'listed for less than zombieGraceSeconds';
       else {
         await driver.stopInstance(vm.uniqueID);
         zombie.stopped = true;
-        zombieSince.delete(key);
+        await store.deleteMark(key);
       }
+      zombieMarks.delete(key);
       reconcileFindings.inc({ endpoint, kind: 'zombie' });
       log.warn({ endpoint, ...zombie }, zombie.stopped ? 'zombie VM stopped at its endpoint' : 'zombie VM found at its endpoint');
       report.zombies.push(zombie);
     }
+    // Zombies no longer listed are forgotten.
+    for (const key of zombieMarks.keys()) await store.deleteMark(key);
     const upIDs = new Set(up.map((vm) => vm.uniqueID));
-    for (const key of [...zombieSince.keys()]) if (key.startsWith(`${endpoint}\n`) && !upIDs.has(key.slice(endpoint.length + 1))) zombieSince.delete(key);
 
     for (const [id, uniqueID, status] of rows) {
       const instanceID = Number(id);
+      const ghostKey = `ghost:${instanceID}`;
       if (!ALIVE.includes(status) || uniqueID === '' || upIDs.has(uniqueID)) {
-        missingBefore.delete(instanceID);
+        if (ghostMarks.has(ghostKey)) await store.deleteMark(ghostKey);
         continue;
       }
       const ghost: Ghost = { instanceID, uniqueID, was: status };
       reconcileFindings.inc({ endpoint, kind: 'ghost' });
       if (manual.has(instanceID)) ghost.kept = 'manual control';
       // A listing may lag a creation: act only when two passes in a row miss the VM.
-      else if (!missingBefore.has(instanceID)) {
-        missingBefore.add(instanceID);
+      else if (!ghostMarks.has(ghostKey)) {
+        await store.setMark(ghostKey, uniqueID, now());
         ghost.kept = 'missing for the first time; acted on if the next pass misses it too';
       } else {
-        missingBefore.delete(instanceID);
+        await store.deleteMark(ghostKey);
         const moved = HALTABLE.has(status) ? await db.recordDBHalt(instanceID, 0) : await db.declareInstanceError(instanceID, 'The VM vanished from its endpoint before it ran');
         if (!moved.OK) ghost.kept = `not moved: ${moved.Message}`;
         else {

@@ -474,9 +474,11 @@ describe('HTTP API on a dev server [mariadb]', function () {
     it('lists missing Schedules as absent, and a trigger without one is a 404', async function () {
       let res = await request('GET', '/api/v1/director', { token: TOKENS.read });
       assert.deepEqual(
-        [res.status, res.body],
-        [200, { schedules: [{ id: DIRECTOR_SCHEDULE_ID, absent: true }, { id: SWEEP_SCHEDULE_ID, absent: true }, { id: RECONCILE_SCHEDULE_ID, absent: true }], mode: 'normal', endpoints: [] }],
+        [res.status, res.body.schedules, res.body.mode],
+        [200, [{ id: DIRECTOR_SCHEDULE_ID, absent: true }, { id: SWEEP_SCHEDULE_ID, absent: true }, { id: RECONCILE_SCHEDULE_ID, absent: true }], 'normal'],
       );
+      // Endpoints with a pause or failures on record (the auth probes resumed theirs): none paused.
+      assert.deepEqual(res.body.endpoints.filter((e: { paused: boolean }) => e.paused), []);
       res = await request('POST', '/api/v1/director/trigger', { token: TOKENS.admin });
       assert.deepEqual([res.status, res.body.error], [404, 'not_found']);
     });

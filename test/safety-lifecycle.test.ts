@@ -310,12 +310,12 @@ describe('fleet safety in the life cycle (time-skipping server) [mariadb]', func
         [halted.uniqueID]: [false, 'stopping zombies is off (safety.reconcile.stopZombies)'],
       });
 
-      const stopping = reconcile({ stopZombies: true, zombieGraceSeconds: 1 });
+      const stopping = reconcile({ stopZombies: true, zombieGraceSeconds: 2 });
       const [first] = await stopping.reconcileEndpoints();
       // A VM the database halted is surely a zombie; an unknown one may be a creation not yet recorded.
       assert.deepEqual(zombies(first), { [stray.uniqueID]: [false, 'listed for less than zombieGraceSeconds'], [halted.uniqueID]: [true, ''] });
       assert.equal((await driver.getInstanceStatus(halted.uniqueID)).status, 'stopped');
-      await new Promise((r) => setTimeout(r, 1100));
+      await new Promise((r) => setTimeout(r, 2100));
       const [second] = await stopping.reconcileEndpoints();
       assert.deepEqual(zombies(second), { [stray.uniqueID]: [true, ''] });
       assert.equal((await driver.getInstanceStatus(stray.uniqueID)).status, 'stopped');

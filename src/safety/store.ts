@@ -172,6 +172,13 @@ export class SafetyStore {
     await this.upsert('vm_FleetControl', 'Name', { Name: clip(name, 255), Value: clip(value, 255), LastUpdate: toSqlTime(now) });
   }
 
+  /** Every mark whose name starts with `prefix`, by name. */
+  async marksStartingWith(prefix: string): Promise<Map<string, Mark>> {
+    const pattern = `${prefix.replace(/[!%_]/g, (c) => `!${c}`)}%`;
+    const rows = await this.ex.select("SELECT `Name`, `Value`, `LastUpdate` FROM `vm_FleetControl` WHERE `Name` LIKE ? ESCAPE '!'", [pattern]);
+    return new Map(rows.map((row) => [String(row.Name), { value: String(row.Value), at: fromSqlTime(row.LastUpdate) }]));
+  }
+
   async deleteMark(name: string): Promise<void> {
     await this.ex.write('DELETE FROM `vm_FleetControl` WHERE `Name` = ?', [name]);
   }
