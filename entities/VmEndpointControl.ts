@@ -32,29 +32,3 @@ export class VmEndpointControl {
   @Column({ name: 'LastUpdate', type: 'datetime', nullable: true })
   LastUpdate!: Date | null;
 }
-
-/** An instance under manual control: no automatic stall, halt or lifetime action touches it. */
-@Entity({ name: 'vm_InstanceControl', synchronize: false })
-export class VmInstanceControl {
-  @PrimaryColumn({ name: 'InstanceID', type: 'bigint', unsigned: true })
-  InstanceID!: number;
-
-  @Column({ name: 'Reason', type: 'varchar', length: 255, default: '' })
-  Reason!: string;
-
-  @Column({ name: 'Since', type: 'datetime', nullable: true })
-  Since!: Date | null;
-}
-
-/** Fleet-wide switches and marks by name: the mode, component pulses, outage and guard marks. */
-@Entity({ name: 'vm_FleetControl', synchronize: false })
-export class VmFleetControl {
-  @PrimaryColumn({ name: 'Name', type: 'varchar', length: 255 })
-  Name!: string;
-
-  @Column({ name: 'Value', type: 'varchar', length: 255, default: '' })
-  Value!: string;
-
-  @Column({ name: 'LastUpdate', type: 'datetime', nullable: true })
-  LastUpdate!: Date | null;
-}
