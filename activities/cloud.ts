@@ -1,7 +1,10 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { makeVmToken } from '../src/auth/tokens';
-import { type CloudDriver, type CloudInstance, type CreateRequest, EndpointError } from '../src/drivers/driver';
+import { type CloudDriver, type CloudInstance, type CreateRequest, EndpointError, InvalidRequestError } from '../src/drivers/driver';
 import { activityLogger } from '../src/log';
+import type { SafetyConfig } from '../src/safety/config';
+import { SafetyStore } from '../src/safety/store';
+import type { VirtualMachineDB } from '../src/vmdb';
 
 /** How a new VM finds the API: its address and the secret its token is signed with. */
 export interface VmCredentials {
@@ -48,8 +51,36 @@ export function endpointFailure(endpoint: string, err: unknown): unknown {
   return ApplicationFailure.create({ type: 'EndpointError', message: err.message, details: [details] });
 }
 
+/** Where failed creations are recorded so that the Director backs off the endpoint. */
+export interface EndpointHealthRecorder {
+  db: VirtualMachineDB;
+  backoff: SafetyConfig['backoff'];
+}
+
 /** Activities that talk to cloud endpoints through their drivers. */
-export function createCloudActivities(drivers: ReadonlyMap<string, CloudDriver>, credentials?: VmCredentials) {
+export function createCloudActivities(drivers: ReadonlyMap<string, CloudDriver>, credentials?: VmCredentials, health?: EndpointHealthRecorder) {
+  const store = health ? SafetyStore.of(health.db) : undefined;
+
+  /**
+   * The Director learns of an endpoint's trouble from here: creations run in the lifecycle
+   * workflows, each attempt of which is recorded. Bookkeeping never hides the cloud's own error.
+   */
+  async function recordOutcome(endpoint: string, err?: unknown): Promise<void> {
+    if (!store || !health) return;
+    // A request no retry can fix is the request's fault, not the endpoint's.
+    if (err instanceof InvalidRequestError || (err instanceof ApplicationFailure && err.type === 'UnknownEndpoint')) return;
+    try {
+      if (err === undefined) await store.recordCreateSuccess(endpoint);
+      else {
+        const reason = err instanceof EndpointError ? err.reason : 'error';
+        const now = await store.recordCreateFailure(endpoint, reason, (err as Error)?.message ?? String(err), health.backoff);
+        activityLogger().warn({ endpoint, reason, failures: now.failures, backoffUntil: now.backoffUntil }, 'VM creation failed: the Director backs off the endpoint');
+      }
+    } catch (recordErr) {
+      activityLogger().warn({ endpoint, err: recordErr }, 'cannot record the endpoint health');
+    }
+  }
+
   function driverFor(endpoint: string): CloudDriver {
     const driver = drivers.get(endpoint);
     // A missing driver is configuration, not weather: retrying will not help.
@@ -70,7 +101,14 @@ export function createCloudActivities(drivers: ReadonlyMap<string, CloudDriver>,
     /** Idempotent by instanceName: a retried create returns the VM of the first attempt. */
     async createInstance(endpoint: string, request: CreateRequest, instanceID?: number): Promise<CloudInstance> {
       const userData = instanceID === undefined ? request.userData : withVmCredentials(request.userData, instanceID, credentials);
-      const vm = await withDriver(endpoint, (driver) => driver.createInstance({ ...request, userData, ...(instanceID === undefined ? {} : { instanceID }) }));
+      let vm: CloudInstance;
+      try {
+        vm = await driverFor(endpoint).createInstance({ ...request, userData, ...(instanceID === undefined ? {} : { instanceID }) });
+      } catch (err) {
+        await recordOutcome(endpoint, err);
+        throw endpointFailure(endpoint, err);
+      }
+      await recordOutcome(endpoint);
       activityLogger({ instanceID, uniqueID: vm.uniqueID }).info({ endpoint, name: request.instanceName, status: vm.status }, 'VM created at its endpoint');
       return vm;
     },

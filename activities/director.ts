@@ -3,9 +3,14 @@ import { WorkflowNotFoundError } from '@temporalio/common';
 import type { CloudDriver } from '../src/drivers/driver';
 import type { EndpointConfig } from '../src/fleet-config';
 import { activityLogger } from '../src/log';
-import { directorFailures, directorLaunches } from '../src/metrics';
+import { directorFailures, directorLaunches, endpointBackoff } from '../src/metrics';
+import { DEFAULT_SAFETY, type SafetyConfig } from '../src/safety/config';
+import { FleetGuard } from '../src/safety/guard';
+import { type FleetMode, SafetyStore } from '../src/safety/store';
+import { toSqlTime } from '../src/time';
 import type { VirtualMachineDB } from '../src/vmdb';
-import { type LifecycleInput, VmEndpoint, VmImage, VmRunningPod, VmStatus, lifecycleWorkflowId } from '../workflows/definitions';
+import { STALLABLE_STATES } from '../entities/states';
+import { type LifecycleInput, VmEndpoint, VmImage, VmRunningPod, VmStatus, haltSignal, lifecycleWorkflowId, stopUpdate } from '../workflows/definitions';
 
 export interface DirectorDeps {
   db: VirtualMachineDB;
@@ -13,12 +18,27 @@ export interface DirectorDeps {
   taskQueue: string;
   endpoints: readonly EndpointConfig[];
   drivers: ReadonlyMap<string, CloudDriver>;
+  /** Fleet-safety settings (default DEFAULT_SAFETY). */
+  safety?: SafetyConfig;
+  now?: () => Date;
 }
 
 export interface LaunchReport {
   endpoint: string;
   reserved: number[];
   started: number[];
+  /** Why nothing was launched here this pass: the fleet mode, a manual pause or a backoff. */
+  held?: string;
+  /** Instances told to stop (drain mode) or to halt (halt mode) by this pass. */
+  stopped?: number[];
+  halted?: number[];
+}
+
+export interface SweepReport {
+  stalled: number[];
+  halted: number[];
+  /** Silent instances a safety rule kept from being stalled, with the reason. */
+  held?: { instanceID: number; reason: string }[];
 }
 
 function must<T>(what: string, result: { OK: true; Value: T } | { OK: false; Message: string }): T {
@@ -29,6 +49,50 @@ function must<T>(what: string, result: { OK: true; Value: T } | { OK: false; Mes
 /** The Director's and the sweep's side effects: database, workflow starts, cloud. */
 export function createDirectorActivities(deps: DirectorDeps) {
   const { db, client, taskQueue } = deps;
+  const safety = deps.safety ?? DEFAULT_SAFETY;
+  const store = SafetyStore.of(db);
+  const guard = new FleetGuard(db, safety, undefined, deps.now);
+  const now = deps.now ?? (() => new Date());
+
+  /** Why the Director launches nothing at this endpoint now, or undefined. */
+  async function launchHold(mode: FleetMode, endpoint: string): Promise<string | undefined> {
+    const health = await store.endpoint(endpoint);
+    const left = health.backoffUntil ? Math.max(0, Math.ceil((Date.parse(health.backoffUntil) - now().getTime()) / 1000)) : 0;
+    endpointBackoff.set({ endpoint }, left);
+    if (mode !== 'normal') return `fleet mode is ${mode}`;
+    if (health.paused) return `paused by an operator${health.pauseReason ? `: ${health.pauseReason}` : ''}`;
+    if (left > 0) return `backing off for ${left} s after ${health.failures} failed creation(s), last ${health.lastReason}: ${health.lastMessage}`;
+    return undefined;
+  }
+
+  /** Drain or halt mode: every live instance of the endpoint not under manual control is told to stop, or halted. */
+  async function applyMode(mode: 'drain' | 'halt', endpoint: string): Promise<number[]> {
+    const states = mode === 'drain' ? ['New', 'Running'] : [...STALLABLE_STATES, 'Stopping', 'Stalled'];
+    const manual = new Set((await store.manualInstances()).map((m) => m.instanceID));
+    const acted: number[] = [];
+    for (const status of states) {
+      const rows = must('list instances', await db.getFields('vm_Instances', ['InstanceID'], { Endpoint: endpoint, Status: status })) as [number][];
+      for (const [id] of rows) {
+        const instanceID = Number(id);
+        if (manual.has(instanceID)) continue;
+        const handle = client.workflow.getHandle(lifecycleWorkflowId(instanceID));
+        try {
+          if (mode === 'drain') await handle.executeUpdate(stopUpdate);
+          else await handle.signal(haltSignal, 'fleet mode halt');
+        } catch (err) {
+          if (!(err instanceof WorkflowNotFoundError)) {
+            activityLogger({ instanceID }).warn({ endpoint, mode, err }, 'cannot reach the instance workflow; recording in the database');
+          }
+          // No workflow (or it refused): the database alone records it.
+          const result = mode === 'drain' ? await db.declareInstancesStopping([instanceID]) : await db.recordDBHalt(instanceID, 0);
+          if (!result.OK) continue;
+        }
+        acted.push(instanceID);
+      }
+    }
+    if (acted.length) activityLogger().warn({ endpoint, mode, instances: acted }, mode === 'drain' ? 'fleet drain: instances told to stop' : 'fleet halt: instances halted');
+    return acted;
+  }
 
   async function startLifecycle(config: EndpointConfig, instanceID: number, instanceName: string): Promise<boolean> {
     const input: LifecycleInput = {
@@ -42,6 +106,7 @@ export function createDirectorActivities(deps: DirectorDeps) {
       stallingIntervalSeconds: db.stallingInterval,
       maxLifetimeSeconds: config.maxLifetimeSeconds,
       maxStartupSeconds: config.maxStartupSeconds,
+      drainDeadlineSeconds: config.drainDeadlineSeconds,
     };
     const handle = await client.workflow.start('instanceLifecycle', {
       workflowId: lifecycleWorkflowId(instanceID),
@@ -65,9 +130,19 @@ export function createDirectorActivities(deps: DirectorDeps) {
     async launchFreeSlots(): Promise<LaunchReport[]> {
       const log = activityLogger();
       const reports: LaunchReport[] = [];
+      const mode = await store.mode();
       for (const config of deps.endpoints) {
         const { endpoint } = config;
         try {
+          const held = await launchHold(mode, endpoint);
+          if (held) {
+            const report: LaunchReport = { endpoint, reserved: [], started: [], held };
+            if (mode === 'drain') report.stopped = await applyMode('drain', endpoint);
+            if (mode === 'halt') report.halted = await applyMode('halt', endpoint);
+            log.info({ endpoint, held }, 'Director launches nothing at the endpoint');
+            reports.push(report);
+            continue;
+          }
           const reserved = must(`reserve ${endpoint}`, await db.reserveInstances(endpoint, config.image, config.runningPod, config.maxInstances));
           // New rows without a running workflow (reserved now, or left by a pass that died midway) get one.
           const waiting = must('list New instances', await db.getFields('vm_Instances', ['InstanceID', 'Name'], { Endpoint: endpoint, Status: 'New' }));
@@ -99,8 +174,26 @@ export function createDirectorActivities(deps: DirectorDeps) {
      * The safety net of the original VirtualMachineManager: declares silent instances Stalled; those
      * whose workflow is gone are stopped at their endpoint and recorded Halted here.
      */
-    async sweepStalled(): Promise<{ stalled: number[]; halted: number[] }> {
-      const stalled = must('declareStalledInstances', await db.declareStalledInstances());
+    async sweepStalled(): Promise<SweepReport> {
+      // One by one, each through the safety rules: a mass silence after an outage must not stall the fleet.
+      const cutoff = new Date(now().getTime() - db.stallingInterval * 1000);
+      const marks = STALLABLE_STATES.map(() => '?').join(', ');
+      const silent = await db.executor.select(
+        `SELECT \`InstanceID\`, \`Endpoint\` FROM \`vm_Instances\` WHERE \`Status\` IN (${marks}) AND \`LastUpdate\` < ? ORDER BY \`InstanceID\``,
+        [...STALLABLE_STATES, toSqlTime(cutoff)],
+      );
+      const stalled: number[] = [];
+      const held: { instanceID: number; reason: string }[] = [];
+      for (const row of silent) {
+        const instanceID = Number(row.InstanceID);
+        const verdict = await guard.silenceVerdict(instanceID, String(row.Endpoint), 'stall');
+        if (!verdict.allow) {
+          held.push({ instanceID, reason: verdict.reason ?? verdict.rule ?? 'held' });
+          continue;
+        }
+        if ((await db.declareInstanceStalled(instanceID)).OK) stalled.push(instanceID);
+      }
+      if (held.length) activityLogger().warn({ held: held.length, first: held[0] }, 'stalled sweep: silent instances held back by the safety rules');
       const halted: number[] = [];
       for (const instanceID of stalled) {
         try {
@@ -116,7 +209,7 @@ export function createDirectorActivities(deps: DirectorDeps) {
         activityLogger({ instanceID, uniqueID }).info({ endpoint }, 'stalled instance without a workflow stopped and recorded Halted');
         halted.push(instanceID);
       }
-      return { stalled, halted };
+      return held.length ? { stalled, halted, held } : { stalled, halted };
     },
   };
 }

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { SshContextualization } from '../workflows/definitions';
 import { type EndpointDriverConfig, parseEndpointName } from './drivers/driver';
+import { DEFAULT_SAFETY, type SafetyConfig, validateSafety } from './safety/config';
 import { settingsFor } from './settings';
 
 /** One endpoint the Director keeps filled. */
@@ -14,8 +15,11 @@ export interface EndpointConfig {
   /** The driver type and its own options, e.g. `{ "type": "local" }`. */
   driver: { type: string; [option: string]: unknown };
   contextualization?: SshContextualization;
+  /** Drain (stop) the instance once it has lived this long; it is told the time in each heartbeat reply. */
   maxLifetimeSeconds?: number;
   maxStartupSeconds?: number;
+  /** Halt a Stopping instance this long after it was told to drain, even if it still has work. */
+  drainDeadlineSeconds?: number;
   userData?: string;
 }
 
@@ -25,6 +29,8 @@ export interface FleetConfig {
   directorEverySeconds: number;
   /** How often the stalled-instance sweep runs (seconds; the original ran every 15 minutes). */
   sweepEverySeconds: number;
+  /** Outage guard, halt cap, endpoint backoff, pulses, reconciliation (src/safety/config.ts). */
+  safety: SafetyConfig;
 }
 
 /** The embedded default: one local endpoint whose VMs are processes on this machine. */
@@ -32,6 +38,7 @@ export const DEFAULT_FLEET: FleetConfig = {
   endpoints: [{ endpoint: 'Local::localhost', image: 'local-image', runningPod: 'demo', maxInstances: 2, driver: { type: 'local' } }],
   directorEverySeconds: 60,
   sweepEverySeconds: 900,
+  safety: DEFAULT_SAFETY,
 };
 
 function positive(where: string, value: unknown, optional = false): number | undefined {
@@ -68,12 +75,14 @@ export function validateFleet(raw: unknown): FleetConfig {
       maxInstances: positive(`${where}.maxInstances`, entry.maxInstances)!,
       maxLifetimeSeconds: positive(`${where}.maxLifetimeSeconds`, entry.maxLifetimeSeconds, true),
       maxStartupSeconds: positive(`${where}.maxStartupSeconds`, entry.maxStartupSeconds, true),
+      drainDeadlineSeconds: positive(`${where}.drainDeadlineSeconds`, entry.drainDeadlineSeconds, true),
     };
   });
   return {
     endpoints,
     directorEverySeconds: positive('directorEverySeconds', config.directorEverySeconds ?? DEFAULT_FLEET.directorEverySeconds)!,
     sweepEverySeconds: positive('sweepEverySeconds', config.sweepEverySeconds ?? DEFAULT_FLEET.sweepEverySeconds)!,
+    safety: validateSafety(config.safety),
   };
 }
 

@@ -1,6 +1,6 @@
 import { ApplicationFailure, type Client, WorkflowUpdateFailedError, WorkflowNotFoundError } from '@temporalio/client';
 import { heartbeatProblems, type HeartbeatFigures } from '../entities/heartbeat';
-import { type Directive, haltingUpdate, runningUpdate, heartbeatSignal, heartbeatUpdate, lifecycleWorkflowId, stateQuery, stopUpdate, type LifecycleState } from '../workflows/definitions';
+import { type Directive, type HeartbeatReply, haltingUpdate, toHeartbeatReply, runningUpdate, heartbeatSignal, heartbeatUpdate, lifecycleWorkflowId, stateQuery, stopUpdate, type LifecycleState } from '../workflows/definitions';
 import { type Result, S_ERROR, S_OK } from './result';
 import type { VirtualMachineDB } from './vmdb';
 
@@ -26,22 +26,28 @@ export class LifecycleClient {
    * `updateId` (e.g. `<uniqueID>-<sequence>`) makes a retried send count once.
    */
   async heartbeat(uniqueID: string, figures: HeartbeatFigures, updateId?: string): Promise<Result<Directive>> {
+    const reply = await this.heartbeatWithNotice(uniqueID, figures, updateId);
+    return reply.OK ? S_OK(reply.Value.directive) : reply;
+  }
+
+  /** `heartbeat`, answered with the planned shutdown time too (when the instance has one). */
+  async heartbeatWithNotice(uniqueID: string, figures: HeartbeatFigures, updateId?: string): Promise<Result<HeartbeatReply>> {
     const problems = heartbeatProblems(figures);
     if (problems.length) return S_ERROR(`Malformed heartbeat: ${problems.join('; ')}`);
     const target = await this.handleFor(uniqueID);
     if (!target.OK) return target;
-    return this.attempt(uniqueID, () => target.Value.handle.executeUpdate(heartbeatUpdate, { args: [figures], updateId }));
+    return this.attempt(uniqueID, async () => toHeartbeatReply(await target.Value.handle.executeUpdate(heartbeatUpdate, { args: [figures], updateId })));
   }
 
   /**
-   * The same by InstanceID, for callers that already know it (the API, from the VM's token): no
+   * `heartbeatWithNotice` by InstanceID, for callers that already know it (the API, from the VM's token): no
    * database lookup before the update. An instance without a VM yet is refused by the workflow.
    */
-  async heartbeatOf(instanceID: number, figures: HeartbeatFigures, updateId?: string): Promise<Result<Directive>> {
+  async heartbeatOf(instanceID: number, figures: HeartbeatFigures, updateId?: string): Promise<Result<HeartbeatReply>> {
     const problems = heartbeatProblems(figures);
     if (problems.length) return S_ERROR(`Malformed heartbeat: ${problems.join('; ')}`);
     const handle = this.client.workflow.getHandle(lifecycleWorkflowId(instanceID));
-    return this.attempt(`InstanceID ${instanceID}`, () => handle.executeUpdate(heartbeatUpdate, { args: [figures], updateId }));
+    return this.attempt(`InstanceID ${instanceID}`, async () => toHeartbeatReply(await handle.executeUpdate(heartbeatUpdate, { args: [figures], updateId })));
   }
 
   /** Fire-and-forget heartbeat: returns once Temporal has the signal, not once it is recorded. */

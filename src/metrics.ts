@@ -61,6 +61,34 @@ export const sshContextualization = new Histogram({
   registers: [registry],
 });
 
+export const safetyGuardTripped = new Gauge({
+  name: 'vmdb_safety_guard_tripped',
+  help: 'Fleet-safety guard per scope (fleet, or endpoint:<Site::CE>): 1 while too many Running instances are silent at once and stalls are held back',
+  labelNames: ['scope'] as const,
+  registers: [registry],
+});
+
+export const safetyHeld = new Counter({
+  name: 'vmdb_safety_held_total',
+  help: 'Automatic actions (stall, halt, lifetime, drain) held back by a safety rule: manual control, outage, guard, halt cap',
+  labelNames: ['action', 'rule'] as const,
+  registers: [registry],
+});
+
+export const endpointBackoff = new Gauge({
+  name: 'vmdb_endpoint_backoff_seconds',
+  help: 'Seconds the Director still backs off an endpoint after failed creations (0: launching), as of its last pass',
+  labelNames: ['endpoint'] as const,
+  registers: [registry],
+});
+
+export const reconcileFindings = new Counter({
+  name: 'vmdb_reconcile_findings_total',
+  help: 'Reconciliation findings: zombies (in the cloud, not alive in the database), ghosts (alive in the database, gone from the cloud), failed listings',
+  labelNames: ['endpoint', 'kind'] as const,
+  registers: [registry],
+});
+
 for (const directive of [...DIRECTIVES, 'none']) heartbeats.inc({ directive }, 0);
 sshContextualization.zero({ outcome: 'success' });
 

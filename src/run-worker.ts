@@ -7,6 +7,8 @@ import { type FleetConfig, driverConfigs, loadFleetConfig } from './fleet-config
 import { type Logger, exitOnFatal, processLogger } from './log';
 import { metricsBindAddress, serveMetrics } from './metrics';
 import { readiness } from './readiness';
+import { FleetGuard } from './safety/guard';
+import { type Pulse, startPulse } from './safety/pulse';
 import { ensureSchedules } from './schedules';
 import { ensureSearchAttributes } from './search-attributes';
 import { applyConfigFile, loadSettings, settingsFor } from './settings';
@@ -58,6 +60,7 @@ export async function runWorker(options: WorkerRunOptions = {}): Promise<void> {
   const db = await VirtualMachineDB.open({ url: config.databaseUrl, stallingInterval: config.stallingInterval, migrate: config.autoMigrate ?? true });
   let health: WorkerHealthServer | undefined;
   let metricsServer: Server | undefined;
+  let pulse: Pulse | undefined;
   // After the checks above (a process that stops on a bad setting binds no port), and before anything
   // of the SDK's native side exists: the worker connection below creates it.
   if (installRuntime({ logger: log, temporalMetricsBindAddress: temporalMetricsAt }) && temporalMetricsAt) {
@@ -82,6 +85,14 @@ export async function runWorker(options: WorkerRunOptions = {}): Promise<void> {
       log.warn({ reason: (err as Error).message }, 'could not check search attributes (register VmStatus, VmImage, VmEndpoint, VmRunningPod as Keyword)');
     }
     await ensureSchedules(client, fleet, temporal.taskQueue);
+    // Recorded before the worker polls: a restart after downtime must hold stalls before the first overdue timer fires.
+    const guard = new FleetGuard(db, fleet.safety, log);
+    pulse = startPulse('worker', db, fleet.safety, {
+      log,
+      probe: () => client.workflowService.getSystemInfo({}),
+      onBeat: () => guard.evaluateAll(fleet.endpoints.map((e) => e.endpoint)),
+    });
+    await pulse.beat();
     const worker = await createVmdbWorker({
       db,
       client,
@@ -123,6 +134,7 @@ export async function runWorker(options: WorkerRunOptions = {}): Promise<void> {
     await worker.run();
     log.info('vmdb worker stopped');
   } finally {
+    await pulse?.stop();
     await health?.close();
     if (metricsServer) await new Promise((resolve) => metricsServer!.close(resolve));
     await connection.close();

@@ -3,9 +3,10 @@ import type { FleetConfig } from './fleet-config';
 
 export const DIRECTOR_SCHEDULE_ID = 'vmdb-director';
 export const SWEEP_SCHEDULE_ID = 'vmdb-stalled-sweep';
+export const RECONCILE_SCHEDULE_ID = 'vmdb-reconcile';
 
 /**
- * Creates (or updates) the Director and stalled-sweep Schedules. Overlap SKIP:
+ * Creates (or updates) the Director, stalled-sweep and reconciliation Schedules. Overlap SKIP:
  * a pass never runs beside another, so one slot cannot be launched twice; a
  * short catch-up window: passes missed during downtime are not replayed.
  */
@@ -13,6 +14,7 @@ export async function ensureSchedules(client: Client, fleet: FleetConfig, taskQu
   const plans = [
     { scheduleId: DIRECTOR_SCHEDULE_ID, workflowType: 'directorPass', every: fleet.directorEverySeconds },
     { scheduleId: SWEEP_SCHEDULE_ID, workflowType: 'stalledSweep', every: fleet.sweepEverySeconds },
+    { scheduleId: RECONCILE_SCHEDULE_ID, workflowType: 'reconcilePass', every: fleet.safety.reconcile.everySeconds },
   ];
   for (const plan of plans) {
     const options = {

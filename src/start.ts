@@ -117,6 +117,7 @@ async function main(): Promise<void> {
     tokenSecret: api.tokenSecret,
     logger: log.child({ component: 'api' }),
     temporalUi: temporalUi ? { url: temporalUi, namespace: temporal.namespace } : undefined,
+    safety: fleet.safety,
   });
   try {
     await app.listen({ host: api.host, port: api.port });

@@ -81,6 +81,11 @@ export class VirtualMachineDB {
     await this.db.close();
   }
 
+  /** This facade's executor (its transaction, or the pool), for companion stores such as src/safety/store.ts. */
+  get executor(): Executor {
+    return this.ex;
+  }
+
   // ---- plumbing -------------------------------------------------------------
 
   /** Runs a method body: bad input and refusals become results, and so do unexpected errors. */

@@ -13,6 +13,7 @@ import {
 import { type VmCredentials, createCloudActivities } from '../activities/cloud';
 import { createDatabaseActivities } from '../activities/database';
 import { createDirectorActivities } from '../activities/director';
+import { createSafetyActivities } from '../activities/safety';
 import { createSshActivities } from '../activities/ssh';
 import type { CloudDriver } from './drivers/driver';
 import type { FleetConfig } from './fleet-config';
@@ -50,9 +51,10 @@ export type WorkerTuning = Pick<
 export function vmdbActivities(deps: Omit<VmdbWorkerDeps, 'connection' | 'namespace' | 'workflowBundle'>) {
   return {
     ...createDatabaseActivities(deps.db),
-    ...createCloudActivities(deps.drivers, deps.vmCredentials),
+    ...createCloudActivities(deps.drivers, deps.vmCredentials, { db: deps.db, backoff: deps.fleet.safety.backoff }),
     ...createSshActivities({ privateKeyPath: deps.sshPrivateKeyPath, privateKey: deps.sshPrivateKey }),
-    ...createDirectorActivities({ db: deps.db, client: deps.client, taskQueue: deps.taskQueue, endpoints: deps.fleet.endpoints, drivers: deps.drivers }),
+    ...createDirectorActivities({ db: deps.db, client: deps.client, taskQueue: deps.taskQueue, endpoints: deps.fleet.endpoints, drivers: deps.drivers, safety: deps.fleet.safety }),
+    ...createSafetyActivities({ db: deps.db, client: deps.client, config: deps.fleet.safety, endpoints: deps.fleet.endpoints, drivers: deps.drivers }),
   };
 }
 

@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type AgentOutcome, VmAgent, type VmAgentOptions, backoffDelay, clean, parseDirective, parseJobs, parseTransfers, runCommand } from '../src/agent/agent';
-import { AgentConfigError, type AgentConfig, DEFAULT_HALT_COMMAND, DEFAULT_STOP_FILE, loadAgentConfig, parseCommand } from '../src/agent/config';
+import { AgentConfigError, type AgentConfig, DEFAULT_HALT_COMMAND, DEFAULT_SHUTDOWN_FILE, DEFAULT_STOP_FILE, loadAgentConfig, parseCommand } from '../src/agent/config';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { FastifyInstance } from 'fastify';
 import { buildApi } from '../src/api/server';
@@ -54,6 +54,7 @@ describe('vmdb-agent configuration', function () {
       jobsCommand: undefined,
       transferCommand: undefined,
       stopFile: DEFAULT_STOP_FILE,
+      shutdownFile: DEFAULT_SHUTDOWN_FILE,
       haltCommand: [...DEFAULT_HALT_COMMAND],
     });
     assert.deepEqual(DEFAULT_HALT_COMMAND, ['shutdown', '-h', 'now']);

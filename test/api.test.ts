@@ -6,7 +6,7 @@ import { ApiConfigError, loadApiConfig } from '../src/api/config';
 import { buildApi } from '../src/api/server';
 import { ROLES, type Role, hashToken, makeVmToken, newSecret } from '../src/auth/tokens';
 import { LifecycleClient } from '../src/lifecycle-client';
-import { DIRECTOR_SCHEDULE_ID, SWEEP_SCHEDULE_ID, ensureSchedules } from '../src/schedules';
+import { DIRECTOR_SCHEDULE_ID, RECONCILE_SCHEDULE_ID, SWEEP_SCHEDULE_ID, ensureSchedules } from '../src/schedules';
 import { VirtualMachineDB } from '../src/vmdb';
 import { BACKENDS, ok, snapshot } from './support/backends';
 import { ENDPOINT, LifecycleRig } from './support/lifecycle-rig';
@@ -56,6 +56,12 @@ const CONTRACT = [
   'get /api/v1/director',
   'post /api/v1/director/trigger',
   'get /api/v1/me',
+  'get /api/v1/safety',
+  'put /api/v1/safety/mode',
+  'post /api/v1/safety/endpoints/{endpoint}/pause',
+  'post /api/v1/safety/endpoints/{endpoint}/resume',
+  'put /api/v1/instances/{instanceID}/manual',
+  'delete /api/v1/instances/{instanceID}/manual',
   'get /health',
   'get /healthz',
   'get /readyz',
@@ -156,6 +162,13 @@ describe('HTTP API on a dev server [mariadb]', function () {
       // Harmless when allowed: an unknown instance, and a trigger that finds no Schedule yet (or an idle one).
       { method: 'POST', url: '/api/v1/instances/stop', role: 'operate', body: { instanceIDs: [NO_SUCH] } },
       { method: 'POST', url: '/api/v1/director/trigger', role: 'admin' },
+      // Fleet safety: an endpoint nothing runs at, an unknown instance, the mode it already has.
+      { method: 'GET', url: '/api/v1/safety', role: 'read' },
+      { method: 'PUT', url: '/api/v1/safety/mode', role: 'admin', body: { mode: 'normal' } },
+      { method: 'POST', url: '/api/v1/safety/endpoints/Probe::none/pause', role: 'operate', body: { reason: 'auth probe' } },
+      { method: 'POST', url: '/api/v1/safety/endpoints/Probe::none/resume', role: 'operate' },
+      { method: 'PUT', url: `/api/v1/instances/${NO_SUCH}/manual`, role: 'operate', body: {} },
+      { method: 'DELETE', url: `/api/v1/instances/${NO_SUCH}/manual`, role: 'operate' },
     ];
     const vmRoutes = (id: number) => [
       { url: `/api/v1/vms/${id}/running`, body: {} },
@@ -478,7 +491,12 @@ describe('HTTP API on a dev server [mariadb]', function () {
 
     it('lists missing Schedules as absent, and a trigger without one is a 404', async function () {
       let res = await request('GET', '/api/v1/director', { token: TOKENS.read });
-      assert.deepEqual([res.status, res.body], [200, { schedules: [{ id: DIRECTOR_SCHEDULE_ID, absent: true }, { id: SWEEP_SCHEDULE_ID, absent: true }] }]);
+      assert.deepEqual(
+        [res.status, res.body.schedules, res.body.mode],
+        [200, [{ id: DIRECTOR_SCHEDULE_ID, absent: true }, { id: SWEEP_SCHEDULE_ID, absent: true }, { id: RECONCILE_SCHEDULE_ID, absent: true }], 'normal'],
+      );
+      // Endpoints with a pause or failures on record (the auth probes resumed theirs): none paused.
+      assert.deepEqual(res.body.endpoints.filter((e: { paused: boolean }) => e.paused), []);
       res = await request('POST', '/api/v1/director/trigger', { token: TOKENS.admin });
       assert.deepEqual([res.status, res.body.error], [404, 'not_found']);
     });
@@ -488,14 +506,15 @@ describe('HTTP API on a dev server [mariadb]', function () {
       try {
         let res = await request('GET', '/api/v1/director', { token: TOKENS.read });
         assert.equal(res.status, 200);
-        const [director, sweep] = res.body.schedules;
+        const [director, sweep, reconcile] = res.body.schedules;
+        assert.deepEqual([reconcile.id, reconcile.intervalSeconds], [RECONCILE_SCHEDULE_ID, rig.fleet.safety.reconcile.everySeconds]);
         assert.deepEqual([director.id, director.paused, director.intervalSeconds], [DIRECTOR_SCHEDULE_ID, false, rig.fleet.directorEverySeconds]);
         assert.deepEqual([sweep.id, sweep.paused, sweep.intervalSeconds], [SWEEP_SCHEDULE_ID, false, rig.fleet.sweepEverySeconds]);
         assert.ok(!Number.isNaN(Date.parse(director.nextRun)), 'next run as an ISO time');
         res = await request('POST', '/api/v1/director/trigger', { token: TOKENS.admin });
         assert.deepEqual([res.status, res.body], [200, { triggered: true }]);
       } finally {
-        for (const id of [DIRECTOR_SCHEDULE_ID, SWEEP_SCHEDULE_ID]) await env.client.schedule.getHandle(id).delete();
+        for (const id of [DIRECTOR_SCHEDULE_ID, SWEEP_SCHEDULE_ID, RECONCILE_SCHEDULE_ID]) await env.client.schedule.getHandle(id).delete();
       }
     });
   });

@@ -412,7 +412,7 @@ describe('vmdb migrate', function () {
         const first = await runCli(['migrate', '--json'], { VMDB_DATABASE_URL: url });
         assert.equal(first.code, 0, first.stderr);
         const report = JSON.parse(first.stdout);
-        assert.deepEqual(report.applied, ['InitialSchema1732838400000', 'LookupIndexes1732838500000', 'FleetQueryIndexes1732838600000']);
+        assert.deepEqual(report.applied, ['InitialSchema1732838400000', 'LookupIndexes1732838500000', 'FleetQueryIndexes1732838600000', 'FleetSafety1764460800000']);
         assert.deepEqual(report.migrations, report.applied);
         assert.doesNotMatch(report.database, /secret/);
         const second = await runCli(['migrate'], { VMDB_DATABASE_URL: url });
@@ -563,7 +563,7 @@ describe('vmdb CLI against the real API [mariadb]', function () {
     const run = await runCli(['director', '--json'], cli);
     assert.equal(run.code, 0, run.stderr);
     const ids = (JSON.parse(run.stdout).schedules as { id: string }[]).map((s) => s.id).sort();
-    assert.deepEqual(ids, ['vmdb-director', 'vmdb-stalled-sweep']);
+    assert.deepEqual(ids, ['vmdb-director', 'vmdb-reconcile', 'vmdb-stalled-sweep']);
     const trigger = await runCli(['director', '--trigger'], cli);
     assert.equal(trigger.code, 3, 'operate is not admin');
     assert.match(trigger.stderr, /^error: authentication failed/);

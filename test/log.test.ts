@@ -126,7 +126,7 @@ describe('logs (pino)', function () {
     const db = { getUniqueID: async () => ({ OK: true, Value: 'local-9' }) } as unknown as VirtualMachineDB;
     // A heartbeat goes to the workflow by InstanceID: its lines do not pay a database read for the UniqueID.
     const lifecycle = {
-      heartbeatOf: async () => ({ OK: true, Value: 'stop' }),
+      heartbeatOf: async () => ({ OK: true, Value: { directive: 'stop' } }),
       running: async () => ({ OK: true, Value: 'Running' }),
     } as unknown as LifecycleClient;
     const app = await buildApi({ db, lifecycle, operators: [], tokenSecret: secret, logger: createLogger({ destination: out, level: 'debug' }) });

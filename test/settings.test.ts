@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadApiConfig } from '../src/api/config';
 import { loadConfig } from '../src/config';
+import { MIGRATIONS } from '../entities/migrations';
 import { loadFleetConfig } from '../src/fleet-config';
 import {
   DEFAULT_TASK_QUEUE_NAME,

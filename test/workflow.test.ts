@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { heartbeatUpdate, stateQuery } from '../workflows/definitions';
 import { ScheduleOverlapPolicy } from '@temporalio/client';
-import { DIRECTOR_SCHEDULE_ID, SWEEP_SCHEDULE_ID, ensureSchedules } from '../src/schedules';
+import { DIRECTOR_SCHEDULE_ID, RECONCILE_SCHEDULE_ID, SWEEP_SCHEDULE_ID, ensureSchedules } from '../src/schedules';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { verifyVmToken } from '../src/auth/tokens';
 import type { LocalDriver } from '../src/drivers/local';
@@ -329,7 +329,11 @@ describe('Director [mariadb]', function () {
     assert.deepEqual(director.spec.intervals?.map((i) => i.every), [30_000]);
     assert.deepEqual(sweep.spec.intervals?.map((i) => i.every), [rig.fleet.sweepEverySeconds * 1000]);
     assert.equal(director.action.type === 'startWorkflow' && director.action.workflowType, 'directorPass');
-    for (const id of [DIRECTOR_SCHEDULE_ID, SWEEP_SCHEDULE_ID]) await env.client.schedule.getHandle(id).delete();
+    const reconcile = await env.client.schedule.getHandle(RECONCILE_SCHEDULE_ID).describe();
+    assert.equal(reconcile.policies.overlap, ScheduleOverlapPolicy.SKIP);
+    assert.equal(reconcile.action.type === 'startWorkflow' && reconcile.action.workflowType, 'reconcilePass');
+    assert.deepEqual(reconcile.spec.intervals?.map((i) => i.every), [rig.fleet.safety.reconcile.everySeconds * 1000]);
+    for (const id of [DIRECTOR_SCHEDULE_ID, SWEEP_SCHEDULE_ID, RECONCILE_SCHEDULE_ID]) await env.client.schedule.getHandle(id).delete();
   });
 
   it('the sweep stalls silent instances and halts those whose workflow is gone', async function () {

@@ -5,6 +5,17 @@ import type { HeartbeatFigures } from '../entities/heartbeat';
 /** What a VM's monitor is told after a heartbeat: carry on, drain, or power off. */
 export type Directive = 'ok' | 'stop' | 'halt';
 
+/** The answer to a heartbeat: the directive, and when the VM is planned to be shut down (ISO time), if it is. */
+export interface HeartbeatReply {
+  directive: Directive;
+  shutdownAt?: string;
+}
+
+/** Workflows started before shutdown notices answered a bare directive. */
+export function toHeartbeatReply(answer: HeartbeatReply | Directive): HeartbeatReply {
+  return typeof answer === 'string' ? { directive: answer } : answer;
+}
+
 /** Workflow id of an instance's life cycle: routable from the InstanceID alone. */
 export function lifecycleWorkflowId(instanceID: number): string {
   return `vm-${instanceID}`;
@@ -38,6 +49,8 @@ export interface LifecycleInput {
   maxLifetimeSeconds?: number;
   /** Stop the instance if it is not Running this long after the workflow started. */
   maxStartupSeconds?: number;
+  /** Halt a Stopping instance this long after its stop, even if it still reports. */
+  drainDeadlineSeconds?: number;
   /** Continue as new after this many heartbeats in one run (history stays short). */
   heartbeatsPerRun?: number;
   /** State carried across continue-as-new. */
@@ -59,9 +72,17 @@ export interface LifecycleState {
   startedAt: number;
   stopRequested: boolean;
   errorMessage: string;
+  /** Workflow time (ms) the instance was told to stop (drain), for the drain deadline. */
+  stopRequestedAt?: number;
+  /** A safety rule held back an automatic action: no deadline fires before this workflow time (ms). */
+  holdUntil?: number;
+  /** Why the last automatic action was held back. */
+  heldBecause?: string;
+  /** A halt was requested (fleet halt switch, reconciliation); handled by the main loop. */
+  haltRequested?: string;
 }
 
-export const heartbeatUpdate = defineUpdate<Directive, [HeartbeatFigures]>('heartbeat');
+export const heartbeatUpdate = defineUpdate<HeartbeatReply | Directive, [HeartbeatFigures]>('heartbeat');
 /** Fire-and-forget heartbeat for senders that cannot wait for the answer. */
 export const heartbeatSignal = defineSignal<[HeartbeatFigures]>('heartbeatSignal');
 /** The VM reports it is up, with its addresses; answered with the recorded status. */
@@ -70,6 +91,8 @@ export const runningUpdate = defineUpdate<string, [{ publicIP: string; privateIP
 export const haltingUpdate = defineUpdate<string, [{ load: number }]>('halting');
 /** Operator stop: the seed's per-state rules; answers the resulting status. */
 export const stopUpdate = defineUpdate<string, []>('stop');
+/** Halt now, whatever the VM says (fleet halt switch, or a VM the cloud no longer has); the reason is logged. */
+export const haltSignal = defineSignal<[string]>('halt');
 export const stateQuery = defineQuery<LifecycleState>('state');
 
 export const VmStatus = defineSearchAttributeKey('VmStatus', SearchAttributeType.KEYWORD);

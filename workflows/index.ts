@@ -1,2 +1,2 @@
 export { instanceLifecycle } from './instanceLifecycle';
-export { directorPass, stalledSweep } from './director';
+export { directorPass, reconcilePass, stalledSweep } from './director';

@@ -15,11 +15,13 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { CloudActivities } from '../activities/cloud';
-import type { DatabaseActivities, StateChange } from '../activities/database';
+import type { DatabaseActivities, InstanceSnapshot } from '../activities/database';
+import type { SafetyActivities } from '../activities/safety';
 import type { SshActivities } from '../activities/ssh';
 import { type HeartbeatFigures, figureProblem, heartbeatProblems } from '../entities/heartbeat';
 import {
   type Directive,
+  type HeartbeatReply,
   type LifecycleInput,
   type LifecycleState,
   type SshContextualization,
@@ -27,6 +29,7 @@ import {
   VmImage,
   VmRunningPod,
   VmStatus,
+  haltSignal,
   haltingUpdate,
   heartbeatSignal,
   runningUpdate,
@@ -58,12 +61,21 @@ const cloud = proxyActivities<CloudActivities>({
   retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '5 minutes', nonRetryableErrorTypes: ['UnknownEndpoint'] },
 });
 
+// Safety verdicts read the database: wait through its outage like every other database call.
+const safety = proxyActivities<SafetyActivities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
+});
+
+/** patched() id of the safety checks before automatic stall/halt/stop actions (older histories have none). */
+export const SAFETY_PATCH = 'fleet-safety-verdict';
+
 export const DEFAULT_HEARTBEATS_PER_RUN = 500;
 const TERMINAL = new Set(['Halted', 'Error']);
 // States in which the VM has not reached Running yet (the startup deadline applies).
 const STARTING = new Set(['New', 'Submitted', 'Wait_ssh_context', 'Contextualizing']);
 
-type Deadline = { kind: 'stall' | 'startup' | 'lifetime'; at: number };
+type Deadline = { kind: 'stall' | 'startup' | 'lifetime' | 'drain'; at: number };
 
 /**
  * The life of one VM instance: create it at its endpoint, record it, optionally
@@ -96,13 +108,28 @@ export async function instanceLifecycle(input: LifecycleInput): Promise<Lifecycl
   const shouldContinueAsNew = () => heartbeatsThisRun >= heartbeatsPerRun || workflowInfo().continueAsNewSuggested;
 
   /** Adopts the database's view after an activity; search attributes change only with the status. */
-  function track(change: StateChange): void {
+  function track(change: InstanceSnapshot): void {
     s.lastSeenUpdate = change.lastUpdate;
     s.errorMessage = change.errorMessage;
     if (change.status !== s.status) {
       s.status = change.status;
       upsertSearchAttributes([{ key: VmStatus, value: s.status }]);
     }
+    // However it was told (operator, lifetime, Director drain), the drain deadline counts from here.
+    if (s.status === 'Stopping') s.stopRequestedAt ??= Date.now();
+  }
+
+  /** When the VM is planned to be shut down: the drain deadline once stopping, else the end of its lifetime (plus the drain). */
+  function shutdownAt(): string | undefined {
+    const drain = (input.drainDeadlineSeconds ?? 0) * 1000;
+    if (s.stopRequestedAt !== undefined) return drain ? new Date(s.stopRequestedAt + drain).toISOString() : undefined;
+    if (input.maxLifetimeSeconds) return new Date(s.startedAt + input.maxLifetimeSeconds * 1000 + drain).toISOString();
+    return undefined;
+  }
+
+  function reply(directive: Directive): HeartbeatReply {
+    const at = shutdownAt();
+    return at ? { directive, shutdownAt: at } : { directive };
   }
 
   async function recordHeartbeat(figures: HeartbeatFigures): Promise<Directive> {
@@ -124,7 +151,7 @@ export async function instanceLifecycle(input: LifecycleInput): Promise<Lifecycl
     if (!s.uniqueID) throw new Error(`Instance ${s.instanceID} has no VM yet`);
   }
 
-  setHandler(heartbeatUpdate, recordHeartbeat, { validator: refuseMalformed });
+  setHandler(heartbeatUpdate, async (figures) => reply(await recordHeartbeat(figures)), { validator: refuseMalformed });
   setHandler(heartbeatSignal, async (figures) => {
     try {
       refuseMalformed(figures);
@@ -170,10 +197,14 @@ export async function instanceLifecycle(input: LifecycleInput): Promise<Lifecycl
   );
   setHandler(stopUpdate, async () => {
     s.stopRequested = true;
+    s.stopRequestedAt ??= Date.now();
     const outcome = await db.requestStop(s.instanceID);
     track(outcome);
     if (!outcome.accepted) throw ApplicationFailure.nonRetryable(outcome.message ?? 'Stop refused', 'StopRefused', outcome.state);
     return s.status;
+  });
+  setHandler(haltSignal, (reason) => {
+    if (!terminal()) s.haltRequested = reason || 'halt requested';
   });
   setHandler(stateQuery, () => s);
 
@@ -217,13 +248,54 @@ export async function instanceLifecycle(input: LifecycleInput): Promise<Lifecycl
     const candidates: Deadline[] = [{ kind: 'stall', at: s.lastNewsAt + input.stallingIntervalSeconds * 1000 }];
     if (input.maxStartupSeconds && STARTING.has(s.status)) candidates.push({ kind: 'startup', at: s.startedAt + input.maxStartupSeconds * 1000 });
     if (input.maxLifetimeSeconds && !s.stopRequested) candidates.push({ kind: 'lifetime', at: s.startedAt + input.maxLifetimeSeconds * 1000 });
-    return candidates.reduce((a, b) => (b.at < a.at ? b : a));
+    if (input.drainDeadlineSeconds && s.status === 'Stopping' && s.stopRequestedAt !== undefined) {
+      candidates.push({ kind: 'drain', at: s.stopRequestedAt + input.drainDeadlineSeconds * 1000 });
+    }
+    const held = s.holdUntil ?? 0;
+    return candidates.map((c) => (c.at < held ? { ...c, at: held } : c)).reduce((a, b) => (b.at < a.at ? b : a));
+  }
+
+  /** Asks the safety rules (manual control, outage, mass silence, halt cap) before an automatic action; false: held back for now. */
+  async function allowedBySafety(deadline: Deadline): Promise<boolean> {
+    if (!patched(SAFETY_PATCH)) return true;
+    const silent = s.status === 'Stopping' || s.status === 'Stalled' ? 'halt' : 'stall';
+    const action = deadline.kind === 'stall' ? silent : deadline.kind === 'drain' ? 'drain' : 'lifetime';
+    const verdict = await safety.safetyVerdict(s.instanceID, input.endpoint, action);
+    if (verdict.allow) {
+      s.holdUntil = undefined;
+      s.heldBecause = undefined;
+      return true;
+    }
+    s.holdUntil = Date.now() + verdict.retryInSeconds * 1000;
+    s.heldBecause = verdict.reason;
+    log.warn('Automatic action held back by a safety rule', { instanceID: s.instanceID, action, rule: verdict.rule, reason: verdict.reason, retryInSeconds: verdict.retryInSeconds });
+    return false;
+  }
+
+  /** A requested halt: adopt what was recorded meanwhile, stop the VM, record Halted (Error when it never ran). */
+  async function haltNow(): Promise<void> {
+    const reason = s.haltRequested;
+    s.haltRequested = undefined;
+    track(await db.instanceSnapshot(s.instanceID));
+    if (terminal()) return;
+    log.warn('Halting on request', { instanceID: s.instanceID, reason });
+    if (s.uniqueID) await cloud.stopInstance(input.endpoint, s.uniqueID);
+    // Halted is reachable from New, Running, Stopping and Stalled; a VM still starting ends in Error.
+    if (STARTING.has(s.status) && s.status !== 'New') track(await db.declareError(s.instanceID, `Halted before it ran: ${reason}`));
+    else track(await db.recordHalt(s.instanceID));
   }
 
   async function onDeadline(deadline: Deadline): Promise<void> {
+    if (!(await allowedBySafety(deadline))) return;
+    if (deadline.kind === 'drain') {
+      // Told to drain long enough ago: the work it still has would not be finished anyway.
+      await haltAtCloud();
+      return;
+    }
     if (deadline.kind !== 'stall') {
       // Too long to start, or lived long enough: stop it the way an operator would.
       s.stopRequested = true;
+      s.stopRequestedAt ??= Date.now();
       track(await db.requestStop(s.instanceID));
       return;
     }
@@ -262,9 +334,13 @@ export async function instanceLifecycle(input: LifecycleInput): Promise<Lifecycl
         await condition(allHandlersFinished);
         return await continueAsNew<typeof instanceLifecycle>({ ...input, carried: s });
       }
+      if (s.haltRequested) {
+        await haltNow();
+        continue;
+      }
       const deadline = nextDeadline();
       // Heartbeats only move lastNewsAt; the timer re-arms lazily for the remainder (one timer per interval, not per beat).
-      const woken = await condition(() => terminal() || shouldContinueAsNew(), Math.max(deadline.at - Date.now(), 1));
+      const woken = await condition(() => terminal() || shouldContinueAsNew() || s.haltRequested !== undefined, Math.max(deadline.at - Date.now(), 1));
       if (woken) continue;
       const current = nextDeadline();
       if (current.kind === deadline.kind && current.at <= Date.now()) await onDeadline(current);

@@ -219,6 +219,8 @@ export class VmAgent {
   private signal: AbortSignal | undefined;
   private runningDeclared = false;
   private draining = false;
+  /** The planned shutdown time last written to the shutdown file (undefined: none, or not written yet). */
+  private shutdownNoted: string | undefined;
   private stopFileWritten = false;
   private lastJobs = 0;
   private lastTransfers = { files: 0, bytes: 0 };
@@ -331,6 +333,7 @@ export class VmAgent {
           return 'continue';
         }
         this.log(`heartbeat (${figures}): ${directive}${directive === 'ok' && this.draining ? ' (still draining)' : ''}`);
+        await this.noteShutdown((reply.body as { shutdownAt?: unknown }).shutdownAt);
         return this.obey(directive, sample);
       }
       case 'conflict':
@@ -363,6 +366,31 @@ export class VmAgent {
       this.log(`draining: waiting for ${sample?.jobs ?? 'an unknown number of'} job(s) to finish`);
     }
     return 'continue';
+  }
+
+  /**
+   * Keeps the shutdown file in step with the planned shutdown time of the reply: written (atomically)
+   * when it changes, removed when no shutdown is planned any more. A failure is retried next period.
+   */
+  private async noteShutdown(value: unknown): Promise<void> {
+    const at = typeof value === 'string' && !Number.isNaN(Date.parse(value)) ? new Date(value).toISOString() : undefined;
+    const file = this.config.shutdownFile;
+    if (at === this.shutdownNoted || file === undefined) return;
+    try {
+      if (at === undefined) {
+        await fs.rm(file, { force: true });
+        this.log(`no shutdown planned any more: removed ${file}`);
+      } else {
+        await fs.mkdir(path.dirname(file), { recursive: true });
+        const tmp = `${file}.tmp-${process.pid}`;
+        await fs.writeFile(tmp, `${at}\n`);
+        await fs.rename(tmp, file);
+        this.log(`planned shutdown at ${at}: wrote ${file}`);
+      }
+      this.shutdownNoted = at;
+    } catch (err) {
+      this.log(`cannot update shutdown file ${file}: ${clean((err as Error).message)}; trying again next period`);
+    }
   }
 
   private async startDraining(why: string): Promise<void> {
@@ -445,6 +473,14 @@ export class VmAgent {
       else if (!this.aborted) {
         const why = result.ok ? `printed ${JSON.stringify(clean(result.stdout, 40))}, not "<files> <bytes>"` : result.problem;
         this.log(`transfer command failed (${why}); reporting the last figures`);
+      }
+    } else if (this.config.transferFile) {
+      const text = await fs.readFile(this.config.transferFile, 'utf8').catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? '0 0' : err));
+      const parsed = typeof text === 'string' ? parseTransfers(text) : undefined;
+      if (parsed) transfers = this.lastTransfers = parsed;
+      else {
+        const why = typeof text === 'string' ? `holds ${JSON.stringify(clean(text, 40))}, not "<files> <bytes>"` : clean(text.message);
+        this.log(`transfer file ${this.config.transferFile} unusable (${why}); reporting the last figures`);
       }
     }
     return { load, jobs, transferredFiles: transfers.files, transferredBytes: transfers.bytes, uptime };

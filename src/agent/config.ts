@@ -19,14 +19,19 @@ export interface AgentConfig {
   jobsCommand?: string[];
   /** VMDB_AGENT_TRANSFER_COMMAND: argv whose stdout is "<files> <bytes>"; undefined means 0 0. */
   transferCommand?: string[];
+  /** VMDB_AGENT_TRANSFER_FILE: a file holding "<files> <bytes>" (totals since boot), kept by the job agent; instead of the command. */
+  transferFile?: string;
   /** VMDB_AGENT_STOP_FILE: written on `stop` so the job agent takes no more work. */
   stopFile: string;
+  /** VMDB_AGENT_SHUTDOWN_FILE: holds the planned shutdown time (ISO) from the heartbeat reply, so the job agent takes no job that would not finish. */
+  shutdownFile?: string;
   /** VMDB_AGENT_HALT_COMMAND: argv that powers the VM off. */
   haltCommand: string[];
 }
 
 export const DEFAULT_PERIOD_SECONDS = 300;
 export const DEFAULT_STOP_FILE = '/var/run/vmdb/stop';
+export const DEFAULT_SHUTDOWN_FILE = '/var/run/vmdb/shutdown-at';
 export const DEFAULT_HALT_COMMAND: readonly string[] = ['shutdown', '-h', 'now'];
 /** One day: a longer period would leave the instance silent past any sensible stalling interval. */
 export const MAX_PERIOD_SECONDS = 86_400;
@@ -238,18 +243,23 @@ export function loadAgentConfig(env: Env = process.env): AgentConfig {
   const transferCommand = optionalCommand(env, 'VMDB_AGENT_TRANSFER_COMMAND', problems);
   const haltCommand = optionalCommand(env, 'VMDB_AGENT_HALT_COMMAND', problems) ?? [...DEFAULT_HALT_COMMAND];
 
-  const stopRaw = fromEnv(env, 'VMDB_AGENT_STOP_FILE');
-  let stopFile = DEFAULT_STOP_FILE;
-  if (stopRaw !== undefined) {
-    if (stopRaw.includes('\0')) problems.push('VMDB_AGENT_STOP_FILE must not contain NUL characters');
-    else if (/[\\/]$/.test(stopRaw)) problems.push(`VMDB_AGENT_STOP_FILE must name a file, not a directory: ${show(stopRaw)}`);
-    else stopFile = path.resolve(stopRaw);
-  }
+  const fileSetting = (name: string, fallback: string): string => {
+    const raw = fromEnv(env, name);
+    if (raw === undefined) return fallback;
+    if (raw.includes('\0')) problems.push(`${name} must not contain NUL characters`);
+    else if (/[\\/]$/.test(raw)) problems.push(`${name} must name a file, not a directory: ${show(raw)}`);
+    else return path.resolve(raw);
+    return fallback;
+  };
+  const stopFile = fileSetting('VMDB_AGENT_STOP_FILE', DEFAULT_STOP_FILE);
+  const transferFile = fromEnv(env, 'VMDB_AGENT_TRANSFER_FILE') === undefined ? undefined : fileSetting('VMDB_AGENT_TRANSFER_FILE', '');
+  if (transferFile !== undefined && transferCommand !== undefined) problems.push('Set VMDB_AGENT_TRANSFER_COMMAND or VMDB_AGENT_TRANSFER_FILE, not both');
+  const shutdownFile = fileSetting('VMDB_AGENT_SHUTDOWN_FILE', DEFAULT_SHUTDOWN_FILE);
 
   if (problems.length > 0 || apiUrl === undefined || instanceID === undefined || token === undefined) {
     throw new AgentConfigError(problems.length ? problems : ['incomplete configuration']);
   }
-  return { apiUrl, instanceID, token, periodSeconds, jobsCommand, transferCommand, stopFile, haltCommand };
+  return { apiUrl, instanceID, token, periodSeconds, jobsCommand, transferCommand, ...(transferFile ? { transferFile } : {}), stopFile, shutdownFile, haltCommand };
 }
 
 /** The configuration as it may be logged: everything but the token. */
@@ -260,8 +270,9 @@ export function describeAgentConfig(config: AgentConfig): string {
     `instance=${config.instanceID}`,
     `period=${config.periodSeconds}s`,
     `jobs=${argv(config.jobsCommand)}`,
-    `transfers=${argv(config.transferCommand)}`,
+    `transfers=${config.transferFile ? `file ${config.transferFile}` : argv(config.transferCommand)}`,
     `stopFile=${config.stopFile}`,
+    `shutdownFile=${config.shutdownFile}`,
     `halt=${argv(config.haltCommand)}`,
   ].join(' ');
 }

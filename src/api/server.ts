@@ -6,6 +6,8 @@ import type { OperatorToken } from '../auth/tokens';
 import type { LifecycleClient } from '../lifecycle-client';
 import { type Logger, createLogger, processLogger } from '../log';
 import { renderMetrics, trackInstances } from '../metrics';
+import type { SafetyConfig } from '../safety/config';
+import { startPulse } from '../safety/pulse';
 import type { VirtualMachineDB } from '../vmdb';
 import { API_PREFIX, installAuth } from './auth';
 import { installDashboard } from './dashboard';
@@ -17,6 +19,7 @@ import historyRoutes from './routes/history';
 import imageRoutes from './routes/images';
 import instanceRoutes from './routes/instances';
 import sessionRoutes from './routes/session';
+import safetyRoutes from './routes/safety';
 import vmRoutes from './routes/vm';
 import { installValidators } from './validator';
 
@@ -37,6 +40,8 @@ export interface ApiDeps {
   temporalUi?: { url: string; namespace: string };
   /** The built dashboard (`npm run build`); default dist/web beside this build. */
   dashboardDir?: string;
+  /** When set, the API records its pulse (src/safety/pulse.ts) while it listens: VMs report through it. */
+  safety?: SafetyConfig;
 }
 
 function isLogger(value: unknown): value is Logger {
@@ -109,8 +114,9 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   await app.register(healthRoutes, { deps });
+  if (deps.safety) installPulse(app, deps.db, deps.safety);
   installMetrics(app, deps);
-  for (const routes of [vmRoutes, instanceRoutes, historyRoutes, imageRoutes, directorRoutes, sessionRoutes]) {
+  for (const routes of [vmRoutes, instanceRoutes, historyRoutes, imageRoutes, directorRoutes, sessionRoutes, safetyRoutes]) {
     await app.register(routes, { prefix: API_PREFIX, deps });
   }
   await app.register(installDashboard, { dir: deps.dashboardDir, log: logger });
@@ -137,4 +143,11 @@ function installMetrics(app: FastifyInstance, deps: ApiDeps): void {
       return reply.type(contentType).send(body);
     },
   );
+}
+
+/** The API's pulse: from the first request it can take until it closes. */
+function installPulse(app: FastifyInstance, db: VirtualMachineDB, safety: SafetyConfig): void {
+  const pulse = startPulse('api', db, safety, { log: app.log as unknown as Logger });
+  app.addHook('onReady', async () => pulse.beat());
+  app.addHook('onClose', async () => pulse.stop());
 }

@@ -71,6 +71,14 @@ export class ApiClient {
     return this.request<T>('POST', path, {}, body);
   }
 
+  put<T>(path: string, body?: unknown): Promise<T> {
+    return this.request<T>('PUT', path, {}, body);
+  }
+
+  delete<T>(path: string): Promise<T> {
+    return this.request<T>('DELETE', path, {});
+  }
+
   private url(path: string, query: Query): URL {
     const url = new URL(path.replace(/^\//, ''), this.base);
     for (const [key, value] of Object.entries(query)) if (value !== undefined) url.searchParams.set(key, String(value));

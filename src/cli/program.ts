@@ -5,6 +5,7 @@ import { registerDirectorCommand } from './commands/director';
 import { registerMigrateCommand } from './commands/migrate';
 import { registerProcessCommands } from './commands/processes';
 import { registerReadCommands } from './commands/read';
+import { registerSafetyCommands } from './commands/safety';
 import { registerServerCommand } from './commands/server';
 import { registerStopCommand } from './commands/stop';
 import { addGlobalOptions } from './context';
@@ -43,6 +44,7 @@ export function buildProgram(): Command {
   registerReadCommands(program);
   registerStopCommand(program);
   registerDirectorCommand(program);
+  registerSafetyCommands(program);
   registerServerCommand(program);
   registerProcessCommands(program);
   registerMigrateCommand(program);

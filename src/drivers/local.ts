@@ -6,7 +6,7 @@ import { isIP } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type CheckedCreateRequest, type CloudDriver, type CloudInstance, type CreateRequest, checkCreateRequest, parseEndpointName } from './driver';
+import { type CheckedCreateRequest, type CloudDriver, type CloudInstance, type CreateRequest, ENDPOINT_FAILURE_REASONS, EndpointError, type EndpointFailureReason, InvalidRequestError, checkCreateRequest, parseEndpointName } from './driver';
 
 /**
  * The `local` driver: each VM is a real process on this host, so tests and the demo exercise the
@@ -23,6 +23,12 @@ export interface LocalDriverOptions {
   privateIP?: string;
   /** Time between SIGTERM and SIGKILL when stopping a VM. Default 5000. */
   stopGraceMs?: number;
+  /**
+   * Fault injection (tests, drills): while this file exists, creating a VM fails with an
+   * EndpointError whose reason and message are the file's first line, "<reason> <message>"
+   * (e.g. "quota Instance limit reached"); listing fails too when the reason is "unavailable".
+   */
+  failureFile?: string;
 }
 
 /** What is kept about one VM in `<stateDir>/<uniqueID>.json`. */
@@ -52,7 +58,7 @@ export interface LocalVmRecord {
 export const LOCAL_VM_MARKER = 'vmdb-local-vm';
 const SLEEPER = 'setInterval(() => {}, 1 << 30);';
 
-const OPTION_NAMES = ['stateDir', 'command', 'publicIP', 'privateIP', 'stopGraceMs'];
+const OPTION_NAMES = ['stateDir', 'command', 'publicIP', 'privateIP', 'stopGraceMs', 'failureFile'];
 const UNIQUE_ID = /^local-\d+-[0-9a-f]{12}$/;
 const RECORD_FILE = /^(local-\d+-[0-9a-f]{12})\.json$/;
 // Linux caps one environment string at 128 KiB; fail clearly before spawn does.
@@ -186,7 +192,8 @@ function checkOptions(options: unknown): LocalDriverOptions & { publicIP: string
   for (const key of Object.keys(given)) {
     if (!OPTION_NAMES.includes(key)) throw new Error(`local driver: unknown option ${JSON.stringify(key)} (known: ${OPTION_NAMES.join(', ')})`);
   }
-  const { stateDir, command, publicIP = '127.0.0.1', privateIP = '127.0.0.1', stopGraceMs = 5000 } = given;
+  const { stateDir, command, publicIP = '127.0.0.1', privateIP = '127.0.0.1', stopGraceMs = 5000, failureFile } = given;
+  if (failureFile !== undefined && (typeof failureFile !== 'string' || failureFile === '')) throw new Error('local driver: failureFile must be a non-empty string');
   if (stateDir !== undefined && (typeof stateDir !== 'string' || stateDir === '')) throw new Error('local driver: stateDir must be a non-empty string');
   if (command !== undefined) {
     const ok = Array.isArray(command) && command.length > 0 && command.every((arg) => typeof arg === 'string' && !arg.includes('\0')) && command[0] !== '';
@@ -204,6 +211,7 @@ function checkOptions(options: unknown): LocalDriverOptions & { publicIP: string
     publicIP: publicIP as string,
     privateIP: privateIP as string,
     stopGraceMs,
+    failureFile: failureFile as string | undefined,
   };
 }
 
@@ -214,6 +222,7 @@ export class LocalDriver implements CloudDriver {
   private readonly publicIP: string;
   private readonly privateIP: string;
   private readonly stopGraceMs: number;
+  private readonly failureFile: string | undefined;
 
   constructor(endpoint: string, options: LocalDriverOptions = {}) {
     this.endpoint = parseEndpointName(endpoint).name;
@@ -223,11 +232,25 @@ export class LocalDriver implements CloudDriver {
     this.publicIP = checked.publicIP;
     this.privateIP = checked.privateIP;
     this.stopGraceMs = checked.stopGraceMs;
+    this.failureFile = checked.failureFile;
+  }
+
+  /** The injected failure, when the failure file exists: "<reason> <message>". */
+  private async injectedFailure(): Promise<EndpointError | undefined> {
+    if (!this.failureFile) return undefined;
+    const text = await fs.readFile(this.failureFile, 'utf8').catch(() => undefined);
+    if (text === undefined) return undefined;
+    const line = text.split('\n')[0].trim();
+    const [word, ...rest] = line.split(/\s+/);
+    const reason = (ENDPOINT_FAILURE_REASONS as readonly string[]).includes(word) ? (word as EndpointFailureReason) : 'unavailable';
+    return new EndpointError(reason, `local driver (injected): ${rest.join(' ') || line || 'failure'}`);
   }
 
   async createInstance(req: CreateRequest): Promise<CloudInstance> {
     // The user data travels in an environment variable: no NUL, and within the kernel's limit.
     const request = checkCreateRequest(req, { driver: 'local', maxUserDataBytes: MAX_USER_DATA, allowNul: false });
+    const failure = await this.injectedFailure();
+    if (failure) throw failure;
     await fs.mkdir(this.stateDir, { recursive: true, mode: 0o700 });
     // The lock makes "find a live VM of that name, else start one" atomic across workers.
     return this.withNameLock(request.instanceName, async () => {
@@ -263,6 +286,8 @@ export class LocalDriver implements CloudDriver {
   }
 
   async listInstances(): Promise<CloudInstance[]> {
+    const failure = await this.injectedFailure();
+    if (failure?.reason === 'unavailable') throw failure;
     return (await this.records()).map((r) => this.toInstance(r));
   }
 

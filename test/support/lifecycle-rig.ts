@@ -39,7 +39,24 @@ export class LifecycleRig {
 
   constructor(
     readonly env: TestWorkflowEnvironment,
-    private readonly options: { maxInstances?: number; sshPrivateKey?: string; tokenSecret?: string; endpoint?: RigEndpoint } = {},
+    private readonly options: {
+      maxInstances?: number;
+      sshPrivateKey?: string;
+      tokenSecret?: string;
+      /** The database's stallingInterval (default 2400). */
+      stallingInterval?: number;
+      /** The fleet file's `safety` block. */
+      safety?: unknown;
+      /**
+       * The endpoint: another name, image or driver (an EC2 endpoint, say), and more of its options
+       * (drainDeadlineSeconds, maxLifetimeSeconds, ...).
+       */
+      endpoint?: Partial<RigEndpoint> & Record<string, unknown>;
+      /** More options of the default local driver. */
+      driver?: Record<string, unknown>;
+      /** A database url (default: a fresh MariaDB database). */
+      url?: string;
+    } = {},
   ) {}
 
   get endpoint(): string {
@@ -51,10 +68,11 @@ export class LifecycleRig {
   }
 
   async setUp(): Promise<void> {
-    this.db = await VirtualMachineDB.open({ url: await BACKENDS[0].createDatabase() });
-    const { driver } = this.options.endpoint ?? { driver: { type: 'local', stateDir: this.stateDir } };
+    this.db = await VirtualMachineDB.open({ url: this.options.url ?? (await BACKENDS[0].createDatabase()), stallingInterval: this.options.stallingInterval });
+    const driver = this.options.endpoint?.driver ?? { type: 'local', stateDir: this.stateDir, ...this.options.driver };
     this.fleet = validateFleet({
-      endpoints: [{ endpoint: this.endpoint, image: this.image, runningPod: 'testvo', maxInstances: this.options.maxInstances ?? 2, driver }],
+      endpoints: [{ runningPod: 'testvo', maxInstances: this.options.maxInstances ?? 2, ...this.options.endpoint, endpoint: this.endpoint, image: this.image, driver }],
+      safety: this.options.safety,
     });
     this.drivers = createDrivers(driverConfigs(this.fleet));
     this.lifecycle = new LifecycleClient(this.env.client, this.db);

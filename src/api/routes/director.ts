@@ -1,10 +1,12 @@
 import { type Client, ScheduleNotFoundError } from '@temporalio/client';
 import type { FastifyInstance } from 'fastify';
-import { DIRECTOR_SCHEDULE_ID, SWEEP_SCHEDULE_ID } from '../../schedules';
+import { FLEET_MODES, SafetyStore } from '../../safety/store';
+import { DIRECTOR_SCHEDULE_ID, RECONCILE_SCHEDULE_ID, SWEEP_SCHEDULE_ID } from '../../schedules';
 import { requireRole } from '../auth';
 import { ApiError, temporalError } from '../errors';
 import { errorReplies } from '../schemas';
 import type { ApiDeps } from '../server';
+import { endpointHealthSchema } from './safety';
 
 /** How long a Temporal call of these routes may take before the answer is 503. */
 export const TEMPORAL_DEADLINE_MS = 5000;
@@ -64,13 +66,28 @@ export default async function directorRoutes(app: FastifyInstance, { deps }: { d
       onRequest: requireRole('read'),
       schema: {
         tags: ['director'],
-        summary: 'The Director and stalled-sweep Schedules',
-        response: { 200: { type: 'object', properties: { schedules: { type: 'array', items: scheduleStatus } } }, ...errorReplies() },
+        summary: 'The Director, stalled-sweep and reconciliation Schedules, the fleet mode, and each endpoint\'s pause and backoff',
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              schedules: { type: 'array', items: scheduleStatus },
+              mode: { type: 'string', enum: [...FLEET_MODES], description: 'normal, no-launch, drain or halt (PUT /safety/mode)' },
+              endpoints: { type: 'array', items: endpointHealthSchema, description: 'endpoints with a pause or a failure on record; others launch normally' },
+            },
+          },
+          ...errorReplies(),
+        },
       },
     },
     async () => {
       const client = temporal();
-      return { schedules: await Promise.all([DIRECTOR_SCHEDULE_ID, SWEEP_SCHEDULE_ID].map((id) => describe(client, id))) };
+      const store = SafetyStore.of(deps.db);
+      return {
+        schedules: await Promise.all([DIRECTOR_SCHEDULE_ID, SWEEP_SCHEDULE_ID, RECONCILE_SCHEDULE_ID].map((id) => describe(client, id))),
+        mode: await store.mode(),
+        endpoints: await store.endpoints(),
+      };
     },
   );
 

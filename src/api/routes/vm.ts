@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { HeartbeatFigures } from '../../../entities/heartbeat';
-import type { Directive } from '../../../workflows/definitions';
+import type { Directive, HeartbeatReply } from '../../../workflows/definitions';
 import { instanceFields } from '../../log';
 import { heartbeats } from '../../metrics';
 import { requireVm } from '../auth';
@@ -101,7 +101,7 @@ export default async function vmRoutes(app: FastifyInstance, { deps }: { deps: A
       onRequest: requireVm(),
       schema: {
         tags: ['vm'],
-        summary: 'A heartbeat; the answer tells the VM to carry on, drain (stop) or power off (halt)',
+        summary: 'A heartbeat; the answer tells the VM to carry on, drain (stop) or power off (halt), and when it is planned to be shut down',
         params: instanceIDParams,
         body: {
           type: 'object',
@@ -116,7 +116,18 @@ export default async function vmRoutes(app: FastifyInstance, { deps }: { deps: A
           additionalProperties: false,
         },
         response: {
-          200: { type: 'object', properties: { directive: { type: 'string', enum: ['ok', 'stop', 'halt'] } }, required: ['directive'] },
+          200: {
+            type: 'object',
+            properties: {
+              directive: { type: 'string', enum: ['ok', 'stop', 'halt'] },
+              shutdownAt: {
+                type: 'string',
+                format: 'date-time',
+                description: 'When the VM is planned to be shut down (end of its lifetime plus its drain deadline, or the drain deadline once stopping); absent when none is planned',
+              },
+            },
+            required: ['directive'],
+          },
           ...errorReplies(404, 409),
         },
       },
@@ -124,25 +135,26 @@ export default async function vmRoutes(app: FastifyInstance, { deps }: { deps: A
     async (request, reply) => {
       let directive: Directive | undefined;
       try {
-        directive = await answerHeartbeat(request.params.instanceID, request.body, request, reply);
+        const answer = await answerHeartbeat(request.params.instanceID, request.body, request, reply);
+        directive = answer.directive;
         // ok is the steady state (debug); stop and halt change what the VM does.
-        request.log[directive === 'ok' ? 'debug' : 'info']({ directive, load: request.body.load, jobs: request.body.jobs }, 'heartbeat answered');
-        return { directive };
+        request.log[directive === 'ok' ? 'debug' : 'info']({ ...answer, load: request.body.load, jobs: request.body.jobs }, 'heartbeat answered');
+        return answer;
       } finally {
         heartbeats.inc({ directive: directive ?? 'none' });
       }
     },
   );
 
-  async function answerHeartbeat(instanceID: number, figures: HeartbeatFigures, request: FastifyRequest, reply: FastifyReply): Promise<Directive> {
+  async function answerHeartbeat(instanceID: number, figures: HeartbeatFigures, request: FastifyRequest, reply: FastifyReply): Promise<HeartbeatReply> {
     // The hot path: straight to the instance's workflow. The database is read only to explain a refusal.
     const result = await lifecycle.heartbeatOf(instanceID, figures);
     if (result.OK) return result.Value;
     // A refused heartbeat is still an answer for the VM: State stop means drain, halt means power off.
-    if (result.State === 'stop' || result.State === 'halt') return result.State;
+    if (result.State === 'stop' || result.State === 'halt') return { directive: result.State };
     if (NO_LIFECYCLE.test(result.Message)) {
       const directive = await settledDirective(instanceID);
-      if (directive) return directive;
+      if (directive) return { directive };
       await uniqueIDOf(instanceID, request, reply); // never started: 409 not_ready naming the status
     }
     if (NO_VM_YET.test(result.Message)) {

@@ -1,4 +1,5 @@
 import { type Command, InvalidArgumentError } from 'commander';
+import type * as FleetConfigModule from '../../fleet-config';
 import type * as ApiConfigModule from '../../api/config';
 import type * as ApiServerModule from '../../api/server';
 import type * as ConfigModule from '../../config';
@@ -107,6 +108,8 @@ export function registerServerCommand(program: Command): void {
           tokenSecret: settings.tokenSecret,
           logger: options.quiet ? false : { level: 'info' },
           temporalUi: settings.temporalUiUrl ? { url: settings.temporalUiUrl, namespace: temporal.namespace } : undefined,
+          // The API's pulse tells the stall guard that VMs can report (fleet file: safety.pulse).
+          safety: (require('../../fleet-config') as typeof FleetConfigModule).loadFleetConfig().safety,
         });
         const { closeApi } = require('../../graceful') as typeof GracefulModule;
         cleanups.push(() => closeApi(app));

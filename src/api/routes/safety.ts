@@ -1,0 +1,170 @@
+import type { FastifyInstance } from 'fastify';
+import { parseEndpointName } from '../../drivers/driver';
+import { FLEET_MODES, type FleetMode, SafetyStore } from '../../safety/store';
+import { requireRole } from '../auth';
+import { ApiError, badRequest, unwrap } from '../errors';
+import { errorReplies, instanceIDParams } from '../schemas';
+import type { ApiDeps } from '../server';
+
+const reasonBody = {
+  type: 'object',
+  properties: { reason: { type: 'string', maxLength: 255, description: 'why; shown in the status' } },
+  additionalProperties: false,
+} as const;
+
+export const endpointHealthSchema = {
+  type: 'object',
+  properties: {
+    endpoint: { type: 'string' },
+    paused: { type: 'boolean' },
+    pauseReason: { type: 'string' },
+    failures: { type: 'integer', description: 'consecutive failed creations since the last success' },
+    lastReason: { type: 'string', description: 'throttled, quota, auth, capacity, unavailable, or error (unclassified)' },
+    lastMessage: { type: 'string' },
+    lastFailure: { type: ['string', 'null'], format: 'date-time' },
+    backoffUntil: { type: ['string', 'null'], format: 'date-time', description: 'the Director launches nothing here before this time' },
+  },
+} as const;
+
+const manualSchema = {
+  type: 'object',
+  properties: { instanceID: { type: 'integer' }, reason: { type: 'string' }, since: { type: ['string', 'null'], format: 'date-time' } },
+} as const;
+
+const modeSchema = { type: 'string', enum: [...FLEET_MODES] } as const;
+
+/** The fleet-safety controls: the global mode, per-endpoint pauses, per-instance manual control. */
+export default async function safetyRoutes(app: FastifyInstance, { deps }: { deps: ApiDeps }): Promise<void> {
+  const store = SafetyStore.of(deps.db);
+
+  function endpointParam(raw: string): string {
+    try {
+      return parseEndpointName(raw).name;
+    } catch (err) {
+      throw badRequest(`${(err as Error).message} (path)`);
+    }
+  }
+
+  async function knownInstance(instanceID: number): Promise<void> {
+    const rows = unwrap(await deps.db.getFields('vm_Instances', ['InstanceID'], { InstanceID: instanceID }));
+    if (rows.length === 0) throw new ApiError(404, 'not_found', `Unknown InstanceID = ${instanceID}`);
+  }
+
+  app.get(
+    '/safety',
+    {
+      onRequest: requireRole('read'),
+      schema: {
+        tags: ['safety'],
+        summary: 'Fleet mode, endpoint pauses and backoffs, instances under manual control',
+        response: {
+          200: {
+            type: 'object',
+            properties: { mode: modeSchema, endpoints: { type: 'array', items: endpointHealthSchema }, manual: { type: 'array', items: manualSchema } },
+          },
+          ...errorReplies(),
+        },
+      },
+    },
+    async () => ({ mode: await store.mode(), endpoints: await store.endpoints(), manual: await store.manualInstances() }),
+  );
+
+  app.put<{ Body: { mode: FleetMode } }>(
+    '/safety/mode',
+    {
+      onRequest: requireRole('admin'),
+      schema: {
+        tags: ['safety'],
+        summary: 'Set the fleet mode: normal, no-launch (launch nothing new), drain (stop everything), halt (halt everything)',
+        body: { type: 'object', properties: { mode: modeSchema }, required: ['mode'], additionalProperties: false },
+        response: { 200: { type: 'object', properties: { mode: modeSchema } }, ...errorReplies() },
+      },
+    },
+    async (request) => {
+      await store.setMode(request.body.mode);
+      request.log.warn({ mode: request.body.mode }, 'fleet mode set');
+      return { mode: request.body.mode };
+    },
+  );
+
+  app.post<{ Params: { endpoint: string }; Body: { reason?: string } }>(
+    '/safety/endpoints/:endpoint/pause',
+    {
+      onRequest: requireRole('operate'),
+      preValidation: async (request) => {
+        if (request.body === undefined) request.body = {};
+      },
+      schema: {
+        tags: ['safety'],
+        summary: 'Pause launching at an endpoint ("Site::CE") until it is resumed',
+        params: { type: 'object', properties: { endpoint: { type: 'string', maxLength: 255 } }, required: ['endpoint'] },
+        body: reasonBody,
+        response: { 200: endpointHealthSchema, ...errorReplies() },
+      },
+    },
+    async (request) => {
+      const endpoint = endpointParam(request.params.endpoint);
+      request.log.warn({ endpoint, reason: request.body.reason }, 'endpoint paused');
+      return store.pauseEndpoint(endpoint, request.body.reason ?? '');
+    },
+  );
+
+  app.post<{ Params: { endpoint: string } }>(
+    '/safety/endpoints/:endpoint/resume',
+    {
+      onRequest: requireRole('operate'),
+      schema: {
+        tags: ['safety'],
+        summary: 'Resume launching at an endpoint: lifts its pause and any backoff',
+        params: { type: 'object', properties: { endpoint: { type: 'string', maxLength: 255 } }, required: ['endpoint'] },
+        response: { 200: endpointHealthSchema, ...errorReplies() },
+      },
+    },
+    async (request) => {
+      const endpoint = endpointParam(request.params.endpoint);
+      request.log.info({ endpoint }, 'endpoint resumed');
+      return store.resumeEndpoint(endpoint);
+    },
+  );
+
+  app.put<{ Params: { instanceID: number }; Body: { reason?: string } }>(
+    '/instances/:instanceID/manual',
+    {
+      onRequest: requireRole('operate'),
+      preValidation: async (request) => {
+        if (request.body === undefined) request.body = {};
+      },
+      schema: {
+        tags: ['safety'],
+        summary: 'Put an instance under manual control: no automatic stall, halt or lifetime action touches it',
+        params: instanceIDParams,
+        body: reasonBody,
+        response: { 200: manualSchema, ...errorReplies(404) },
+      },
+    },
+    async (request) => {
+      await knownInstance(request.params.instanceID);
+      request.log.warn({ instanceID: request.params.instanceID, reason: request.body.reason }, 'instance under manual control');
+      return store.setManual(request.params.instanceID, request.body.reason ?? '');
+    },
+  );
+
+  app.delete<{ Params: { instanceID: number } }>(
+    '/instances/:instanceID/manual',
+    {
+      onRequest: requireRole('operate'),
+      schema: {
+        tags: ['safety'],
+        summary: 'Hand an instance back to automatic control',
+        params: instanceIDParams,
+        response: { 200: { type: 'object', properties: { cleared: { type: 'boolean' } } }, ...errorReplies(404) },
+      },
+    },
+    async (request) => {
+      await knownInstance(request.params.instanceID);
+      const cleared = await store.clearManual(request.params.instanceID);
+      request.log.info({ instanceID: request.params.instanceID, cleared }, 'instance back under automatic control');
+      return { cleared };
+    },
+  );
+}

@@ -1,0 +1,185 @@
+import type { Executor } from '../database';
+import { fromSqlTime, toSqlTime } from '../time';
+import type { VirtualMachineDB } from '../vmdb';
+
+/** The global switches: launch as usual, launch nothing new, drain (stop) everything, halt everything. */
+export const FLEET_MODES = ['normal', 'no-launch', 'drain', 'halt'] as const;
+export type FleetMode = (typeof FLEET_MODES)[number];
+
+export interface EndpointHealth {
+  endpoint: string;
+  paused: boolean;
+  pauseReason: string;
+  /** Consecutive failed creations since the last success. */
+  failures: number;
+  lastReason: string;
+  lastMessage: string;
+  lastFailure: string | null;
+  /** The Director launches nothing here before this time (ISO), or null. */
+  backoffUntil: string | null;
+}
+
+export interface ManualControl {
+  instanceID: number;
+  reason: string;
+  since: string | null;
+}
+
+export interface Mark {
+  value: string;
+  at: Date | null;
+}
+
+const iso = (value: unknown): string | null => fromSqlTime(value)?.toISOString() ?? null;
+const clip = (text: string, width: number) => (text.length > width ? text.slice(0, width) : text);
+
+/** The exponential pause after `failures` consecutive failures: initial, 2x, 4x ... capped. */
+export function backoffSeconds(failures: number, backoff: { initialSeconds: number; maxSeconds: number }): number {
+  if (failures <= 0) return 0;
+  return Math.min(backoff.maxSeconds, backoff.initialSeconds * 2 ** Math.min(failures - 1, 30));
+}
+
+/**
+ * The fleet-safety state in its own tables (migration FleetSafety): it must survive restarts of
+ * the worker, the API and Temporal, and be shared by all of their replicas.
+ */
+export class SafetyStore {
+  constructor(private readonly ex: Executor) {}
+
+  static of(db: VirtualMachineDB): SafetyStore {
+    return new SafetyStore(db.executor);
+  }
+
+  /** INSERT or UPDATE by primary key, in each dialect's own words; `columns` are fixed names, values are bound. */
+  private async upsert(table: string, key: string, values: Record<string, unknown>, update: string[] = Object.keys(values).filter((c) => c !== key)): Promise<void> {
+    const columns = Object.keys(values);
+    const names = columns.map((c) => `\`${c}\``).join(', ');
+    const marks = columns.map(() => '?').join(', ');
+    const sets =
+      this.ex.dialect === 'mysql' ? update.map((c) => `\`${c}\` = VALUES(\`${c}\`)`).join(', ') : update.map((c) => `\`${c}\` = excluded.\`${c}\``).join(', ');
+    const tail = this.ex.dialect === 'mysql' ? `ON DUPLICATE KEY UPDATE ${sets}` : `ON CONFLICT (\`${key}\`) DO UPDATE SET ${sets}`;
+    await this.ex.write(`INSERT INTO \`${table}\` (${names}) VALUES (${marks}) ${tail}`, Object.values(values));
+  }
+
+  // ---- endpoints --------------------------------------------------------------
+
+  private toHealth(endpoint: string, row: Record<string, unknown> | undefined): EndpointHealth {
+    return {
+      endpoint,
+      paused: Number(row?.Paused ?? 0) !== 0,
+      pauseReason: String(row?.PauseReason ?? ''),
+      failures: Number(row?.Failures ?? 0),
+      lastReason: String(row?.LastReason ?? ''),
+      lastMessage: String(row?.LastMessage ?? ''),
+      lastFailure: iso(row?.LastFailure),
+      backoffUntil: iso(row?.BackoffUntil),
+    };
+  }
+
+  async endpoint(endpoint: string): Promise<EndpointHealth> {
+    const [row] = await this.ex.select('SELECT * FROM `vm_EndpointControl` WHERE `Endpoint` = ?', [endpoint]);
+    return this.toHealth(endpoint, row);
+  }
+
+  async endpoints(): Promise<EndpointHealth[]> {
+    const rows = await this.ex.select('SELECT * FROM `vm_EndpointControl` ORDER BY `Endpoint`');
+    return rows.map((row) => this.toHealth(String(row.Endpoint), row));
+  }
+
+  /** One more failed creation: the backoff doubles. Returns the endpoint's new health. */
+  async recordCreateFailure(endpoint: string, reason: string, message: string, backoff: { initialSeconds: number; maxSeconds: number }, now = new Date()): Promise<EndpointHealth> {
+    const current = await this.endpoint(endpoint);
+    const failures = current.failures + 1;
+    const until = new Date(now.getTime() + backoffSeconds(failures, backoff) * 1000);
+    await this.upsert(
+      'vm_EndpointControl',
+      'Endpoint',
+      {
+        Endpoint: endpoint,
+        Failures: failures,
+        LastReason: clip(reason, 32),
+        LastMessage: clip(message, 255),
+        LastFailure: toSqlTime(now),
+        BackoffUntil: toSqlTime(until),
+        LastUpdate: toSqlTime(now),
+      },
+    );
+    return this.endpoint(endpoint);
+  }
+
+  /** A creation worked: the failure count and the backoff are cleared (the last failure stays for the record). */
+  async recordCreateSuccess(endpoint: string, now = new Date()): Promise<void> {
+    // The common case writes nothing: most creations follow a success.
+    const [row] = await this.ex.select('SELECT `Failures`, `BackoffUntil` FROM `vm_EndpointControl` WHERE `Endpoint` = ?', [endpoint]);
+    if (!row || (Number(row.Failures) === 0 && row.BackoffUntil === null)) return;
+    await this.ex.write('UPDATE `vm_EndpointControl` SET `Failures` = 0, `BackoffUntil` = NULL, `LastUpdate` = ? WHERE `Endpoint` = ?', [toSqlTime(now), endpoint]);
+  }
+
+  async pauseEndpoint(endpoint: string, reason: string, now = new Date()): Promise<EndpointHealth> {
+    await this.upsert('vm_EndpointControl', 'Endpoint', { Endpoint: endpoint, Paused: 1, PauseReason: clip(reason, 255), LastUpdate: toSqlTime(now) });
+    return this.endpoint(endpoint);
+  }
+
+  /** Lifts a manual pause and any backoff: the operator says the endpoint is fine again. */
+  async resumeEndpoint(endpoint: string, now = new Date()): Promise<EndpointHealth> {
+    await this.ex.write('UPDATE `vm_EndpointControl` SET `Paused` = 0, `PauseReason` = ?, `Failures` = 0, `BackoffUntil` = NULL, `LastUpdate` = ? WHERE `Endpoint` = ?', [
+      '',
+      toSqlTime(now),
+      endpoint,
+    ]);
+    return this.endpoint(endpoint);
+  }
+
+  // ---- manual control -----------------------------------------------------------
+
+  async setManual(instanceID: number, reason: string, now = new Date()): Promise<ManualControl> {
+    await this.upsert('vm_InstanceControl', 'InstanceID', { InstanceID: instanceID, Reason: clip(reason, 255), Since: toSqlTime(now) });
+    return (await this.manual(instanceID))!;
+  }
+
+  /** True when there was a flag to clear. */
+  async clearManual(instanceID: number): Promise<boolean> {
+    return (await this.ex.write('DELETE FROM `vm_InstanceControl` WHERE `InstanceID` = ?', [instanceID])).affected > 0;
+  }
+
+  async manual(instanceID: number): Promise<ManualControl | null> {
+    const [row] = await this.ex.select('SELECT `Reason`, `Since` FROM `vm_InstanceControl` WHERE `InstanceID` = ?', [instanceID]);
+    return row ? { instanceID, reason: String(row.Reason), since: iso(row.Since) } : null;
+  }
+
+  async manualInstances(): Promise<ManualControl[]> {
+    const rows = await this.ex.select('SELECT `InstanceID`, `Reason`, `Since` FROM `vm_InstanceControl` ORDER BY `InstanceID`');
+    return rows.map((row) => ({ instanceID: Number(row.InstanceID), reason: String(row.Reason), since: iso(row.Since) }));
+  }
+
+  // ---- fleet switches and marks ---------------------------------------------------
+
+  async mode(): Promise<FleetMode> {
+    const { value } = await this.mark('mode');
+    return (FLEET_MODES as readonly string[]).includes(value) ? (value as FleetMode) : 'normal';
+  }
+
+  async setMode(mode: FleetMode, now = new Date()): Promise<void> {
+    await this.setMark('mode', mode, now);
+  }
+
+  async mark(name: string): Promise<Mark> {
+    const [row] = await this.ex.select('SELECT `Value`, `LastUpdate` FROM `vm_FleetControl` WHERE `Name` = ?', [name]);
+    return { value: row ? String(row.Value) : '', at: fromSqlTime(row?.LastUpdate) };
+  }
+
+  async setMark(name: string, value: string, now = new Date()): Promise<void> {
+    await this.upsert('vm_FleetControl', 'Name', { Name: clip(name, 255), Value: clip(value, 255), LastUpdate: toSqlTime(now) });
+  }
+
+  /** Every mark whose name starts with `prefix`, by name. */
+  async marksStartingWith(prefix: string): Promise<Map<string, Mark>> {
+    const pattern = `${prefix.replace(/[!%_]/g, (c) => `!${c}`)}%`;
+    const rows = await this.ex.select("SELECT `Name`, `Value`, `LastUpdate` FROM `vm_FleetControl` WHERE `Name` LIKE ? ESCAPE '!'", [pattern]);
+    return new Map(rows.map((row) => [String(row.Name), { value: String(row.Value), at: fromSqlTime(row.LastUpdate) }]));
+  }
+
+  async deleteMark(name: string): Promise<void> {
+    await this.ex.write('DELETE FROM `vm_FleetControl` WHERE `Name` = ?', [name]);
+  }
+}
