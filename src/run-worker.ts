@@ -18,7 +18,7 @@ import { createVmdbWorker, installRuntime } from './worker';
 import { type WorkerHealthServer, serveWorkerHealth } from './worker-health';
 
 /** The settings the worker reads besides loadConfig's, loadTemporalSettings' and loadFleetConfig's. */
-const WORKER_SETTINGS = ['VMDB_SSH_KEY_FILE', 'VMDB_PUBLIC_API_URL', 'VMDB_API_PORT', 'VMDB_TOKEN_SECRET', 'VMDB_WORKER_HEALTH_PORT', 'VMDB_WORKER_HEALTH_HOST'];
+const WORKER_SETTINGS = ['VMDB_SSH_KEY_FILE', 'VMDB_PUBLIC_API_URL', 'VMDB_API_PORT', 'VMDB_TOKEN_SECRET', 'VMDB_WORKER_HEALTH_PORT', 'VMDB_WORKER_HEALTH_HOST', 'VMDB_WORKER_CACHED_WORKFLOWS'];
 
 export interface WorkerRunOptions {
   config?: Config;
@@ -103,6 +103,7 @@ export async function runWorker(options: WorkerRunOptions = {}): Promise<void> {
       drivers,
       sshPrivateKeyPath: settings.sshKeyFile,
       vmCredentials: { apiUrl: settings.api.publicUrl, tokenSecret: settings.api.tokenSecret },
+      tuning: settings.workerCachedWorkflows === undefined ? undefined : { maxCachedWorkflows: settings.workerCachedWorkflows },
     });
     if (settings.workerHealth) {
       const at = settings.workerHealth;

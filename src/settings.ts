@@ -67,6 +67,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { name: 'VMDB_SSH_KEY_FILE', kind: 'file', description: 'Private key the SSH contextualization logs in with' },
   { name: 'VMDB_WORKER_HEALTH_PORT', kind: 'port', description: 'Port of the worker\'s /healthz and /readyz (unset: none; 0: any free port)' },
   { name: 'VMDB_WORKER_HEALTH_HOST', kind: 'host', default: DEFAULT_WORKER_HEALTH_HOST, description: 'Address of the worker\'s health port' },
+  { name: 'VMDB_WORKER_CACHED_WORKFLOWS', kind: 'positive-integer', description: "Most instance workflows the worker keeps in memory, about 70 KiB each (unset: the Temporal SDK's default, from the heap size)" },
   { name: 'VMDB_DATA_DIR', kind: 'text', default: 'data', description: '`npm start`: databases, Temporal store, local VMs, generated secrets' },
   { name: 'VMDB_TEMPORAL_PORT', kind: 'port', default: String(DEFAULT_DEV_TEMPORAL_PORT), description: '`npm start`: port of the embedded Temporal dev server' },
   { name: 'VMDB_TEMPORAL_UI_PORT', kind: 'port', default: String(DEFAULT_DEV_TEMPORAL_UI_PORT), description: '`npm start`: port of the embedded Temporal Web UI' },
@@ -336,6 +337,8 @@ export interface Settings {
   sshKeyFile?: string;
   /** The worker's health port; undefined when VMDB_WORKER_HEALTH_PORT is unset. */
   workerHealth?: { host: string; port: number };
+  /** The worker's workflow cache size; undefined: the SDK's default. */
+  workerCachedWorkflows?: number;
   dataDir: string;
   /** The embedded dev server of `npm start`. */
   devTemporal: { port: number; uiPort: number };
@@ -378,6 +381,7 @@ function build(values: Record<string, string>, origin: SettingsSource['origin'],
     },
     fleetFile: get('VMDB_FLEET_FILE'),
     sshKeyFile: get('VMDB_SSH_KEY_FILE'),
+    workerCachedWorkflows: get('VMDB_WORKER_CACHED_WORKFLOWS') === undefined ? undefined : int('VMDB_WORKER_CACHED_WORKFLOWS', 0),
     workerHealth: healthPort === undefined ? undefined : { host: get('VMDB_WORKER_HEALTH_HOST') ?? DEFAULT_WORKER_HEALTH_HOST, port: Number(healthPort) },
     dataDir: get('VMDB_DATA_DIR') ?? 'data',
     devTemporal: { port: int('VMDB_TEMPORAL_PORT', DEFAULT_DEV_TEMPORAL_PORT), uiPort: int('VMDB_TEMPORAL_UI_PORT', DEFAULT_DEV_TEMPORAL_UI_PORT) },

@@ -32,6 +32,12 @@ const ACCESS: Record<string, Role | 'vm'> = {
   'GET /api/v1/director': 'read',
   'POST /api/v1/director/trigger': 'admin',
   'GET /api/v1/me': 'read',
+  'GET /api/v1/safety': 'read',
+  'PUT /api/v1/safety/mode': 'admin',
+  'POST /api/v1/safety/endpoints/{endpoint}/pause': 'operate',
+  'POST /api/v1/safety/endpoints/{endpoint}/resume': 'operate',
+  'PUT /api/v1/instances/{instanceID}/manual': 'operate',
+  'DELETE /api/v1/instances/{instanceID}/manual': 'operate',
 };
 
 /** Outside /api/v1 everything is open: probes, metrics, the API's own documents, the dashboard's page shell and assets (they hold no data). */

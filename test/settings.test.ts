@@ -1,4 +1,3 @@
-import { MIGRATIONS } from '../entities/migrations';
 import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -70,6 +69,7 @@ describe('settings (src/settings.ts)', function () {
     assert.deepEqual(settings.api, { host: '127.0.0.1', port: 8080, publicUrl: 'http://127.0.0.1:8080', tokenSecret: undefined, adminToken: undefined, operatorTokensFile: undefined, temporalUiUrl: undefined });
     assert.deepEqual(settings.temporal, { address: '127.0.0.1:7233', namespace: 'default', taskQueue: 'vmdb', tls: undefined, apiKey: undefined });
     assert.equal(settings.workerHealth, undefined);
+    assert.equal(settings.workerCachedWorkflows, undefined, "the SDK's own default");
     assert.deepEqual(settings.devTemporal, { port: 7233, uiPort: 8233 });
     assert.equal(DEFAULT_TASK_QUEUE_NAME, DEFAULT_TASK_QUEUE, 'settings.ts keeps the task queue default of workflows/definitions.ts');
   });
@@ -81,9 +81,11 @@ describe('settings (src/settings.ts)', function () {
       VMDB_AUTO_MIGRATE: 'false',
       VMDB_API_PORT: '9090',
       VMDB_WORKER_HEALTH_PORT: '9466',
+      VMDB_WORKER_CACHED_WORKFLOWS: '20000',
       TEMPORAL_ADDRESS: 'temporal:7233',
       TEMPORAL_API_KEY: 'key',
     });
+    assert.equal(settings.workerCachedWorkflows, 20000);
     assert.equal(settings.stallingInterval, 600);
     assert.equal(settings.autoMigrate, false);
     assert.equal(settings.api.port, 9090);
@@ -114,6 +116,7 @@ describe('settings (src/settings.ts)', function () {
         VMDB_WORKER_HEALTH_PORT: 'x',
         VMDB_WORKER_METRICS_PORT: 'a:b',
         VMDB_STALLING_INTERVAL: '-5',
+        VMDB_WORKER_CACHED_WORKFLOWS: '0',
         VMDB_AUTO_MIGRATE: 'maybe',
         VMDB_API_HOST: 'a host',
       });
@@ -124,6 +127,7 @@ describe('settings (src/settings.ts)', function () {
         /VMDB_WORKER_HEALTH_PORT must be a port number/,
         /VMDB_WORKER_METRICS_PORT must be a port or host:port/,
         /VMDB_STALLING_INTERVAL must be a positive integer, got "-5"/,
+        /VMDB_WORKER_CACHED_WORKFLOWS must be a positive integer, got "0"/,
         /VMDB_AUTO_MIGRATE must be true or false, got "maybe"/,
         /VMDB_API_HOST must be a host name or an IP address/,
       ];

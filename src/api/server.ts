@@ -88,6 +88,9 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   const app = Fastify({
     ...(logger ? { loggerInstance: logger as FastifyBaseLogger, logController: new ApiLogController() } : { logger: false }),
     bodyLimit: BODY_LIMIT,
+    // Fastify's default (100) is below the longest valid endpoint name ("Site::CE", 120 + 2 + 120
+    // characters, percent-encoded in a path): let the route's schema judge the length instead.
+    maxParamLength: 1024,
     schemaErrorFormatter: (errors, where) => new Error(formatValidation(errors, where)),
   });
 

@@ -6,6 +6,15 @@ import { ApiError, badRequest, unwrap } from '../errors';
 import { errorReplies, instanceIDParams } from '../schemas';
 import type { ApiDeps } from '../server';
 
+// The shape parseEndpointName (src/drivers/driver.ts) accepts, so that the document tells clients the truth.
+const endpointParams = {
+  type: 'object',
+  properties: {
+    endpoint: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,120}::[A-Za-z0-9._-]{1,120}$', maxLength: 242, description: '"Site::CE", each part of letters, digits, ".", "_" and "-"' },
+  },
+  required: ['endpoint'],
+} as const;
+
 const reasonBody = {
   type: 'object',
   properties: { reason: { type: 'string', maxLength: 255, description: 'why; shown in the status' } },
@@ -91,13 +100,10 @@ export default async function safetyRoutes(app: FastifyInstance, { deps }: { dep
     '/safety/endpoints/:endpoint/pause',
     {
       onRequest: requireRole('operate'),
-      preValidation: async (request) => {
-        if (request.body === undefined) request.body = {};
-      },
       schema: {
         tags: ['safety'],
         summary: 'Pause launching at an endpoint ("Site::CE") until it is resumed',
-        params: { type: 'object', properties: { endpoint: { type: 'string', maxLength: 255 } }, required: ['endpoint'] },
+        params: endpointParams,
         body: reasonBody,
         response: { 200: endpointHealthSchema, ...errorReplies() },
       },
@@ -116,7 +122,7 @@ export default async function safetyRoutes(app: FastifyInstance, { deps }: { dep
       schema: {
         tags: ['safety'],
         summary: 'Resume launching at an endpoint: lifts its pause and any backoff',
-        params: { type: 'object', properties: { endpoint: { type: 'string', maxLength: 255 } }, required: ['endpoint'] },
+        params: endpointParams,
         response: { 200: endpointHealthSchema, ...errorReplies() },
       },
     },
@@ -131,9 +137,6 @@ export default async function safetyRoutes(app: FastifyInstance, { deps }: { dep
     '/instances/:instanceID/manual',
     {
       onRequest: requireRole('operate'),
-      preValidation: async (request) => {
-        if (request.body === undefined) request.body = {};
-      },
       schema: {
         tags: ['safety'],
         summary: 'Put an instance under manual control: no automatic stall, halt or lifetime action touches it',
