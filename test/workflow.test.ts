@@ -1,3 +1,4 @@
+import { OCCUPYING_STATES } from '../entities/states';
 import { strict as assert } from 'node:assert';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -146,6 +147,17 @@ describe('instanceLifecycle on a dev server [mariadb]', function () {
     const final = await handle.result();
     assert.equal(final.status, 'Halted');
     if (final.uniqueID) assert.equal((await rig.drivers.get(ENDPOINT)!.getInstanceStatus(final.uniqueID)).status, 'stopped');
+  });
+
+  it('a create the endpoint refuses for good puts the instance in Error with the reason, and frees its slot', async function () {
+    // The local driver refuses user data with a NUL (it travels in an environment variable).
+    const { instanceID, handle } = await rig.launch({ userData: 'bad\0data' });
+    const final = await handle.result();
+    assert.equal(final.status, 'Error');
+    assert.equal(final.uniqueID, '', 'no VM was created');
+    assert.match(final.errorMessage, new RegExp(`^VM creation refused by ${ENDPOINT}: .*NUL`));
+    assert.equal(await rig.status(instanceID), 'Error');
+    assert.ok(!(OCCUPYING_STATES as readonly string[]).includes('Error'), 'an Error instance does not hold a Director slot');
   });
 
   it('continues as new after its heartbeat budget without losing a heartbeat', async function () {

@@ -15,6 +15,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { CloudActivities } from '../activities/cloud';
+import type { CloudInstance } from '../src/drivers/driver';
 import type { DatabaseActivities, InstanceSnapshot } from '../activities/database';
 import type { SafetyActivities } from '../activities/safety';
 import type { SshActivities } from '../activities/ssh';
@@ -56,9 +57,13 @@ const dbLocal = proxyLocalActivities<DatabaseActivities>({
 /** The patch id that switched heartbeat writes to a local activity; runs recorded before it replay as they were. */
 export const HEARTBEAT_LOCAL_ACTIVITY_PATCH = 'heartbeat-local-activity';
 
+// Failures no retry can fix: no driver for the endpoint, or a request the cloud refuses as invalid
+// (a wrong AMI, oversized user data). The instance goes to Error instead of holding its slot.
+const CREATE_REFUSED = ['UnknownEndpoint', 'InvalidRequestError'];
+
 const cloud = proxyActivities<CloudActivities>({
   startToCloseTimeout: '5 minutes',
-  retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '5 minutes', nonRetryableErrorTypes: ['UnknownEndpoint'] },
+  retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '5 minutes', nonRetryableErrorTypes: CREATE_REFUSED },
 });
 
 // Safety verdicts read the database: wait through its outage like every other database call.
@@ -244,6 +249,22 @@ export async function instanceLifecycle(input: LifecycleInput): Promise<Lifecycl
     }
   }
 
+  /**
+   * The VM, created at its endpoint; undefined when the endpoint refused the request for good: the
+   * instance is then in Error with the reason (nothing was created, so nothing is left to stop).
+   */
+  async function createAtEndpoint(): Promise<CloudInstance | undefined> {
+    const request = { instanceName: input.instanceName, imageName: input.imageName, runningPod: input.runningPod, userData: input.userData };
+    try {
+      return await cloud.createInstance(input.endpoint, request, s.instanceID);
+    } catch (err) {
+      const cause = err instanceof ActivityFailure ? err.cause : undefined;
+      if (!(cause instanceof ApplicationFailure) || !CREATE_REFUSED.includes(cause.type ?? '')) throw err;
+      track(await db.declareError(s.instanceID, `VM creation refused by ${input.endpoint}: ${cause.message}`));
+      return undefined;
+    }
+  }
+
   function nextDeadline(): Deadline {
     const candidates: Deadline[] = [{ kind: 'stall', at: s.lastNewsAt + input.stallingIntervalSeconds * 1000 }];
     if (input.maxStartupSeconds && STARTING.has(s.status)) candidates.push({ kind: 'startup', at: s.startedAt + input.maxStartupSeconds * 1000 });
@@ -312,20 +333,17 @@ export async function instanceLifecycle(input: LifecycleInput): Promise<Lifecycl
 
   try {
     if (!s.uniqueID && !terminal()) {
-      const vm = await cloud.createInstance(input.endpoint, {
-        instanceName: input.instanceName,
-        imageName: input.imageName,
-        runningPod: input.runningPod,
-        userData: input.userData,
-      }, s.instanceID);
-      s.uniqueID = vm.uniqueID;
-      s.publicIP = vm.publicIP;
-      s.privateIP = vm.privateIP;
-      const submitted = await db.recordSubmitted(s.instanceID, vm.uniqueID);
-      track(submitted);
-      // Refused: stopped by an operator while the VM was being created.
-      if (!submitted.accepted && !terminal()) track(await db.requestStop(s.instanceID));
-      s.lastNewsAt = Date.now();
+      const vm = await createAtEndpoint();
+      if (vm) {
+        s.uniqueID = vm.uniqueID;
+        s.publicIP = vm.publicIP;
+        s.privateIP = vm.privateIP;
+        const submitted = await db.recordSubmitted(s.instanceID, vm.uniqueID);
+        track(submitted);
+        // Refused: stopped by an operator while the VM was being created.
+        if (!submitted.accepted && !terminal()) track(await db.requestStop(s.instanceID));
+        s.lastNewsAt = Date.now();
+      }
     }
     if (input.contextualization && s.status === 'Submitted') await contextualize(input.contextualization);
 
