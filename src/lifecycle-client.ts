@@ -9,11 +9,29 @@ import type { VirtualMachineDB } from './vmdb';
  * UniqueID -> InstanceID (database) -> workflow id `vm-<InstanceID>`. Answers
  * use the library's result convention, so a caller never handles raw Temporal errors.
  */
+/** Below vmdb-agent's own request timeout (30 s), so that the agent hears why. */
+export const DEFAULT_VM_CALL_TIMEOUT_MS = 20_000;
+
 export class LifecycleClient {
+  /** How long a VM's call (heartbeat, running, halting) waits for its workflow's answer. */
+  readonly vmCallTimeoutMs: number;
+
   constructor(
     private readonly client: Client,
     private readonly db: VirtualMachineDB,
-  ) {}
+    options: { vmCallTimeoutMs?: number } = {},
+  ) {
+    this.vmCallTimeoutMs = options.vmCallTimeoutMs ?? DEFAULT_VM_CALL_TIMEOUT_MS;
+  }
+
+  /**
+   * A VM's update, given up after vmCallTimeoutMs (no worker, an overloaded one): the caller gets
+   * "unavailable" while its VM's own request has not timed out yet, and retries. An update Temporal
+   * had already admitted may still be recorded when a worker takes it: at least once, never lost.
+   */
+  private vmCall<T>(call: () => Promise<T>): Promise<T> {
+    return this.client.withDeadline(Date.now() + this.vmCallTimeoutMs, call);
+  }
 
   private async handleFor(uniqueID: string) {
     const id = await this.db.getInstanceID(uniqueID);
@@ -36,7 +54,7 @@ export class LifecycleClient {
     if (problems.length) return S_ERROR(`Malformed heartbeat: ${problems.join('; ')}`);
     const target = await this.handleFor(uniqueID);
     if (!target.OK) return target;
-    return this.attempt(uniqueID, async () => toHeartbeatReply(await target.Value.handle.executeUpdate(heartbeatUpdate, { args: [figures], updateId })));
+    return this.attempt(uniqueID, () => this.vmCall(async () => toHeartbeatReply(await target.Value.handle.executeUpdate(heartbeatUpdate, { args: [figures], updateId }))));
   }
 
   /**
@@ -47,7 +65,7 @@ export class LifecycleClient {
     const problems = heartbeatProblems(figures);
     if (problems.length) return S_ERROR(`Malformed heartbeat: ${problems.join('; ')}`);
     const handle = this.client.workflow.getHandle(lifecycleWorkflowId(instanceID));
-    return this.attempt(`InstanceID ${instanceID}`, async () => toHeartbeatReply(await handle.executeUpdate(heartbeatUpdate, { args: [figures], updateId })));
+    return this.attempt(`InstanceID ${instanceID}`, () => this.vmCall(async () => toHeartbeatReply(await handle.executeUpdate(heartbeatUpdate, { args: [figures], updateId }))));
   }
 
   /** Fire-and-forget heartbeat: returns once Temporal has the signal, not once it is recorded. */
@@ -67,14 +85,14 @@ export class LifecycleClient {
     const target = await this.handleFor(uniqueID);
     if (!target.OK) return target;
     const stripped = publicIP.startsWith('::ffff:') ? publicIP.slice('::ffff:'.length) : publicIP;
-    return this.attempt(uniqueID, () => target.Value.handle.executeUpdate(runningUpdate, { args: [{ publicIP: stripped, privateIP }] }));
+    return this.attempt(uniqueID, () => this.vmCall(() => target.Value.handle.executeUpdate(runningUpdate, { args: [{ publicIP: stripped, privateIP }] })));
   }
 
   /** The VM announces it is halting; answers the recorded status. */
   async halting(uniqueID: string, load: number): Promise<Result<string>> {
     const target = await this.handleFor(uniqueID);
     if (!target.OK) return target;
-    return this.attempt(uniqueID, () => target.Value.handle.executeUpdate(haltingUpdate, { args: [{ load }] }));
+    return this.attempt(uniqueID, () => this.vmCall(() => target.Value.handle.executeUpdate(haltingUpdate, { args: [{ load }] })));
   }
 
   /** Operator stop by InstanceID; answers the resulting status (Stopping or Halted). */

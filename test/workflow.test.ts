@@ -1,3 +1,6 @@
+import { LifecycleClient } from '../src/lifecycle-client';
+import { fromFailure, isTemporalUnavailable } from '../src/api/errors';
+import type { Failure } from '../src/result';
 import { OCCUPYING_STATES } from '../entities/states';
 import { strict as assert } from 'node:assert';
 import { existsSync, readFileSync } from 'node:fs';
@@ -183,6 +186,27 @@ describe('instanceLifecycle on a dev server [mariadb]', function () {
     await rig.startWorker();
     assert.deepEqual(await pending, { OK: true, Value: 'ok' });
     assert.deepEqual(await rig.history(instanceID), ['New', 'Submitted', 'Running']);
+    await handle.terminate('test done');
+  });
+
+  it("a VM's call that no worker answers in time is 'unavailable' (not a hang); its retry is answered once a worker is back", async function () {
+    const { instanceID, handle } = await rig.launch();
+    await rig.waitForStatus(instanceID, 'Submitted');
+    const uniqueID = await rig.uniqueID(instanceID);
+    const impatient = new LifecycleClient(env.client, rig.db, { vmCallTimeoutMs: 1500 });
+    await rig.stopWorker();
+    try {
+      const started = Date.now();
+      const answer = await impatient.heartbeatOf(instanceID, beat(1), `${uniqueID}-deadline`);
+      assert.equal(answer.OK, false);
+      assert.ok(isTemporalUnavailable(answer as Failure), `an outage, not the request's fault: ${(answer as Failure).Message}`);
+      assert.equal(fromFailure(answer as Failure).statusCode, 503);
+      assert.ok(Date.now() - started < 15_000, 'given up near its deadline');
+    } finally {
+      await rig.startWorker();
+    }
+    assert.deepEqual(await impatient.heartbeatOf(instanceID, beat(1), `${uniqueID}-deadline`), { OK: true, Value: { directive: 'ok' } });
+    assert.equal(await rig.status(instanceID), 'Running');
     await handle.terminate('test done');
   });
 
