@@ -2,24 +2,10 @@ import { type Command, InvalidArgumentError } from 'commander';
 import { instanceID } from '../args';
 import { apiClient, withJson } from '../context';
 import { json, table, write } from '../format';
+import { type EndpointHealth, FLEET_MODES, type ManualControl } from '../../safety/store';
 
-const MODES = ['normal', 'no-launch', 'drain', 'halt'];
-
-interface EndpointHealth {
-  endpoint: string;
-  paused: boolean;
-  pauseReason: string;
-  failures: number;
-  lastReason: string;
-  lastMessage: string;
-  backoffUntil: string | null;
-}
-
-interface Manual {
-  instanceID: number;
-  reason: string;
-  since: string | null;
-}
+// The API answers with the store's own shapes; the store module is light (no database driver).
+const MODES: readonly string[] = FLEET_MODES;
 
 function mode(raw: string): string {
   if (!MODES.includes(raw)) throw new InvalidArgumentError(`unknown mode "${raw}" (one of ${MODES.join(', ')}).`);
@@ -46,7 +32,7 @@ export function registerSafetyCommands(program: Command): void {
 
   withJson(safety.command('show', { isDefault: true }).description('the fleet mode, endpoints with a pause or failures, instances under manual control')).action(
     async (options: { json?: boolean }, command: Command) => {
-      const reply = await apiClient(command).get<{ mode: string; endpoints: EndpointHealth[]; manual: Manual[] }>('/api/v1/safety');
+      const reply = await apiClient(command).get<{ mode: string; endpoints: EndpointHealth[]; manual: ManualControl[] }>('/api/v1/safety');
       if (options.json) return write(json(reply));
       write(`fleet mode: ${reply.mode}\n`);
       write(reply.endpoints.length ? endpointTable(reply.endpoints) : 'no endpoint paused or failing\n');
@@ -85,7 +71,7 @@ export function registerSafetyCommands(program: Command): void {
       .option('--reason <text>', 'why (shown in the status)')
       .description('put an instance under manual control: no automatic stall, halt or lifetime action'),
   ).action(async (id: number, options: { reason?: string; json?: boolean }, command: Command) => {
-    const reply = await apiClient(command).put<Manual>(`/api/v1/instances/${id}/manual`, { reason: options.reason ?? '' });
+    const reply = await apiClient(command).put<ManualControl>(`/api/v1/instances/${id}/manual`, { reason: options.reason ?? '' });
     write(options.json ? json(reply) : `instance ${reply.instanceID}: under manual control\n`);
   });
 
