@@ -20,6 +20,7 @@ import {
   latencySummary,
   machineInfo,
   numberOption,
+  ok,
   pool,
   round,
   startPersistentDevServer,
@@ -189,11 +190,6 @@ async function waitForCount(db: VirtualMachineDB, status: string, expected: numb
     if (Date.now() > until) throw new Error(`only ${now} of ${expected} instances reached ${status} in ${timeoutMs / 1000} s (counters: ${JSON.stringify(counters.Value)})`);
     await new Promise((r) => setTimeout(r, 250));
   }
-}
-
-function ok<T>(result: { OK: true; Value: T } | { OK: false; Message: string }, what: string): T {
-  if (!result.OK) throw new Error(`${what}: ${result.Message}`);
-  return result.Value;
 }
 
 function summarise(name: string, run: RunFigures) {

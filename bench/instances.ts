@@ -16,6 +16,7 @@ import {
   createBenchDatabase,
   machineInfo,
   numberOption,
+  ok,
   pool,
   processMemory,
   round,
@@ -41,11 +42,6 @@ function parseOptions(argv: readonly string[]): Options {
   }
   const int = (name: string, fallback: number) => Math.floor(numberOption(argv, name, fallback)!);
   return { instances: int('instances', 10_000), stallSeconds: int('stall', 300), concurrency: int('concurrency', 32) };
-}
-
-function ok<T>(result: { OK: true; Value: T } | { OK: false; Message: string }, what: string): T {
-  if (!result.OK) throw new Error(`${what}: ${result.Message}`);
-  return result.Value;
 }
 
 async function counters(db: VirtualMachineDB): Promise<Record<string, number>> {

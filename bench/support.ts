@@ -10,11 +10,11 @@ import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSyn
 import { cpus, loadavg, platform, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
-import { type AddressInfo, createServer } from 'node:net';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import type { CloudDriver, CloudInstance, CreateRequest } from '../src/drivers/driver';
 import { MYSQL_SERVER_URL, withMysql } from '../test/support/backends';
+import { freePort } from '../test/support/sshd';
 import { devServerArgs } from '../src/dev-server-args';
 
 export { workflowBundle };
@@ -58,17 +58,6 @@ export interface BenchTemporal {
   /** The server process, for its memory figures. */
   pid: number;
   teardown(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /**
@@ -274,4 +263,10 @@ export function cpuMeter(pids: Record<string, number | null>) {
       return out;
     },
   };
+}
+
+/** The Value of a facade result; a failure throws, naming what was asked. */
+export function ok<T>(result: { OK: true; Value: T } | { OK: false; Message: string }, what: string): T {
+  if (!result.OK) throw new Error(`${what}: ${result.Message}`);
+  return result.Value;
 }

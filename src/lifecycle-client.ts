@@ -1,4 +1,4 @@
-import { ApplicationFailure, type Client, WorkflowUpdateFailedError, WorkflowNotFoundError } from '@temporalio/client';
+import { ApplicationFailure, type Client, type WorkflowHandle, WorkflowUpdateFailedError, WorkflowNotFoundError } from '@temporalio/client';
 import { heartbeatProblems, type HeartbeatFigures } from '../entities/heartbeat';
 import { type Directive, type HeartbeatReply, haltingUpdate, toHeartbeatReply, runningUpdate, heartbeatSignal, heartbeatUpdate, lifecycleWorkflowId, stateQuery, stopUpdate, type LifecycleState } from '../workflows/definitions';
 import { type Result, S_ERROR, S_OK } from './result';
@@ -9,6 +9,12 @@ import type { VirtualMachineDB } from './vmdb';
  * UniqueID -> InstanceID (database) -> workflow id `vm-<InstanceID>`. Answers
  * use the library's result convention, so a caller never handles raw Temporal errors.
  */
+/** Figures no workflow would accept, refused before any call. */
+function malformedHeartbeat(figures: HeartbeatFigures) {
+  const problems = heartbeatProblems(figures);
+  return problems.length ? S_ERROR(`Malformed heartbeat: ${problems.join('; ')}`) : undefined;
+}
+
 /** Below vmdb-agent's own request timeout (30 s), so that the agent hears why. */
 export const DEFAULT_VM_CALL_TIMEOUT_MS = 20_000;
 
@@ -50,11 +56,11 @@ export class LifecycleClient {
 
   /** `heartbeat`, answered with the planned shutdown time too (when the instance has one). */
   async heartbeatWithNotice(uniqueID: string, figures: HeartbeatFigures, updateId?: string): Promise<Result<HeartbeatReply>> {
-    const problems = heartbeatProblems(figures);
-    if (problems.length) return S_ERROR(`Malformed heartbeat: ${problems.join('; ')}`);
+    const malformed = malformedHeartbeat(figures);
+    if (malformed) return malformed;
     const target = await this.handleFor(uniqueID);
     if (!target.OK) return target;
-    return this.attempt(uniqueID, () => this.vmCall(async () => toHeartbeatReply(await target.Value.handle.executeUpdate(heartbeatUpdate, { args: [figures], updateId }))));
+    return this.sendHeartbeat(uniqueID, target.Value.handle, figures, updateId);
   }
 
   /**
@@ -62,16 +68,20 @@ export class LifecycleClient {
    * database lookup before the update. An instance without a VM yet is refused by the workflow.
    */
   async heartbeatOf(instanceID: number, figures: HeartbeatFigures, updateId?: string): Promise<Result<HeartbeatReply>> {
-    const problems = heartbeatProblems(figures);
-    if (problems.length) return S_ERROR(`Malformed heartbeat: ${problems.join('; ')}`);
-    const handle = this.client.workflow.getHandle(lifecycleWorkflowId(instanceID));
-    return this.attempt(`InstanceID ${instanceID}`, () => this.vmCall(async () => toHeartbeatReply(await handle.executeUpdate(heartbeatUpdate, { args: [figures], updateId }))));
+    const malformed = malformedHeartbeat(figures);
+    if (malformed) return malformed;
+    return this.sendHeartbeat(`InstanceID ${instanceID}`, this.client.workflow.getHandle(lifecycleWorkflowId(instanceID)), figures, updateId);
+  }
+
+  /** The heartbeat update itself, within the VM-call deadline; `who` names the VM in a failure. */
+  private sendHeartbeat(who: string, handle: WorkflowHandle, figures: HeartbeatFigures, updateId?: string): Promise<Result<HeartbeatReply>> {
+    return this.attempt(who, () => this.vmCall(async () => toHeartbeatReply(await handle.executeUpdate(heartbeatUpdate, { args: [figures], updateId }))));
   }
 
   /** Fire-and-forget heartbeat: returns once Temporal has the signal, not once it is recorded. */
   async heartbeatSignal(uniqueID: string, figures: HeartbeatFigures): Promise<Result<null>> {
-    const problems = heartbeatProblems(figures);
-    if (problems.length) return S_ERROR(`Malformed heartbeat: ${problems.join('; ')}`);
+    const malformed = malformedHeartbeat(figures);
+    if (malformed) return malformed;
     const target = await this.handleFor(uniqueID);
     if (!target.OK) return target;
     return this.attempt(uniqueID, async () => {
