@@ -688,7 +688,8 @@ describe('VmAgent against the real API [mariadb]', function () {
     assert.ok(jobsColumn >= 0);
     assert.ok(history.Records.some((r) => r[0] === 'Running' && r[jobsColumn] === 2), 'heartbeat figures are in the history');
     assert.ok(logged(/declared running: status Running/) === 1);
-    assert.ok(logged(/heartbeat \(load=[\d.]+ jobs=2 files=7 bytes=70000 uptime=\d+\): ok/) >= 2);
+    // The rows are committed before the answers reach the agent: wait for it to have logged two of them.
+    await waitForDb('two heartbeats answered ok in the agent log', async () => logged(/heartbeat \(load=[\d.]+ jobs=2 files=7 bytes=70000 uptime=\d+\): ok/) >= 2);
 
     // The operator stops it: the next heartbeat is answered stop, the VM drains while jobs run.
     assert.deepEqual(await rig.lifecycle.stop(instanceID), { OK: true, Value: 'Stopping' });
