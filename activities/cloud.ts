@@ -2,6 +2,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { makeVmToken } from '../src/auth/tokens';
 import { type CloudDriver, type CloudInstance, type CreateRequest, EndpointError, InvalidRequestError } from '../src/drivers/driver';
 import { activityLogger } from '../src/log';
+import { endpointStopFailures } from '../src/metrics';
 import type { SafetyConfig } from '../src/safety/config';
 import { SafetyStore } from '../src/safety/store';
 import type { VirtualMachineDB } from '../src/vmdb';
@@ -115,8 +116,30 @@ export function createCloudActivities(drivers: ReadonlyMap<string, CloudDriver>,
 
     /** Stopping a VM that is already gone is success. */
     async stopInstance(endpoint: string, uniqueID: string): Promise<void> {
-      await withDriver(endpoint, (driver) => driver.stopInstance(uniqueID));
+      try {
+        await withDriver(endpoint, (driver) => driver.stopInstance(uniqueID));
+      } catch (err) {
+        endpointStopFailures.inc({ endpoint });
+        throw err;
+      }
       activityLogger({ uniqueID }).info({ endpoint }, 'VM stopped at its endpoint');
+    },
+
+    /**
+     * Stops every VM of this endpoint created under `instanceName`: the cleanup after a create that
+     * was cancelled, timed out or gave up, whose VM (if one was made) the workflow never heard of.
+     * Returns the UniqueIDs it stopped.
+     */
+    async stopInstanceByName(endpoint: string, instanceName: string): Promise<string[]> {
+      const found = await withDriver(endpoint, async (driver) => (await driver.listInstances()).filter((vm) => vm.instanceName === instanceName));
+      const stopped: string[] = [];
+      for (const vm of found) {
+        if (vm.status === 'stopped') continue;
+        await withDriver(endpoint, (driver) => driver.stopInstance(vm.uniqueID));
+        stopped.push(vm.uniqueID);
+      }
+      if (stopped.length) activityLogger().info({ endpoint, name: instanceName, stopped }, 'VM found by its name and stopped at its endpoint');
+      return stopped;
     },
 
     async cloudInstanceStatus(endpoint: string, uniqueID: string): Promise<CloudInstance> {

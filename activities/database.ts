@@ -11,6 +11,11 @@ export interface InstanceSnapshot {
   /** LastUpdate as a UTC ISO string. */
   lastUpdate: string | null;
   errorMessage: string;
+  /**
+   * The record's version when this was read: a workflow adopts a snapshot only when it is not older
+   * than the one it has (reads that finish out of order). Absent in histories recorded before it.
+   */
+  version?: number;
 }
 
 /** The outcome of a requested state change: accepted, or refused with the database's reason. */
@@ -34,11 +39,16 @@ function retryIfDatabaseDown<T extends Result<unknown>>(result: T): T {
  */
 export function createDatabaseActivities(db: VirtualMachineDB) {
   async function snapshot(instanceID: number): Promise<InstanceSnapshot> {
-    const rows = retryIfDatabaseDown(await db.getFields('vm_Instances', ['Status', 'LastUpdate', 'ErrorMessage'], { InstanceID: instanceID }));
-    if (!rows.OK) throw ApplicationFailure.nonRetryable(rows.Message, 'DatabaseError');
-    if (rows.Value.length === 0) throw ApplicationFailure.nonRetryable(`Unknown InstanceID = ${instanceID}`, 'UnknownInstance');
-    const [status, lastUpdate, errorMessage] = rows.Value[0] as [string, Date | null, string];
-    return { status, lastUpdate: lastUpdate ? lastUpdate.toISOString() : null, errorMessage };
+    const read = retryIfDatabaseDown(await db.getInstanceLife(instanceID));
+    if (!read.OK) throw ApplicationFailure.nonRetryable(read.Message, 'UnknownInstance');
+    const { status, lastUpdate, errorMessage, version } = read.Value;
+    return { status, lastUpdate, errorMessage, version };
+  }
+
+  /** A bookkeeping write that must land: retried through an outage like every other. */
+  function landed(result: Result<unknown>): void {
+    retryIfDatabaseDown(result);
+    if (!result.OK) throw ApplicationFailure.nonRetryable(result.Message, 'UnknownInstance');
   }
 
   /**
@@ -124,6 +134,27 @@ export function createDatabaseActivities(db: VirtualMachineDB) {
 
     async instanceSnapshot(instanceID: number): Promise<InstanceSnapshot> {
       return snapshot(instanceID);
+    },
+
+    /**
+     * The life cycle's stop (v2): Running -> Stopping with its planned shutdown, a starting instance
+     * -> Stalled; Stopping and Stalled stay. Halted and Error are refused (accepted: false).
+     */
+    async stopRecord(instanceID: number, shutdownAt: string | null): Promise<StateChange> {
+      return change(instanceID, await db.requestInstanceStop(instanceID, shutdownAt), 'stop');
+    },
+
+    /** Stores the planned shutdown the heartbeat answer carries (null: none planned). */
+    async planShutdown(instanceID: number, shutdownAt: string | null): Promise<void> {
+      landed(await db.planInstanceShutdown(instanceID, shutdownAt));
+    },
+
+    /** Shows (reason) or clears (null) a stop at the endpoint that keeps failing. */
+    async markHaltPending(instanceID: number, reason: string | null): Promise<void> {
+      landed(await db.setInstanceHaltPending(instanceID, reason));
+      const log = activityLogger({ instanceID });
+      if (reason === null) log.info('halt no longer pending: the endpoint stopped the VM');
+      else log.warn({ reason }, 'halt pending: the endpoint keeps refusing to stop the VM');
     },
   };
 }

@@ -4,6 +4,7 @@ export { VmHistory } from './VmHistory';
 export { VmEndpointControl } from './VmEndpointControl';
 export { VmInstanceControl } from './VmInstanceControl';
 export { VmFleetControl } from './VmFleetControl';
+export { VmInstanceLife } from './VmInstanceLife';
 export { MIGRATIONS } from './migrations';
 export * from './tables';
 export * from './states';

@@ -96,3 +96,26 @@ export const STALLABLE_STATES: readonly string[] = allowedSources('Instance', 'S
 
 /** States in which an instance occupies a slot at its endpoint (the Director counts these). */
 export const OCCUPYING_STATES: readonly InstanceStatus[] = ['New', 'Submitted', 'Wait_ssh_context', 'Contextualizing', 'Running'];
+
+/** States an instance never leaves: its VM is stopped (or was never created) and its workflow ends. */
+export const TERMINAL_STATES: readonly InstanceStatus[] = ['Halted', 'Error'];
+/** States in which the VM has not reached Running yet (the startup deadline applies). */
+export const STARTING_STATES: readonly InstanceStatus[] = ['New', 'Submitted', 'Wait_ssh_context', 'Contextualizing'];
+
+export function isTerminalState(status: string): boolean {
+  return (TERMINAL_STATES as readonly string[]).includes(status);
+}
+
+export function isStartingState(status: string): boolean {
+  return (STARTING_STATES as readonly string[]).includes(status);
+}
+
+/** What a VM's monitor is told after a heartbeat: carry on, drain, or power off. */
+export type VmDirective = 'ok' | 'stop' | 'halt';
+
+/** The answer the record gives a VM in `status`: Stopping drains, Halted and Error power off. */
+export function directiveForStatus(status: string): VmDirective {
+  if (status === 'Stopping') return 'stop';
+  if (status === 'Halted' || status === 'Error') return 'halt';
+  return 'ok';
+}

@@ -1,6 +1,9 @@
-import { ApplicationFailure, type Client, type WorkflowHandle, WorkflowUpdateFailedError, WorkflowNotFoundError } from '@temporalio/client';
+import { ApplicationFailure, type Client, WorkflowUpdateFailedError, WorkflowNotFoundError } from '@temporalio/client';
 import { heartbeatProblems, type HeartbeatFigures } from '../entities/heartbeat';
-import { type Directive, type HeartbeatReply, haltingUpdate, toHeartbeatReply, runningUpdate, heartbeatSignal, heartbeatUpdate, lifecycleWorkflowId, stateQuery, stopUpdate, type LifecycleState } from '../workflows/definitions';
+import { type Directive, type HeartbeatReply, haltingUpdate, runningUpdate, lifecycleWorkflowId, stateQuery, stopUpdate, type LifecycleState } from '../workflows/definitions';
+import { HeartbeatPath } from './heartbeat-path';
+import type { HeartbeatRefusalCode } from './heartbeat-record';
+import type { HeartbeatMark } from './instance-life';
 import { type Result, S_ERROR, S_OK } from './result';
 import type { VirtualMachineDB } from './vmdb';
 
@@ -22,12 +25,16 @@ export class LifecycleClient {
   /** How long a VM's call (heartbeat, running, halting) waits for its workflow's answer. */
   readonly vmCallTimeoutMs: number;
 
+  /** The heartbeat path: recorded in the database, then signalled to the workflow. */
+  readonly heartbeats: HeartbeatPath;
+
   constructor(
     private readonly client: Client,
     private readonly db: VirtualMachineDB,
-    options: { vmCallTimeoutMs?: number } = {},
+    options: { vmCallTimeoutMs?: number; signalTimeoutMs?: number } = {},
   ) {
     this.vmCallTimeoutMs = options.vmCallTimeoutMs ?? DEFAULT_VM_CALL_TIMEOUT_MS;
+    this.heartbeats = new HeartbeatPath(db, client, options.signalTimeoutMs);
   }
 
   /**
@@ -46,48 +53,31 @@ export class LifecycleClient {
   }
 
   /**
-   * Sends a heartbeat and returns the VM's directive once the heartbeat is committed.
-   * `updateId` (e.g. `<uniqueID>-<sequence>`) makes a retried send count once.
+   * Records a heartbeat (v2: in the database, then signalled to the workflow) and returns the VM's
+   * directive. `mark` (the agent's boot id and sequence) makes a retried heartbeat count once.
    */
-  async heartbeat(uniqueID: string, figures: HeartbeatFigures, updateId?: string): Promise<Result<Directive>> {
-    const reply = await this.heartbeatWithNotice(uniqueID, figures, updateId);
+  async heartbeat(uniqueID: string, figures: HeartbeatFigures, mark?: HeartbeatMark): Promise<Result<Directive>> {
+    const reply = await this.heartbeatWithNotice(uniqueID, figures, mark);
     return reply.OK ? S_OK(reply.Value.directive) : reply;
   }
 
   /** `heartbeat`, answered with the planned shutdown time too (when the instance has one). */
-  async heartbeatWithNotice(uniqueID: string, figures: HeartbeatFigures, updateId?: string): Promise<Result<HeartbeatReply>> {
+  async heartbeatWithNotice(uniqueID: string, figures: HeartbeatFigures, mark?: HeartbeatMark): Promise<Result<HeartbeatReply>> {
     const malformed = malformedHeartbeat(figures);
     if (malformed) return malformed;
-    const target = await this.handleFor(uniqueID);
-    if (!target.OK) return target;
-    return this.sendHeartbeat(uniqueID, target.Value.handle, figures, updateId);
+    const id = await this.db.getInstanceID(uniqueID);
+    if (!id.OK) return id;
+    return this.heartbeatOf(id.Value, figures, mark);
   }
 
-  /**
-   * `heartbeatWithNotice` by InstanceID, for callers that already know it (the API, from the VM's token): no
-   * database lookup before the update. An instance without a VM yet is refused by the workflow.
-   */
-  async heartbeatOf(instanceID: number, figures: HeartbeatFigures, updateId?: string): Promise<Result<HeartbeatReply>> {
+  /** `heartbeatWithNotice` by InstanceID, for callers that already know it (the API, from the VM's token). */
+  async heartbeatOf(instanceID: number, figures: HeartbeatFigures, mark?: HeartbeatMark): Promise<Result<HeartbeatReply> & { code?: HeartbeatRefusalCode }> {
     const malformed = malformedHeartbeat(figures);
     if (malformed) return malformed;
-    return this.sendHeartbeat(`InstanceID ${instanceID}`, this.client.workflow.getHandle(lifecycleWorkflowId(instanceID)), figures, updateId);
-  }
-
-  /** The heartbeat update itself, within the VM-call deadline; `who` names the VM in a failure. */
-  private sendHeartbeat(who: string, handle: WorkflowHandle, figures: HeartbeatFigures, updateId?: string): Promise<Result<HeartbeatReply>> {
-    return this.attempt(who, () => this.vmCall(async () => toHeartbeatReply(await handle.executeUpdate(heartbeatUpdate, { args: [figures], updateId }))));
-  }
-
-  /** Fire-and-forget heartbeat: returns once Temporal has the signal, not once it is recorded. */
-  async heartbeatSignal(uniqueID: string, figures: HeartbeatFigures): Promise<Result<null>> {
-    const malformed = malformedHeartbeat(figures);
-    if (malformed) return malformed;
-    const target = await this.handleFor(uniqueID);
-    if (!target.OK) return target;
-    return this.attempt(uniqueID, async () => {
-      await target.Value.handle.signal(heartbeatSignal, figures);
-      return null;
-    });
+    const answer = await this.heartbeats.beat(instanceID, figures, mark);
+    if (!answer.OK) return answer;
+    const { recorded: _recorded, ...reply } = answer.Value;
+    return S_OK(reply);
   }
 
   /** The VM reports it is up (declareInstanceRunning through its workflow); answers the recorded status. */

@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { HeartbeatFigures } from '../entities/heartbeat';
 import { type ObjectKind, OCCUPYING_STATES, STALLABLE_STATES, allowedSources, checkTransition, isValidState } from '../entities/states';
 import type { Executor, Row } from './database';
+import { type HeartbeatMark, bumpVersion, insertLife } from './instance-life';
 import { Refusal, type Result, S_ERROR, S_OK } from './result';
 import { nowSql, secondsAgoSql } from './time';
 
@@ -77,11 +78,16 @@ function changed(ex: Executor, kind: ObjectKind, from: string, to: string): void
   });
 }
 
-export async function appendHistory(ex: Executor, instanceID: number, status: string, figures: HistoryFigures, now: string): Promise<void> {
+/**
+ * Appends a history row; the instance's version moves on with it (with the heartbeat's number when
+ * the row is a heartbeat's), so every recorded change of an instance has a version of its own.
+ */
+export async function appendHistory(ex: Executor, instanceID: number, status: string, figures: HistoryFigures, now: string, mark?: HeartbeatMark): Promise<void> {
   await ex.write(
     'INSERT INTO `vm_History` (`InstanceID`, `Status`, `Load`, `Jobs`, `TransferredFiles`, `TransferredBytes`, `Update`) VALUES (?, ?, ?, ?, ?, ?, ?)',
     [instanceID, status, figures.load ?? 0, figures.jobs ?? 0, figures.transferredFiles ?? 0, figures.transferredBytes ?? 0, now],
   );
+  await bumpVersion(ex, instanceID, mark);
 }
 
 /** Forces `Error` from any state (with history for instances); `from` is the stored status, when the caller read it. */
@@ -203,6 +209,7 @@ export async function insertInstance(
     'INSERT INTO `vm_Instances` (`UniqueID`, `RunningPod`, `Name`, `Endpoint`, `VMImageID`, `Status`, `LastUpdate`) VALUES (?, ?, ?, ?, ?, ?, ?)',
     [uniqueID, runningPod, instanceName, endpoint, image.Value.id, status, now],
   );
+  await insertLife(ex, inserted.insertId);
   await appendHistory(ex, inserted.insertId, status, {}, now);
   return S_OK(inserted.insertId);
 }
@@ -224,8 +231,15 @@ export async function setInstanceUniqueID(ex: Executor, instanceID: number, uniq
 export type Heartbeat = HeartbeatFigures;
 
 export async function heartbeat(ex: Executor, uniqueID: string, beat: Heartbeat): Promise<Result<string>> {
-  const instance = await lockInstance(ex, 'UniqueID', uniqueID);
-  const now = nowSql();
+  return heartbeatOfLocked(ex, await lockInstance(ex, 'UniqueID', uniqueID), beat, nowSql());
+}
+
+/**
+ * The seed's instanceIDHeartBeat on a locked instance: image in Error puts the instance in Error;
+ * otherwise Running (Refusal, before anything is written, when the table forbids it), the image
+ * Validated, a history row with the figures, and the instance's Load, Jobs and Uptime.
+ */
+export async function heartbeatOfLocked(ex: Executor, instance: InstanceRow, beat: Heartbeat, now: string, mark?: HeartbeatMark): Promise<Result<string>> {
   const [image] = await ex.select(
     `SELECT \`VMImageID\`, \`Name\`, \`Status\`, \`ErrorMessage\` FROM \`vm_Images\` WHERE \`VMImageID\` = ?${forUpdate(ex)}`,
     [instance.VMImageID],
@@ -241,7 +255,7 @@ export async function heartbeat(ex: Executor, uniqueID: string, beat: Heartbeat)
     const imageFailure = await applyTransition(ex, 'Image', Number(image.VMImageID), rowToStatus(image), 'Validated', now);
     if (imageFailure) return imageFailure;
   }
-  await appendHistory(ex, instance.InstanceID, 'Running', beat, now);
+  await appendHistory(ex, instance.InstanceID, 'Running', beat, now, mark);
   let uptime = beat.uptime;
   if (uptime === 0) {
     // 0 means "unknown": use the span of this instance's history, as the original did.

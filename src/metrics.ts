@@ -25,6 +25,20 @@ export const heartbeats = new Counter({
   registers: [registry],
 });
 
+export const heartbeatSignals = new Counter({
+  name: 'vmdb_heartbeat_signals_total',
+  help: "Signals of recorded heartbeats to their workflows, by outcome: sent, missed (Temporal unreachable or too slow; the record holds the heartbeat and the stall compare-and-set makes the miss harmless) or closed (the workflow has ended)",
+  labelNames: ['outcome'] as const,
+  registers: [registry],
+});
+
+export const endpointStopFailures = new Counter({
+  name: 'vmdb_endpoint_stop_failures_total',
+  help: 'Attempts to stop a VM at its endpoint that failed, per endpoint (the workflow retries with backoff; see vmdb_instances_halt_pending)',
+  labelNames: ['endpoint'] as const,
+  registers: [registry],
+});
+
 export const transitions = new Counter({
   name: 'vmdb_transitions_total',
   help: 'Committed status changes of instances and images (kind Instance or Image), from the stored status to the new one; refreshes are not counted',
@@ -121,6 +135,20 @@ export const instances = new Gauge({
     for (const [status, n] of Object.entries(counters.Value)) {
       if (!(INSTANCE_STATES as readonly string[]).includes(status)) this.set({ status: 'invalid' }, n);
     }
+  },
+});
+
+export const haltPending = new Gauge({
+  name: 'vmdb_instances_halt_pending',
+  help: 'Instances whose VM the endpoint keeps refusing to stop ("halt pending"; their workflows keep retrying), read from the database at each scrape',
+  registers: [registry],
+  async collect() {
+    const db = instanceSources.at(-1);
+    this.reset();
+    if (!db) return;
+    const pending = await db.countHaltPending();
+    if (pending.OK) this.set(pending.Value);
+    else instanceScrapeErrors.inc();
   },
 });
 

@@ -1,14 +1,18 @@
-import { heartbeatProblems } from '../entities/heartbeat';
-import { ALLOWED_TRANSITIONS, IMAGE_STATES, INSTANCE_STATES } from '../entities/states';
+import { type HeartbeatFigures, heartbeatProblems } from '../entities/heartbeat';
+import { ALLOWED_TRANSITIONS, IMAGE_STATES, INSTANCE_STATES, isStartingState } from '../entities/states';
 import { TABLES_DESC, type TableName, columnOf } from '../entities/tables';
 import { type ConditionArgs, buildCondition as buildSqlCondition, type Condition } from './conditions';
 import { Database, type Executor, redact } from './database';
 import * as generic from './generic';
 import { getHistoryValues, getRunningHistory, type RunningGroup } from './history';
+import { type HeartbeatRefusalCode, type RecordedHeartbeat, recordHeartbeat } from './heartbeat-record';
+import * as lifeRecord from './instance-life';
+import type { HeartbeatMark, LifeSnapshot } from './instance-life';
 import * as life from './lifecycle';
 import * as read from './queries';
 import { DATABASE_ERROR_PREFIX, type Failure, InputError, Refusal, type Result, S_ERROR, S_OK } from './result';
 import * as check from './validate';
+import { nowSql } from './time';
 
 export interface OpenOptions {
   /** `mysql://user:pass@host:port/db`, `sqlite:<file>` or `sqlite::memory:` */
@@ -21,6 +25,8 @@ export interface OpenOptions {
 
 const DEFAULT_STALLING_INTERVAL = 2400;
 const NAME_LENGTH = 255;
+/** The agent's boot id (vm_InstanceLife.BootID). */
+const BOOT_ID_LENGTH = 64;
 
 // Column widths come from the table description, so validation and schema cannot drift apart.
 const width = (table: TableName, name: string): number => columnOf(table, name)!.length!;
@@ -329,6 +335,79 @@ export class VirtualMachineDB {
       const lastSeen = lastSeenUpdate === undefined ? undefined : check.datetime('lastSeenUpdate', lastSeenUpdate);
       return this.atomic((ex) => life.declareOneStalled(ex, id, this.stallingInterval, lastSeen));
     });
+  }
+
+  // ---- instances: the life cycle's own record (beyond the seed) ---------------------
+
+  /**
+   * A VM's heartbeat by InstanceID, as the API records it: the seed's instanceIDHeartBeat in one
+   * transaction, once per (bootId, seq); a repeat is answered from the record and writes nothing.
+   */
+  recordHeartbeat(instanceID: number, figures: HeartbeatFigures, mark?: HeartbeatMark): Promise<Result<RecordedHeartbeat> & { code?: HeartbeatRefusalCode }> {
+    return this.call(async () => {
+      const id = this.instanceID(instanceID);
+      const problems = heartbeatProblems(figures);
+      if (problems.length) check.fail(problems.join('; '));
+      const checked = mark === undefined ? undefined : { bootId: check.token('bootId', mark.bootId, BOOT_ID_LENGTH), seq: check.count('seq', mark.seq) };
+      return this.atomic((ex) => recordHeartbeat(ex, id, figures, checked));
+    });
+  }
+
+  /**
+   * The life cycle's stop: Running goes to Stopping (planned to shut down at `shutdownAt`, or not
+   * at all when null), a starting instance to Stalled (its workflow then stops the VM and records
+   * Halted); Stopping and Stalled stay; Halted and Error are refused with their State.
+   */
+  requestInstanceStop(instanceID: number, shutdownAt: string | null = null): Promise<Result<string>> {
+    return this.call(async () => {
+      const id = this.instanceID(instanceID);
+      const at = shutdownAt === null ? null : check.datetime('shutdownAt', shutdownAt);
+      return this.atomic(async (ex) => {
+        const instance = await life.lockInstance(ex, 'InstanceID', id);
+        if (instance.Status === 'Stopping' || instance.Status === 'Stalled') return S_OK(instance.Status);
+        const target = isStartingState(instance.Status) ? 'Stalled' : 'Stopping';
+        const moved = await life.moveInstance(ex, instance, target);
+        if (moved.OK && target === 'Stopping') await lifeRecord.planShutdown(ex, id, at);
+        return moved;
+      });
+    });
+  }
+
+  /** Stores when the instance's VM is planned to be shut down (null: none), for the heartbeat answer. */
+  planInstanceShutdown(instanceID: number, shutdownAt: string | null): Promise<Result<null>> {
+    return this.call(async () => {
+      const id = this.instanceID(instanceID);
+      const at = shutdownAt === null ? null : check.datetime('shutdownAt', shutdownAt);
+      return this.atomic(async (ex) => {
+        await lifeRecord.planShutdown(ex, id, at);
+        return S_OK(null);
+      });
+    });
+  }
+
+  /** Marks (with the endpoint's reason) or clears (null) a stop at the endpoint that keeps failing. */
+  setInstanceHaltPending(instanceID: number, reason: string | null): Promise<Result<null>> {
+    return this.call(async () => {
+      const id = this.instanceID(instanceID);
+      return this.atomic(async (ex) => {
+        await lifeRecord.setHaltPending(ex, id, reason === null ? null : nowSql(), reason ?? '');
+        return S_OK(null);
+      });
+    });
+  }
+
+  /** Status, LastUpdate, ErrorMessage, UniqueID and version of an instance, read together. */
+  getInstanceLife(instanceID: number): Promise<Result<LifeSnapshot>> {
+    return this.call(async () => {
+      const id = this.instanceID(instanceID);
+      const snapshot = await lifeRecord.readLife(this.ex, id);
+      return snapshot ? S_OK(snapshot) : S_ERROR(`Unknown InstanceID = ${id}`);
+    });
+  }
+
+  /** How many instances have a VM their endpoint keeps refusing to stop. */
+  countHaltPending(): Promise<Result<number>> {
+    return this.call(async () => S_OK(await lifeRecord.haltPendingCount(this.ex)));
   }
 
   // ---- instances: reads -------------------------------------------------------

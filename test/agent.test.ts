@@ -325,8 +325,11 @@ describe('VmAgent against a service it cannot trust', function () {
     const beat = heartbeats()[0];
     assert.equal(beat.authorization, `Bearer ${TOKEN}`);
     const figures = beat.body as Record<string, number>;
-    assert.deepEqual(Object.keys(figures).sort(), ['jobs', 'load', 'transferredBytes', 'transferredFiles', 'uptime']);
+    assert.deepEqual(Object.keys(figures).sort(), ['bootId', 'jobs', 'load', 'seq', 'transferredBytes', 'transferredFiles', 'uptime']);
     assert.equal(figures.jobs, 3);
+    const numbers = heartbeats().map((h) => h.body as { bootId: string; seq: number });
+    assert.deepEqual(numbers.map((n) => n.seq).slice(0, 3), [1, 2, 3], 'each heartbeat numbered in turn');
+    assert.equal(new Set(numbers.map((n) => n.bootId)).size, 1, 'one boot id for the run');
     assert.equal(figures.transferredFiles, 5);
     assert.equal(figures.transferredBytes, 12345);
     assert.ok(Number.isInteger(figures.uptime) && figures.uptime > 0);

@@ -340,19 +340,19 @@ describe('HTTP API on a dev server [mariadb]', function () {
       await vm.handle.terminate('test done');
     });
 
-    it("stop follows the seed's rules per instance: refused for Submitted, Halted at once for New without a workflow", async function () {
+    it("stop per instance: a Submitted one's workflow stops its VM (Stalled, then Halted), New without a workflow is Halted at once", async function () {
       const vm = await submitted();
       const bare = await bareInstance();
       const res = await request('POST', '/api/v1/instances/stop', { token: TOKENS.operate, body: { instanceIDs: [vm.instanceID, bare, 999_998] } });
       assert.equal(res.status, 200);
       assert.deepEqual(res.body.results, {
-        [vm.instanceID]: { OK: false, Message: 'Transition ( Submitted -> Stopping ) not allowed', State: 'Submitted' },
+        [vm.instanceID]: { OK: true, Value: 'Stalled' },
         [bare]: { OK: true, Value: 'Halted' },
         999998: { OK: false, Message: 'Unknown InstanceID = 999998' },
       });
-      assert.equal(await rig.status(vm.instanceID), 'Submitted');
+      assert.equal((await vm.handle.result()).status, 'Halted');
+      assert.deepEqual(await rig.history(vm.instanceID), ['New', 'Submitted', 'Stalled', 'Halted']);
       assert.equal(await rig.status(bare), 'Halted');
-      await vm.handle.terminate('test done');
     });
 
     it('an instance without a VM yet cannot report for it: 409 not_ready with its status', async function () {
@@ -540,16 +540,19 @@ describe('HTTP API when Temporal or the database is down [mariadb]', function ()
     await BACKENDS[0].dropAll();
   });
 
-  it('Temporal down: health degraded, VM routes, stop and director 503', async function () {
+  it('Temporal down: health degraded; heartbeats recorded and answered from MySQL; running, stop and director 503', async function () {
     let res = await call(app, 'GET', '/health');
     assert.deepEqual([res.status, res.body], [200, { status: 'degraded', database: 'ok', temporal: 'down' }]);
-    res = await call(app, 'POST', `/api/v1/vms/${instanceID}/heartbeat`, { token: vmToken(instanceID), body: beat() });
+    res = await call(app, 'POST', `/api/v1/vms/${instanceID}/heartbeat`, { token: vmToken(instanceID), body: { ...beat(), bootId: 'b1', seq: 1 } });
+    assert.deepEqual([res.status, res.body], [200, { directive: 'ok' }], 'MySQL is the record: the heartbeat is answered');
+    assert.deepEqual((await db.getHistoryForInstanceID(instanceID) as { Value: { Records: unknown[][] } }).Value.Records.map((r) => r[0]), ['Submitted', 'Running']);
+    res = await call(app, 'POST', `/api/v1/vms/${instanceID}/running`, { token: vmToken(instanceID), body: {} });
     assert.deepEqual([res.status, res.body.error], [503, 'unavailable']);
     assert.doesNotMatch(res.body.message, /127\.0\.0\.1|UNAVAILABLE|ECONNREFUSED/);
     res = await call(app, 'POST', '/api/v1/instances/stop', { token: TOKENS.operate, body: { instanceIDs: [instanceID] } });
     assert.deepEqual([res.status, res.body.error, res.body.results[instanceID].OK], [503, 'unavailable', false]);
     assert.doesNotMatch(JSON.stringify(res.body), /127\.0\.0\.1|UNAVAILABLE|ECONNREFUSED/);
-    assert.equal(ok(await db.getInstanceParameter('Status', instanceID)), 'Submitted', 'no stop behind the workflow');
+    assert.equal(ok(await db.getInstanceParameter('Status', instanceID)), 'Running', 'no stop behind the workflow');
     res = await call(app, 'GET', '/api/v1/director', { token: TOKENS.read });
     assert.deepEqual([res.status, res.body.error], [503, 'unavailable']);
   });

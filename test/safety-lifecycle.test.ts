@@ -20,6 +20,9 @@ function changes(history: string[]): string[] {
   return history.filter((status, i) => i === 0 || history[i - 1] !== status);
 }
 
+/** The record keeps whole seconds: a planned shutdown is announced to the second (never later than planned). */
+const toSecond = (ms: number) => new Date(Math.floor(ms / 1000) * 1000).toISOString();
+
 async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (!(await check())) {
@@ -66,14 +69,14 @@ describe('fleet safety in the life cycle (time-skipping server) [mariadb]', func
     const { instanceID, handle, uniqueID } = await runningInstance({ maxLifetimeSeconds: 600, drainDeadlineSeconds: 300 });
     const { startedAt } = await handle.query(stateQuery);
     const first = ok(await rig.lifecycle.heartbeatWithNotice(uniqueID, BEAT));
-    assert.deepEqual(first, { directive: 'ok', shutdownAt: new Date(startedAt + 900_000).toISOString() });
+    assert.deepEqual(first, { directive: 'ok', shutdownAt: toSecond(startedAt + 900_000) });
 
     await env.sleep('650s');
     assert.equal(await rig.status(instanceID), 'Stopping');
     const { stopRequestedAt } = await handle.query(stateQuery);
     assert.ok(stopRequestedAt! >= startedAt + 600_000);
     // Still reporting (draining long jobs): told to stop, with the drain deadline as the shutdown time.
-    assert.deepEqual(ok(await rig.lifecycle.heartbeatWithNotice(uniqueID, BEAT)), { directive: 'stop', shutdownAt: new Date(stopRequestedAt! + 300_000).toISOString() });
+    assert.deepEqual(ok(await rig.lifecycle.heartbeatWithNotice(uniqueID, BEAT)), { directive: 'stop', shutdownAt: toSecond(stopRequestedAt! + 300_000) });
     await env.sleep('200s');
     assert.equal(ok(await rig.lifecycle.heartbeat(uniqueID, BEAT)), 'stop');
     assert.equal(await rig.status(instanceID), 'Stopping');
@@ -98,7 +101,7 @@ describe('fleet safety in the life cycle (time-skipping server) [mariadb]', func
       payload: BEAT,
     });
     assert.equal(res.statusCode, 200, res.body);
-    assert.deepEqual(res.json(), { directive: 'ok', shutdownAt: new Date(startedAt + 4200_000).toISOString() });
+    assert.deepEqual(res.json(), { directive: 'ok', shutdownAt: toSecond(startedAt + 4200_000) });
     await handle.terminate('test done');
   });
 

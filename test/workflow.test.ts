@@ -6,7 +6,11 @@ import { strict as assert } from 'node:assert';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { heartbeatUpdate, stateQuery } from '../workflows/definitions';
+import { heartbeatNewsSignal, stateQuery } from '../workflows/definitions';
+import { heartbeatSignals } from '../src/metrics';
+import { Client, Connection } from '@temporalio/client';
+import { waitFor } from './support/processes';
+import { freePort } from './support/sshd';
 import { ScheduleOverlapPolicy } from '@temporalio/client';
 import { DIRECTOR_SCHEDULE_ID, RECONCILE_SCHEDULE_ID, SWEEP_SCHEDULE_ID, ensureSchedules } from '../src/schedules';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
@@ -106,18 +110,23 @@ describe('instanceLifecycle on a dev server [mariadb]', function () {
     await handle.terminate('test done');
   });
 
-  it('rejects malformed figures before anything is recorded, and unknown VMs by name', async function () {
+  it('rejects malformed figures before anything is recorded, and unknown VMs by name; a malformed signal changes nothing', async function () {
     const { instanceID, handle } = await rig.launch();
     await rig.waitForStatus(instanceID, 'Submitted');
     const uniqueID = await rig.uniqueID(instanceID);
     const before = await rig.history(instanceID);
-    const bad: unknown = await handle.executeUpdate(heartbeatUpdate, { args: [{ ...beat(), jobs: -1 }] }).catch((err: unknown) => err);
-    assert.ok(bad instanceof Error && /jobs must not be negative/.test(String((bad.cause as Error | undefined)?.message ?? bad.message)), String(bad));
     const viaClient = await rig.lifecycle.heartbeat(uniqueID, { ...beat(), load: Number.NaN });
     assert.equal(viaClient.OK, false);
     assert.match((viaClient as { Message: string }).Message, /load must be a finite number/);
     assert.deepEqual(await rig.history(instanceID), before, 'nothing recorded');
     assert.deepEqual(await rig.lifecycle.heartbeat('no-such-vm', beat()), { OK: false, Message: 'Unknown UniqueID = no-such-vm' });
+    // A signal no API would send: dropped with a warning, the workflow carries on.
+    await handle.signal(heartbeatNewsSignal, { figures: { ...beat(), jobs: -1 }, recorded: true, status: 'Running', version: 99, lastUpdate: null });
+    await handle.signal(heartbeatNewsSignal, { figures: beat(), recorded: true, status: 'Nonsense', version: 99, lastUpdate: null } as never);
+    const state = await handle.query(stateQuery);
+    assert.equal(state.status, 'Submitted');
+    assert.equal(state.heartbeats, 0);
+    assert.equal((await handle.describe()).status.name, 'RUNNING');
     await handle.terminate('test done');
   });
 
@@ -134,13 +143,14 @@ describe('instanceLifecycle on a dev server [mariadb]', function () {
     assert.equal(await rig.status(instanceID), 'Halted');
   });
 
-  it('an operator stop of a Submitted instance is refused, as the transition table says', async function () {
+  it('an operator stop of a Submitted instance stops its VM: Stalled, then Halted', async function () {
     const { instanceID, handle } = await rig.launch();
     await rig.waitForStatus(instanceID, 'Submitted');
-    assert.deepEqual(await rig.lifecycle.stop(instanceID), { OK: false, Message: 'Transition ( Submitted -> Stopping ) not allowed', State: 'Submitted' });
-    assert.equal(await rig.status(instanceID), 'Submitted');
-    assert.equal((await handle.query(stateQuery)).status, 'Submitted', 'the workflow carries on');
-    await handle.terminate('test done');
+    const uniqueID = await rig.uniqueID(instanceID);
+    assert.deepEqual(await rig.lifecycle.stop(instanceID), { OK: true, Value: 'Stalled' });
+    assert.equal((await handle.result()).status, 'Halted');
+    assert.deepEqual(await rig.history(instanceID), ['New', 'Submitted', 'Stalled', 'Halted']);
+    assert.equal((await rig.drivers.get(ENDPOINT)!.getInstanceStatus(uniqueID)).status, 'stopped');
   });
 
   it('an operator stop of a New instance halts it (and its VM) at once', async function () {
@@ -163,33 +173,56 @@ describe('instanceLifecycle on a dev server [mariadb]', function () {
     assert.ok(!(OCCUPYING_STATES as readonly string[]).includes('Error'), 'an Error instance does not hold a Director slot');
   });
 
-  it('continues as new after its heartbeat budget without losing a heartbeat', async function () {
+  it('continues as new after its heartbeat budget without losing a heartbeat; a retried heartbeat is recorded once', async function () {
     const { instanceID, handle } = await rig.launch({ heartbeatsPerRun: 3 });
     await rig.waitForStatus(instanceID, 'Submitted');
     const uniqueID = await rig.uniqueID(instanceID);
     const firstRun = (await handle.describe()).runId;
-    for (let i = 1; i <= 8; i++) assert.deepEqual(await rig.lifecycle.heartbeat(uniqueID, beat(i), `${uniqueID}-${i}`), { OK: true, Value: 'ok' });
+    for (let i = 1; i <= 8; i++) {
+      const mark = { bootId: 'boot-a', seq: i };
+      assert.deepEqual(await rig.lifecycle.heartbeat(uniqueID, beat(i), mark), { OK: true, Value: 'ok' });
+      assert.deepEqual(await rig.lifecycle.heartbeat(uniqueID, beat(i), mark), { OK: true, Value: 'ok' }, 'a retry is answered from the record');
+    }
+    await waitFor('the workflow to count 8 heartbeats', async () => ((await handle.query(stateQuery)).heartbeats === 8 ? true : undefined), 20_000);
     assert.notEqual((await handle.describe()).runId, firstRun, 'a new run carries on');
-    assert.equal((await handle.query(stateQuery)).heartbeats, 8);
-    assert.equal((await rig.history(instanceID)).filter((s) => s === 'Running').length, 8);
+    assert.equal((await rig.history(instanceID)).filter((s) => s === 'Running').length, 8, 'one history row per heartbeat');
     await handle.terminate('test done');
   });
 
-  it('a heartbeat sent while the worker is down is answered once it is back, and recorded once', async function () {
+  it('a heartbeat is recorded and answered while no worker runs; the workflow hears of it once a worker is back', async function () {
     const { instanceID, handle } = await rig.launch();
     await rig.waitForStatus(instanceID, 'Submitted');
     const uniqueID = await rig.uniqueID(instanceID);
     await rig.stopWorker();
-    const pending = rig.lifecycle.heartbeat(uniqueID, beat(1), `${uniqueID}-restart`);
-    await new Promise((r) => setTimeout(r, 1500));
-    assert.equal(await rig.status(instanceID), 'Submitted', 'nothing recorded without a worker');
-    await rig.startWorker();
-    assert.deepEqual(await pending, { OK: true, Value: 'ok' });
-    assert.deepEqual(await rig.history(instanceID), ['New', 'Submitted', 'Running']);
+    try {
+      assert.deepEqual(await rig.lifecycle.heartbeat(uniqueID, beat(1), { bootId: 'b', seq: 1 }), { OK: true, Value: 'ok' });
+      assert.deepEqual(await rig.history(instanceID), ['New', 'Submitted', 'Running'], 'recorded without a worker');
+    } finally {
+      await rig.startWorker();
+    }
+    await waitFor('the signal to reach the workflow', async () => ((await handle.query(stateQuery)).heartbeats === 1 ? true : undefined), 20_000);
+    assert.equal((await handle.query(stateQuery)).status, 'Running');
     await handle.terminate('test done');
   });
 
-  it("a VM's call that no worker answers in time is 'unavailable' (not a hang); its retry is answered once a worker is back", async function () {
+  it('a heartbeat is recorded and answered while Temporal cannot be reached; the missed signal is counted', async function () {
+    const { instanceID, handle } = await rig.launch();
+    await rig.waitForStatus(instanceID, 'Submitted');
+    const uniqueID = await rig.uniqueID(instanceID);
+    const nowhere = new Client({ connection: Connection.lazy({ address: `127.0.0.1:${await freePort()}` }) });
+    const cut = new LifecycleClient(nowhere, rig.db, { signalTimeoutMs: 1500 });
+    const missed = async () => (await heartbeatSignals.get()).values.find((v) => v.labels.outcome === 'missed')?.value ?? 0;
+    const before = await missed();
+    const started = Date.now();
+    assert.deepEqual(await cut.heartbeatOf(instanceID, beat(1), { bootId: 'b', seq: 1 }), { OK: true, Value: { directive: 'ok' } });
+    assert.ok(Date.now() - started < 10_000, 'answered within the signal deadline');
+    assert.equal(await missed(), before + 1, 'the miss is counted');
+    assert.deepEqual(await rig.history(instanceID), ['New', 'Submitted', 'Running'], 'MySQL is the record');
+    await nowhere.connection.close();
+    await handle.terminate('test done');
+  });
+
+  it("a VM's update that no worker answers in time is 'unavailable' (not a hang); its retry is answered once a worker is back", async function () {
     const { instanceID, handle } = await rig.launch();
     await rig.waitForStatus(instanceID, 'Submitted');
     const uniqueID = await rig.uniqueID(instanceID);
@@ -197,7 +230,7 @@ describe('instanceLifecycle on a dev server [mariadb]', function () {
     await rig.stopWorker();
     try {
       const started = Date.now();
-      const answer = await impatient.heartbeatOf(instanceID, beat(1), `${uniqueID}-deadline`);
+      const answer = await impatient.running(uniqueID, '192.0.2.1');
       assert.equal(answer.OK, false);
       assert.ok(isTemporalUnavailable(answer as Failure), `an outage, not the request's fault: ${(answer as Failure).Message}`);
       assert.equal(fromFailure(answer as Failure).statusCode, 503);
@@ -205,7 +238,7 @@ describe('instanceLifecycle on a dev server [mariadb]', function () {
     } finally {
       await rig.startWorker();
     }
-    assert.deepEqual(await impatient.heartbeatOf(instanceID, beat(1), `${uniqueID}-deadline`), { OK: true, Value: { directive: 'ok' } });
+    assert.deepEqual(await impatient.running(uniqueID, '192.0.2.1'), { OK: true, Value: 'Running' });
     assert.equal(await rig.status(instanceID), 'Running');
     await handle.terminate('test done');
   });
@@ -217,7 +250,7 @@ describe('instanceLifecycle on a dev server [mariadb]', function () {
     await rig.lifecycle.heartbeat(uniqueID, beat());
     await handle.cancel();
     await assert.rejects(handle.result());
-    assert.deepEqual(await rig.history(instanceID), ['New', 'Submitted', 'Running', 'Stopping', 'Halted']);
+    assert.deepEqual(await rig.history(instanceID), ['New', 'Submitted', 'Running', 'Halted']);
     assert.equal((await rig.drivers.get(ENDPOINT)!.getInstanceStatus(uniqueID)).status, 'stopped');
   });
 

@@ -1,9 +1,10 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { SearchAttributeType, defineSearchAttributeKey } from '@temporalio/common';
 import type { HeartbeatFigures } from '../entities/heartbeat';
+import type { VmDirective } from '../entities/states';
 
 /** What a VM's monitor is told after a heartbeat: carry on, drain, or power off. */
-export type Directive = 'ok' | 'stop' | 'halt';
+export type Directive = VmDirective;
 
 /** The answer to a heartbeat: the directive, and when the VM is planned to be shut down (ISO time), if it is. */
 export interface HeartbeatReply {
@@ -53,6 +54,8 @@ export interface LifecycleInput {
   drainDeadlineSeconds?: number;
   /** Continue as new after this many heartbeats in one run (history stays short). */
   heartbeatsPerRun?: number;
+  /** Attempts at creating the VM before the instance goes to Error (default 8, about 20 minutes of backoff). */
+  createAttempts?: number;
   /** State carried across continue-as-new. */
   carried?: LifecycleState;
 }
@@ -80,11 +83,40 @@ export interface LifecycleState {
   heldBecause?: string;
   /** A halt was requested (fleet halt switch, reconciliation); handled by the main loop. */
   haltRequested?: string;
+  /** The record's version last adopted (v2): older reads of the record are not applied. */
+  version?: number;
+  /** A create was started: a VM may exist under the instance's name even without a UniqueID. */
+  createStarted?: boolean;
+  /** Why the VM is being taken down (v2); set, the next run resumes the ending. */
+  ending?: string;
+  /** The life cycle failed before the VM could run (create, contextualization): recorded as Error with this message. */
+  failure?: string;
+  /** The endpoint keeps refusing to stop the VM: retried with backoff, never given up. */
+  haltPending?: { since: number; attempts: number; reason: string };
+  /** The planned shutdown last stored in the database (ISO), or null when none is. */
+  plannedShutdown?: string | null;
 }
 
+/**
+ * A recorded heartbeat, as the API signals it to the instance's workflow after its commit: the
+ * figures, and where the record stands (status, its version and LastUpdate).
+ */
+export interface HeartbeatNews {
+  figures: HeartbeatFigures;
+  /** A history row was written (false: refused by the table, e.g. while Stopping). */
+  recorded: boolean;
+  status: string;
+  version: number;
+  /** LastUpdate after the heartbeat, UTC ISO. */
+  lastUpdate: string | null;
+}
+
+/** v1 only: the heartbeat recorded by the workflow (runs that began with v1; v2 takes heartbeatNewsSignal). */
 export const heartbeatUpdate = defineUpdate<HeartbeatReply | Directive, [HeartbeatFigures]>('heartbeat');
-/** Fire-and-forget heartbeat for senders that cannot wait for the answer. */
+/** v1 only: a heartbeat for the workflow to record (no sender since v2; kept for runs that began with v1). */
 export const heartbeatSignal = defineSignal<[HeartbeatFigures]>('heartbeatSignal');
+/** v2: a heartbeat the API has recorded; the handler only moves the news time and adopts the status. */
+export const heartbeatNewsSignal = defineSignal<[HeartbeatNews]>('heartbeatNews');
 /** The VM reports it is up, with its addresses; answered with the recorded status. */
 export const runningUpdate = defineUpdate<string, [{ publicIP: string; privateIP: string }]>('running');
 /** The VM announces it is halting; answered once Halted is recorded. */

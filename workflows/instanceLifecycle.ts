@@ -1,7 +1,9 @@
 import {
+  ActivityCancellationType,
   ActivityFailure,
   ApplicationFailure,
   CancellationScope,
+  ContinueAsNew,
   allHandlersFinished,
   condition,
   continueAsNew,
@@ -9,61 +11,36 @@ import {
   log,
   patched,
   proxyActivities,
-  proxyLocalActivities,
-  setHandler,
+  sleep,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { CloudActivities } from '../activities/cloud';
-import type { CloudInstance } from '../src/drivers/driver';
-import type { DatabaseActivities, InstanceSnapshot } from '../activities/database';
+import type { DatabaseActivities } from '../activities/database';
 import type { SafetyActivities } from '../activities/safety';
 import type { SshActivities } from '../activities/ssh';
-import { type HeartbeatFigures, figureProblem, heartbeatProblems } from '../entities/heartbeat';
-import {
-  type Directive,
-  type HeartbeatReply,
-  type LifecycleInput,
-  type LifecycleState,
-  type SshContextualization,
-  VmEndpoint,
-  VmImage,
-  VmRunningPod,
-  VmStatus,
-  haltSignal,
-  haltingUpdate,
-  heartbeatSignal,
-  runningUpdate,
-  heartbeatUpdate,
-  stateQuery,
-  stopUpdate,
-} from './definitions';
+import type { CloudInstance } from '../src/drivers/driver';
+import { type LifecycleInput, type LifecycleState, type SshContextualization, VmEndpoint, VmImage, VmRunningPod, VmStatus } from './definitions';
+import { type Deadline, InstanceLife } from './instance-life';
+import { instanceLifecycleV1 } from './lifecycle-v1';
 
-// The database is the record: keep retrying through an outage rather than lose a state change.
+/** Runs begun before this patch replay with v1 to their end; every new run (and every continue-as-new) is v2. */
+export const LIFECYCLE_V2_PATCH = 'lifecycle-v2-heartbeat-signals';
+export { HEARTBEAT_LOCAL_ACTIVITY_PATCH, SAFETY_PATCH } from './lifecycle-v1';
+
+export const DEFAULT_HEARTBEATS_PER_RUN = 500;
+export const DEFAULT_CREATE_ATTEMPTS = 8;
+/** Continue as new past this many events even without heartbeats (a long halt-pending loop). */
+const MAX_EVENTS_PER_RUN = 3000;
+/** The longest pause between two attempts at stopping a VM its endpoint keeps refusing to stop. */
+const HALT_RETRY_CAP_MS = 30 * 60_000;
+/** A deadline that fired and changed nothing is looked at again no sooner than this (no hot loop). */
+const IDLE_DEADLINE_MS = 60_000;
+
+// The database is the record: retried through an outage of any length (a retry adds no history event).
 const db = proxyActivities<DatabaseActivities>({
   startToCloseTimeout: '30 seconds',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes: ['UnknownInstance', 'HeartbeatRefused'] },
-});
-
-// A heartbeat's write is one short transaction: as a local activity it runs inside the workflow task
-// that accepted the update, which saves the activity task's round trips and about half the events.
-// Past a few seconds of retrying (database down) the SDK backs off on a durable timer instead.
-const dbLocal = proxyLocalActivities<DatabaseActivities>({
-  startToCloseTimeout: '10 seconds',
-  localRetryThreshold: '5 seconds',
-  retry: { initialInterval: '200 milliseconds', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes: ['UnknownInstance', 'HeartbeatRefused'] },
-});
-
-/** The patch id that switched heartbeat writes to a local activity; runs recorded before it replay as they were. */
-export const HEARTBEAT_LOCAL_ACTIVITY_PATCH = 'heartbeat-local-activity';
-
-// Failures no retry can fix: no driver for the endpoint, or a request the cloud refuses as invalid
-// (a wrong AMI, oversized user data). The instance goes to Error instead of holding its slot.
-const CREATE_REFUSED = ['UnknownEndpoint', 'InvalidRequestError'];
-
-const cloud = proxyActivities<CloudActivities>({
-  startToCloseTimeout: '5 minutes',
-  retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '5 minutes', nonRetryableErrorTypes: CREATE_REFUSED },
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes: ['UnknownInstance'] },
 });
 
 // Safety verdicts read the database: wait through its outage like every other database call.
@@ -72,147 +49,26 @@ const safety = proxyActivities<SafetyActivities>({
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
 });
 
-/** patched() id of the safety checks before automatic stall/halt/stop actions (older histories have none). */
-export const SAFETY_PATCH = 'fleet-safety-verdict';
+// One round of attempts at stopping a VM; the workflow's own loop retries rounds for as long as it takes.
+const cloudStop = proxyActivities<CloudActivities>({
+  startToCloseTimeout: '2 minutes',
+  retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 4 },
+});
 
-export const DEFAULT_HEARTBEATS_PER_RUN = 500;
-const TERMINAL = new Set(['Halted', 'Error']);
-// States in which the VM has not reached Running yet (the startup deadline applies).
-const STARTING = new Set(['New', 'Submitted', 'Wait_ssh_context', 'Contextualizing']);
-
-type Deadline = { kind: 'stall' | 'startup' | 'lifetime' | 'drain'; at: number };
+// Failures no retry can fix: no driver for the endpoint, or a request the cloud refuses as invalid.
+const CREATE_REFUSED = ['UnknownEndpoint', 'InvalidRequestError'];
 
 /**
- * The life of one VM instance: create it at its endpoint, record it, optionally
- * contextualize it over SSH, then follow its heartbeats until it halts, is
- * stopped, or stalls. Every state change is an activity through the
- * VirtualMachineDB facade; the workflow only decides and waits.
+ * The life of one VM instance: create it at its endpoint, record it, optionally contextualize it
+ * over SSH, then watch it until it halts, is stopped, stalls or reaches a deadline; in every case
+ * the VM is stopped at its endpoint and the instance ends Halted or Error. Heartbeats reach it as
+ * signals from the API, which has recorded them; state changes are activities through the facade.
  */
 export async function instanceLifecycle(input: LifecycleInput): Promise<LifecycleState> {
-  const startedAt = Date.now();
-  const s: LifecycleState = input.carried ?? {
-    instanceID: input.instanceID,
-    status: 'New',
-    uniqueID: '',
-    publicIP: '',
-    privateIP: '',
-    lastNewsAt: startedAt,
-    lastSeenUpdate: null,
-    lastHeartbeat: null,
-    heartbeats: 0,
-    startedAt,
-    stopRequested: false,
-    errorMessage: '',
-  };
-  const heartbeatsPerRun = input.heartbeatsPerRun ?? DEFAULT_HEARTBEATS_PER_RUN;
-  let heartbeatsThisRun = 0;
-
-  // A function, not a property read: TypeScript would otherwise keep narrowing s.status across awaits.
-  const status = (): string => s.status;
-  const terminal = () => TERMINAL.has(status());
-  const shouldContinueAsNew = () => heartbeatsThisRun >= heartbeatsPerRun || workflowInfo().continueAsNewSuggested;
-
-  /** Adopts the database's view after an activity; search attributes change only with the status. */
-  function track(change: InstanceSnapshot): void {
-    s.lastSeenUpdate = change.lastUpdate;
-    s.errorMessage = change.errorMessage;
-    if (change.status !== s.status) {
-      s.status = change.status;
-      upsertSearchAttributes([{ key: VmStatus, value: s.status }]);
-    }
-    // However it was told (operator, lifetime, Director drain), the drain deadline counts from here.
-    if (s.status === 'Stopping') s.stopRequestedAt ??= Date.now();
-  }
-
-  /** When the VM is planned to be shut down: the drain deadline once stopping, else the end of its lifetime (plus the drain). */
-  function shutdownAt(): string | undefined {
-    const drain = (input.drainDeadlineSeconds ?? 0) * 1000;
-    if (s.stopRequestedAt !== undefined) return drain ? new Date(s.stopRequestedAt + drain).toISOString() : undefined;
-    if (input.maxLifetimeSeconds) return new Date(s.startedAt + input.maxLifetimeSeconds * 1000 + drain).toISOString();
-    return undefined;
-  }
-
-  function reply(directive: Directive): HeartbeatReply {
-    const at = shutdownAt();
-    return at ? { directive, shutdownAt: at } : { directive };
-  }
-
-  async function recordHeartbeat(figures: HeartbeatFigures): Promise<Directive> {
-    const record = patched(HEARTBEAT_LOCAL_ACTIVITY_PATCH) ? dbLocal.recordHeartbeat : db.recordHeartbeat;
-    const outcome = await record(s.instanceID, s.uniqueID, figures);
-    track(outcome);
-    if (outcome.directive === 'ok') {
-      s.lastNewsAt = Date.now();
-      s.lastHeartbeat = { ...figures, at: s.lastNewsAt };
-      s.heartbeats++;
-      heartbeatsThisRun++;
-    }
-    return outcome.directive;
-  }
-
-  function refuseMalformed(figures: HeartbeatFigures): void {
-    const problems = heartbeatProblems(figures);
-    if (problems.length) throw new Error(`Malformed heartbeat: ${problems.join('; ')}`);
-    if (!s.uniqueID) throw new Error(`Instance ${s.instanceID} has no VM yet`);
-  }
-
-  setHandler(heartbeatUpdate, async (figures) => reply(await recordHeartbeat(figures)), { validator: refuseMalformed });
-  setHandler(heartbeatSignal, async (figures) => {
-    try {
-      refuseMalformed(figures);
-    } catch (err) {
-      log.warn('Heartbeat signal dropped', { instanceID: s.instanceID, reason: (err as Error).message });
-      return;
-    }
-    await recordHeartbeat(figures);
-  });
-  setHandler(
-    runningUpdate,
-    async ({ publicIP, privateIP }) => {
-      const outcome = await db.recordRunning(s.instanceID, s.uniqueID, publicIP, privateIP);
-      track(outcome);
-      if (!outcome.accepted) throw ApplicationFailure.nonRetryable(outcome.message ?? 'Running refused', 'RunningRefused', outcome.state);
-      s.publicIP = publicIP;
-      s.privateIP = privateIP;
-      s.lastNewsAt = Date.now();
-      return s.status;
-    },
-    {
-      validator: (body) => {
-        if (typeof body?.publicIP !== 'string' || typeof body?.privateIP !== 'string') throw new Error('publicIP and privateIP must be strings');
-        if (!s.uniqueID) throw new Error(`Instance ${s.instanceID} has no VM yet`);
-      },
-    },
-  );
-  setHandler(
-    haltingUpdate,
-    async ({ load }) => {
-      const outcome = await db.recordHalting(s.instanceID, s.uniqueID, load);
-      track(outcome);
-      if (!outcome.accepted) throw ApplicationFailure.nonRetryable(outcome.message ?? 'Halting refused', 'HaltingRefused', outcome.state);
-      return s.status;
-    },
-    {
-      validator: (body) => {
-        const problem = figureProblem('load', body?.load);
-        if (problem) throw new Error(problem);
-        if (!s.uniqueID) throw new Error(`Instance ${s.instanceID} has no VM yet`);
-      },
-    },
-  );
-  setHandler(stopUpdate, async () => {
-    s.stopRequested = true;
-    s.stopRequestedAt ??= Date.now();
-    const outcome = await db.requestStop(s.instanceID);
-    track(outcome);
-    if (!outcome.accepted) throw ApplicationFailure.nonRetryable(outcome.message ?? 'Stop refused', 'StopRefused', outcome.state);
-    return s.status;
-  });
-  setHandler(haltSignal, (reason) => {
-    if (!terminal()) s.haltRequested = reason || 'halt requested';
-  });
-  setHandler(stateQuery, () => s);
-
+  if (!patched(LIFECYCLE_V2_PATCH)) return instanceLifecycleV1(input);
+  const life = new InstanceLife(input, Date.now());
+  life.listen(db);
+  const { s } = life;
   if (!input.carried) {
     upsertSearchAttributes([
       { key: VmStatus, value: s.status },
@@ -221,159 +77,255 @@ export async function instanceLifecycle(input: LifecycleInput): Promise<Lifecycl
       { key: VmRunningPod, value: input.runningPod },
     ]);
   }
-
-  /** Stops the VM at its endpoint and records Halted (unless it ended in Error, which stays). */
-  async function haltAtCloud(): Promise<void> {
-    if (s.uniqueID) await cloud.stopInstance(input.endpoint, s.uniqueID);
-    if (s.status !== 'Halted' && s.status !== 'Error') track(await db.recordHalt(s.instanceID));
-  }
-
-  async function contextualize(ctx: SshContextualization): Promise<void> {
-    const ssh = proxyActivities<SshActivities>({
-      startToCloseTimeout: `${ctx.timeoutSeconds + 30} seconds`,
-      heartbeatTimeout: '30 seconds',
-      retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 3, nonRetryableErrorTypes: ['SshAuthFailed'] },
-    });
-    const target = { host: ctx.host ?? s.publicIP, port: ctx.port ?? 22, timeoutSeconds: ctx.timeoutSeconds };
-    track(await db.declareWaitSshContext(s.instanceID));
-    if (status() !== 'Wait_ssh_context') return;
-    try {
-      await ssh.waitForSsh(target);
-      track(await db.declareContextualizing(s.instanceID));
-      if (status() !== 'Contextualizing') return;
-      await ssh.contextualize({ ...target, username: ctx.username, files: ctx.files, command: ctx.command });
-    } catch (err) {
-      if (!(err instanceof ActivityFailure)) throw err;
-      // Retries are spent: the VM cannot be prepared, so it is not worth keeping.
-      track(await db.declareError(s.instanceID, `Contextualization failed: ${err.cause?.message ?? err.message}`));
-    }
-  }
-
-  /**
-   * The VM, created at its endpoint; undefined when the endpoint refused the request for good: the
-   * instance is then in Error with the reason (nothing was created, so nothing is left to stop).
-   */
-  async function createAtEndpoint(): Promise<CloudInstance | undefined> {
-    const request = { instanceName: input.instanceName, imageName: input.imageName, runningPod: input.runningPod, userData: input.userData };
-    try {
-      return await cloud.createInstance(input.endpoint, request, s.instanceID);
-    } catch (err) {
-      const cause = err instanceof ActivityFailure ? err.cause : undefined;
-      if (!(cause instanceof ApplicationFailure) || !CREATE_REFUSED.includes(cause.type ?? '')) throw err;
-      track(await db.declareError(s.instanceID, `VM creation refused by ${input.endpoint}: ${cause.message}`));
-      return undefined;
-    }
-  }
-
-  function nextDeadline(): Deadline {
-    const candidates: Deadline[] = [{ kind: 'stall', at: s.lastNewsAt + input.stallingIntervalSeconds * 1000 }];
-    if (input.maxStartupSeconds && STARTING.has(s.status)) candidates.push({ kind: 'startup', at: s.startedAt + input.maxStartupSeconds * 1000 });
-    if (input.maxLifetimeSeconds && !s.stopRequested) candidates.push({ kind: 'lifetime', at: s.startedAt + input.maxLifetimeSeconds * 1000 });
-    if (input.drainDeadlineSeconds && s.status === 'Stopping' && s.stopRequestedAt !== undefined) {
-      candidates.push({ kind: 'drain', at: s.stopRequestedAt + input.drainDeadlineSeconds * 1000 });
-    }
-    const held = s.holdUntil ?? 0;
-    return candidates.map((c) => (c.at < held ? { ...c, at: held } : c)).reduce((a, b) => (b.at < a.at ? b : a));
-  }
-
-  /** Asks the safety rules (manual control, outage, mass silence, halt cap) before an automatic action; false: held back for now. */
-  async function allowedBySafety(deadline: Deadline): Promise<boolean> {
-    if (!patched(SAFETY_PATCH)) return true;
-    const silent = s.status === 'Stopping' || s.status === 'Stalled' ? 'halt' : 'stall';
-    const action = deadline.kind === 'stall' ? silent : deadline.kind === 'drain' ? 'drain' : 'lifetime';
-    const verdict = await safety.safetyVerdict(s.instanceID, input.endpoint, action);
-    if (verdict.allow) {
-      s.holdUntil = undefined;
-      s.heldBecause = undefined;
-      return true;
-    }
-    s.holdUntil = Date.now() + verdict.retryInSeconds * 1000;
-    s.heldBecause = verdict.reason;
-    log.warn('Automatic action held back by a safety rule', { instanceID: s.instanceID, action, rule: verdict.rule, reason: verdict.reason, retryInSeconds: verdict.retryInSeconds });
-    return false;
-  }
-
-  /** A requested halt: adopt what was recorded meanwhile, stop the VM, record Halted (Error when it never ran). */
-  async function haltNow(): Promise<void> {
-    const reason = s.haltRequested;
-    s.haltRequested = undefined;
-    track(await db.instanceSnapshot(s.instanceID));
-    if (terminal()) return;
-    log.warn('Halting on request', { instanceID: s.instanceID, reason });
-    if (s.uniqueID) await cloud.stopInstance(input.endpoint, s.uniqueID);
-    // Halted is reachable from New, Running, Stopping and Stalled; a VM still starting ends in Error.
-    if (STARTING.has(s.status) && s.status !== 'New') track(await db.declareError(s.instanceID, `Halted before it ran: ${reason}`));
-    else track(await db.recordHalt(s.instanceID));
-  }
-
-  async function onDeadline(deadline: Deadline): Promise<void> {
-    if (!(await allowedBySafety(deadline))) return;
-    if (deadline.kind === 'drain') {
-      // Told to drain long enough ago: the work it still has would not be finished anyway.
-      await haltAtCloud();
-      return;
-    }
-    if (deadline.kind !== 'stall') {
-      // Too long to start, or lived long enough: stop it the way an operator would.
-      s.stopRequested = true;
-      s.stopRequestedAt ??= Date.now();
-      track(await db.requestStop(s.instanceID));
-      return;
-    }
-    if (s.status === 'Stopping' || s.status === 'Stalled') {
-      // Told to stop (or already Stalled) and silent since: take it down at the endpoint.
-      await haltAtCloud();
-      return;
-    }
-    const outcome = await db.declareStalled(s.instanceID, s.lastSeenUpdate);
-    track(outcome);
-    if (outcome.accepted) await haltAtCloud();
-    else if (outcome.lastUpdate !== null) s.lastNewsAt = Date.now(); // the database heard from it meanwhile
-  }
+  const heartbeatsPerRun = input.heartbeatsPerRun ?? DEFAULT_HEARTBEATS_PER_RUN;
+  const shouldContinueAsNew = () =>
+    life.heartbeatsThisRun >= heartbeatsPerRun || workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > MAX_EVENTS_PER_RUN;
+  const carryOn = async (): Promise<never> => {
+    await condition(allHandlersFinished);
+    return continueAsNew<typeof instanceLifecycle>({ ...input, carried: s });
+  };
 
   try {
-    if (!s.uniqueID && !terminal()) {
-      const vm = await createAtEndpoint();
-      if (vm) {
-        s.uniqueID = vm.uniqueID;
-        s.publicIP = vm.publicIP;
-        s.privateIP = vm.privateIP;
-        const submitted = await db.recordSubmitted(s.instanceID, vm.uniqueID);
-        track(submitted);
-        // Refused: stopped by an operator while the VM was being created.
-        if (!submitted.accepted && !terminal()) track(await db.requestStop(s.instanceID));
-        s.lastNewsAt = Date.now();
-      }
-    }
-    if (input.contextualization && s.status === 'Submitted') await contextualize(input.contextualization);
-
-    while (!terminal()) {
-      if (shouldContinueAsNew()) {
-        await condition(allHandlersFinished);
-        return await continueAsNew<typeof instanceLifecycle>({ ...input, carried: s });
-      }
-      if (s.haltRequested) {
-        await haltNow();
-        continue;
-      }
-      const deadline = nextDeadline();
-      // Heartbeats only move lastNewsAt; the timer re-arms lazily for the remainder (one timer per interval, not per beat).
-      const woken = await condition(() => terminal() || shouldContinueAsNew() || s.haltRequested !== undefined, Math.max(deadline.at - Date.now(), 1));
-      if (woken) continue;
-      const current = nextDeadline();
-      if (current.kind === deadline.kind && current.at <= Date.now()) await onDeadline(current);
-    }
-    await haltAtCloud();
+    if (s.ending === undefined && !s.uniqueID && !life.terminal()) await create(life);
+    if (s.ending === undefined && input.contextualization && s.status === 'Submitted' && !s.stopRequested) await contextualize(life, input.contextualization);
+    if (s.ending === undefined && (await watch(life, shouldContinueAsNew)) === 'continue') return await carryOn();
+    if ((await end(life, shouldContinueAsNew)) === 'continue') return await carryOn();
   } catch (err) {
-    if (isCancellation(err)) {
-      // Cancelled from outside (UI, CLI): do not leave a VM running that nothing watches.
-      await CancellationScope.nonCancellable(async () => {
-        if (!terminal()) track(await db.requestStop(s.instanceID));
-        await haltAtCloud();
-      });
+    if (err instanceof ContinueAsNew) throw err;
+    if (!isCancellation(err)) {
+      // A bug or a lost record must not leave a VM running that nothing watches.
+      log.error('Life cycle failed; taking the VM down', { instanceID: s.instanceID, error: String(err) });
+      s.ending ??= `life cycle failed: ${String(err)}`.slice(0, 255);
     }
-    throw err;
+    // Cancelled from outside (UI, CLI) or failed: stop the VM, record the end, then let the cancel through.
+    await CancellationScope.nonCancellable(async () => {
+      s.ending ??= 'cancelled';
+      if ((await end(life, () => false)) === 'continue') await carryOn();
+    });
+    if (isCancellation(err)) throw err;
   }
   await condition(allHandlersFinished);
   return s;
+}
+
+/** Creates the VM, bounded, and records it; a stop, halt or cancel meanwhile cleans up by the instance's name. */
+async function create(life: InstanceLife): Promise<void> {
+  const { s, input } = life;
+  const cloud = proxyActivities<CloudActivities>({
+    startToCloseTimeout: '5 minutes',
+    // A cancelled create is waited for, so that the cleanup by name cannot miss the VM it makes.
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+    retry: {
+      initialInterval: '5 seconds',
+      backoffCoefficient: 2,
+      maximumInterval: '5 minutes',
+      maximumAttempts: input.createAttempts ?? DEFAULT_CREATE_ATTEMPTS,
+      nonRetryableErrorTypes: CREATE_REFUSED,
+    },
+  });
+  const request = { instanceName: input.instanceName, imageName: input.imageName, runningPod: input.runningPod, userData: input.userData };
+  s.createStarted = true;
+  const scope = new CancellationScope();
+  const creating = scope.run(() => cloud.createInstance(input.endpoint, request, s.instanceID));
+  const told = new CancellationScope();
+  void told.run(() => condition(() => s.stopRequested || s.haltRequested !== undefined || life.terminal())).then(
+    () => scope.cancel(),
+    () => undefined,
+  );
+  let vm: CloudInstance;
+  try {
+    vm = await creating;
+  } catch (err) {
+    told.cancel();
+    if (isCancellation(err) && !CancellationScope.current().consideredCancelled) {
+      s.ending = s.haltRequested ?? 'stopped while its VM was being created';
+      return;
+    }
+    if (isCancellation(err)) throw err;
+    const cause = err instanceof ActivityFailure ? err.cause : undefined;
+    const refused = cause instanceof ApplicationFailure && CREATE_REFUSED.includes(cause.type ?? '');
+    const why = refused ? `VM creation refused by ${input.endpoint}: ${cause.message}` : `VM creation failed at ${input.endpoint}: ${cause?.message ?? String(err)}`;
+    // Refused: nothing was made. Given up: an attempt may have made a VM the workflow never heard of.
+    s.ending = why.slice(0, 255);
+    s.failure = s.ending;
+    if (refused) s.createStarted = false;
+    return;
+  }
+  told.cancel();
+  s.uniqueID = vm.uniqueID;
+  s.publicIP = vm.publicIP;
+  s.privateIP = vm.privateIP;
+  const submitted = await db.recordSubmitted(s.instanceID, vm.uniqueID);
+  life.adopt(submitted);
+  s.lastNewsAt = Date.now();
+}
+
+async function contextualize(life: InstanceLife, ctx: SshContextualization): Promise<void> {
+  const { s } = life;
+  const ssh = proxyActivities<SshActivities>({
+    startToCloseTimeout: `${ctx.timeoutSeconds + 30} seconds`,
+    heartbeatTimeout: '30 seconds',
+    retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 3, nonRetryableErrorTypes: ['SshAuthFailed'] },
+  });
+  const target = { host: ctx.host ?? s.publicIP, port: ctx.port ?? 22, timeoutSeconds: ctx.timeoutSeconds };
+  life.adopt(await db.declareWaitSshContext(s.instanceID));
+  if (s.status !== 'Wait_ssh_context') return;
+  try {
+    await ssh.waitForSsh(target);
+    life.adopt(await db.declareContextualizing(s.instanceID));
+    if (life.status !== 'Contextualizing') return;
+    await ssh.contextualize({ ...target, username: ctx.username, files: ctx.files, command: ctx.command });
+  } catch (err) {
+    if (!(err instanceof ActivityFailure)) throw err;
+    // Retries are spent: the VM cannot be prepared, so it is not worth keeping.
+    s.ending = `Contextualization failed: ${err.cause?.message ?? err.message}`.slice(0, 255);
+    s.failure = s.ending;
+  }
+}
+
+/** Stores the planned shutdown when it differs from the one stored (the heartbeat answer reads it). */
+async function planShutdown(life: InstanceLife): Promise<void> {
+  const wanted = life.shutdownAt();
+  if ((life.s.plannedShutdown ?? null) === wanted) return;
+  await db.planShutdown(life.s.instanceID, wanted);
+  life.s.plannedShutdown = wanted;
+}
+
+/**
+ * Waits for news and deadlines until the VM must go (`end`) or the run is long enough (`continue`).
+ * Heartbeats only move the news time; the stall timer re-arms lazily for the remainder.
+ */
+async function watch(life: InstanceLife, shouldContinueAsNew: () => boolean): Promise<'end' | 'continue'> {
+  const { s } = life;
+  for (;;) {
+    if (life.terminal() || s.ending !== undefined) return 'end';
+    if (s.haltRequested) {
+      s.ending = s.haltRequested;
+      return 'end';
+    }
+    if (s.stopRequested && s.status === 'Stalled') {
+      s.ending = 'stopped (Stalled)';
+      return 'end';
+    }
+    if (s.stopRequested && s.status === 'Running') {
+      // Stopped while starting, then reported running: the stop still stands.
+      await life.stop(db);
+      continue;
+    }
+    await planShutdown(life);
+    if (shouldContinueAsNew()) return 'continue';
+    const deadline = life.nextDeadline();
+    const seen = life.wakes;
+    const woken = await condition(() => life.wakes !== seen || shouldContinueAsNew(), Math.max(deadline.at - Date.now(), 1));
+    if (woken) continue;
+    const current = life.nextDeadline();
+    if (current.kind !== deadline.kind || current.at > Date.now()) continue;
+    const before = progressMark(life);
+    await onDeadline(life, current);
+    if (progressMark(life) === before) {
+      // Nothing moved (a refused request): look again later rather than spin on a deadline in the past.
+      log.warn('Deadline changed nothing; looking again later', { instanceID: s.instanceID, deadline: current.kind, status: s.status });
+      s.holdUntil = Date.now() + IDLE_DEADLINE_MS;
+    }
+  }
+}
+
+function progressMark(life: InstanceLife): string {
+  const { s } = life;
+  return `${s.status}|${s.version}|${s.lastNewsAt}|${s.holdUntil}|${s.stopRequested}|${s.ending}`;
+}
+
+/** Asks the safety rules before an automatic action; false: held back, every deadline waits for the hold. */
+async function allowedBySafety(life: InstanceLife, deadline: Deadline): Promise<boolean> {
+  const { s, input } = life;
+  const silent = s.status === 'Stopping' || s.status === 'Stalled' ? 'halt' : 'stall';
+  const action = deadline.kind === 'stall' ? silent : deadline.kind === 'drain' ? 'drain' : 'lifetime';
+  const verdict = await safety.safetyVerdict(s.instanceID, input.endpoint, action);
+  if (verdict.allow) {
+    s.holdUntil = undefined;
+    s.heldBecause = undefined;
+    return true;
+  }
+  s.holdUntil = Date.now() + Math.max(verdict.retryInSeconds, 1) * 1000;
+  s.heldBecause = verdict.reason;
+  log.warn('Automatic action held back by a safety rule', { instanceID: s.instanceID, action, rule: verdict.rule, reason: verdict.reason });
+  return false;
+}
+
+async function onDeadline(life: InstanceLife, deadline: Deadline): Promise<void> {
+  const { s } = life;
+  if (!(await allowedBySafety(life, deadline))) return;
+  if (deadline.kind === 'drain') {
+    // Told to drain long enough ago: the work it still has would not be finished anyway.
+    s.ending = 'drain deadline';
+    return;
+  }
+  if (deadline.kind === 'startup' || deadline.kind === 'lifetime') {
+    // Too long to start, or lived long enough: stop it the way an operator would.
+    await life.stop(db);
+    log.info(`${deadline.kind} deadline: stopping`, { instanceID: s.instanceID, status: s.status });
+    return;
+  }
+  if (s.status === 'Stopping' || s.status === 'Stalled') {
+    // Told to stop (or already Stalled) and silent since: take it down at the endpoint.
+    s.ending = `silent for ${life.input.stallingIntervalSeconds} s while ${s.status}`;
+    return;
+  }
+  const outcome = await db.declareStalled(s.instanceID, s.lastSeenUpdate);
+  life.adopt(outcome);
+  if (outcome.accepted) s.ending = `silent for ${life.input.stallingIntervalSeconds} s (Stalled)`;
+  else if (outcome.lastUpdate !== null) s.lastNewsAt = Date.now(); // the record heard from it meanwhile (a missed signal)
+}
+
+/**
+ * Takes the VM down at its endpoint (retried for as long as it takes, shown as halt pending) and
+ * records the end: Halted, or Error when the life cycle failed before the VM could run.
+ */
+async function end(life: InstanceLife, shouldContinueAsNew: () => boolean): Promise<'done' | 'continue'> {
+  const { s, input } = life;
+  s.ending ??= life.terminal() ? s.status : 'ended';
+  let round = s.haltPending?.attempts ?? 0;
+  for (;;) {
+    try {
+      if (s.uniqueID) await cloudStop.stopInstance(input.endpoint, s.uniqueID);
+      else if (s.createStarted) await cloudStop.stopInstanceByName(input.endpoint, input.instanceName);
+      break;
+    } catch (err) {
+      if (isCancellation(err)) throw err;
+      round++;
+      const reason = (err instanceof ActivityFailure ? (err.cause?.message ?? err.message) : String(err)).slice(0, 255);
+      const first = s.haltPending === undefined;
+      s.haltPending = { since: s.haltPending?.since ?? Date.now(), attempts: round, reason };
+      if (first) await db.markHaltPending(s.instanceID, reason);
+      log.warn('Halt pending: the endpoint did not stop the VM; trying again', { instanceID: s.instanceID, attempts: round, reason });
+      await sleep(Math.min(HALT_RETRY_CAP_MS, 60_000 * 2 ** Math.min(round - 1, 10)));
+      if (shouldContinueAsNew()) return 'continue';
+    }
+  }
+  try {
+    if (s.haltPending) {
+      await db.markHaltPending(s.instanceID, null);
+      s.haltPending = undefined;
+    }
+    await record(life);
+  } catch (err) {
+    if (isCancellation(err)) throw err;
+    // The VM is stopped; a record that cannot be written (its row is gone) must not fail the workflow.
+    log.error('The end of the instance could not be recorded', { instanceID: s.instanceID, error: String(err) });
+  }
+  return 'done';
+}
+
+/** Records the end of an instance whose VM is stopped (or was never made), within the transition table. */
+async function record(life: InstanceLife): Promise<void> {
+  const { s } = life;
+  life.adopt(await db.instanceSnapshot(s.instanceID));
+  if (life.terminal()) return;
+  if (s.failure) {
+    life.adopt(await db.declareError(s.instanceID, s.failure));
+    return;
+  }
+  // Halted is reachable from New, Running, Stopping and Stalled; a VM still starting passes through Stalled.
+  if (life.starting() && s.status !== 'New') life.adopt(await db.stopRecord(s.instanceID, null));
+  life.adopt(await db.recordHalt(s.instanceID));
 }

@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -218,6 +219,9 @@ export class VmAgent {
   private readonly random: () => number;
   private signal: AbortSignal | undefined;
   private runningDeclared = false;
+  /** Numbers every heartbeat of this run of the agent: a retry reuses its number, so the API records it once. */
+  private readonly bootId = randomBytes(8).toString('hex');
+  private seq = 0;
   private draining = false;
   /** The planned shutdown time last written to the shutdown file (undefined: none, or not written yet). */
   private shutdownNoted: string | undefined;
@@ -311,6 +315,7 @@ export class VmAgent {
   private async heartbeat(): Promise<'continue' | 'halt'> {
     let sample: Sample | undefined;
     let drained = false;
+    const number = { bootId: this.bootId, seq: ++this.seq };
     const reply = await this.withRetry('heartbeat', async () => {
       sample = await this.sample();
       if (this.draining && sample.jobs === 0) {
@@ -318,7 +323,7 @@ export class VmAgent {
         drained = true;
         return { kind: 'aborted' } as const;
       }
-      return this.post('heartbeat', this.figures(sample));
+      return this.post('heartbeat', { ...this.figures(sample), ...number });
     });
     if (drained) {
       this.log('drained: no jobs left');

@@ -55,7 +55,7 @@ const REFUSED = /^Transition \( .* \) not allowed/;
 export const NO_LIFECYCLE = /^No running life cycle\b/;
 // LifecycleClient passes on the Temporal client's message without the gRPC code: these are the ones a
 // server that cannot be reached produces, not anything the request could have caused.
-const TEMPORAL_DOWN = /\b(UNAVAILABLE|DEADLINE_EXCEEDED)\b|^Deadline exceeded\b|^Workflow Update( Poll)? failed$|^Failed to connect to Temporal server|ECONNREFUSED/;
+const TEMPORAL_DOWN = /\b(UNAVAILABLE|DEADLINE_EXCEEDED)\b|^Deadline exceeded\b|\bcontext deadline exceeded\b|^Workflow Update( Poll)? failed$|^Failed to connect to Temporal server|ECONNREFUSED/;
 
 export function isTemporalUnavailable(failure: Failure): boolean {
   return TEMPORAL_DOWN.test(failure.Message);

@@ -5,12 +5,12 @@ import type { Directive, HeartbeatReply } from '../../../workflows/definitions';
 import { instanceFields } from '../../log';
 import { heartbeats } from '../../metrics';
 import { requireVm } from '../auth';
-import { ApiError, NO_LIFECYCLE, badRequest, fromFailure, unwrap } from '../errors';
+import { ApiError, badRequest, fromFailure, unwrap } from '../errors';
 import { count, errorReplies, figure, instanceIDParams } from '../schemas';
 import type { ApiDeps } from '../server';
 
-// The workflow's refusal of a heartbeat for an instance whose VM it has not created yet.
-const NO_VM_YET = /has no VM yet/;
+/** A heartbeat's body: the figures, and the number the agent gives it (both or neither). */
+type HeartbeatBody = HeartbeatFigures & { bootId?: string; seq?: number };
 
 const IP_WIDTH = 32; // vm_Instances.PublicIP / PrivateIP are VARCHAR(32)
 
@@ -95,7 +95,7 @@ export default async function vmRoutes(app: FastifyInstance, { deps }: { deps: A
     },
   );
 
-  app.post<{ Params: { instanceID: number }; Body: HeartbeatFigures }>(
+  app.post<{ Params: { instanceID: number }; Body: HeartbeatBody }>(
     '/vms/:instanceID/heartbeat',
     {
       onRequest: requireVm(),
@@ -111,6 +111,14 @@ export default async function vmRoutes(app: FastifyInstance, { deps }: { deps: A
             transferredFiles: count('files transferred'),
             transferredBytes: count('bytes transferred', Number.MAX_SAFE_INTEGER),
             uptime: count('seconds up (0: unknown)'),
+            bootId: {
+              type: 'string',
+              minLength: 1,
+              maxLength: 64,
+              pattern: '^[A-Za-z0-9_.:@/+=,~#-]+$',
+              description: "the agent's boot id: with seq, numbers the heartbeat so that a retry is recorded once",
+            },
+            seq: count('the heartbeat\'s sequence number since boot; a retry reuses it'),
           },
           required: ['load', 'jobs', 'transferredFiles', 'transferredBytes', 'uptime'],
           additionalProperties: false,
@@ -135,7 +143,7 @@ export default async function vmRoutes(app: FastifyInstance, { deps }: { deps: A
     async (request, reply) => {
       let directive: Directive | undefined;
       try {
-        const answer = await answerHeartbeat(request.params.instanceID, request.body, request, reply);
+        const answer = await answerHeartbeat(request.params.instanceID, request.body);
         directive = answer.directive;
         // ok is the steady state (debug); stop and halt change what the VM does.
         request.log[directive === 'ok' ? 'debug' : 'info']({ ...answer, load: request.body.load, jobs: request.body.jobs }, 'heartbeat answered');
@@ -146,33 +154,15 @@ export default async function vmRoutes(app: FastifyInstance, { deps }: { deps: A
     },
   );
 
-  async function answerHeartbeat(instanceID: number, figures: HeartbeatFigures, request: FastifyRequest, reply: FastifyReply): Promise<HeartbeatReply> {
-    // The hot path: straight to the instance's workflow. The database is read only to explain a refusal.
-    const result = await lifecycle.heartbeatOf(instanceID, figures);
+  async function answerHeartbeat(instanceID: number, body: HeartbeatBody): Promise<HeartbeatReply> {
+    // The hot path: one transaction, then the workflow's signal; the answer comes from the record.
+    const { bootId, seq, ...figures } = body;
+    if ((bootId === undefined) !== (seq === undefined)) throw badRequest('bootId and seq go together: send both or neither (body)');
+    const mark = bootId === undefined || seq === undefined ? undefined : { bootId, seq };
+    const result = await lifecycle.heartbeatOf(instanceID, figures, mark);
     if (result.OK) return result.Value;
-    // A refused heartbeat is still an answer for the VM: State stop means drain, halt means power off.
-    if (result.State === 'stop' || result.State === 'halt') return { directive: result.State };
-    if (NO_LIFECYCLE.test(result.Message)) {
-      const directive = await settledDirective(instanceID);
-      if (directive) return { directive };
-      await uniqueIDOf(instanceID, request, reply); // never started: 409 not_ready naming the status
-    }
-    if (NO_VM_YET.test(result.Message)) {
-      await uniqueIDOf(instanceID, request, reply); // 409 not_ready naming the status (or 404)
-      throw new ApiError(409, 'not_ready', result.Message);
-    }
+    if (result.code === 'not_ready') throw new ApiError(409, 'not_ready', result.Message, result.State);
     throw fromFailure(result);
-  }
-
-  /**
-   * Once its workflow has finished, a VM that still beats gets the answer the
-   * database would give (Stopping: stop; Halted or Error: halt), read only.
-   */
-  async function settledDirective(instanceID: number): Promise<Directive | undefined> {
-    const status = unwrap(await db.getInstanceParameter('Status', instanceID));
-    if (status === 'Stopping') return 'stop';
-    if (status === 'Halted' || status === 'Error') return 'halt';
-    return undefined;
   }
 
   app.post<{ Params: { instanceID: number }; Body: { load: number } }>(

@@ -1,0 +1,69 @@
+import { type Client, WorkflowNotFoundError } from '@temporalio/client';
+import type { HeartbeatFigures } from '../entities/heartbeat';
+import { type HeartbeatNews, type HeartbeatReply, heartbeatNewsSignal, lifecycleWorkflowId } from '../workflows/definitions';
+import type { HeartbeatRefusalCode, RecordedHeartbeat } from './heartbeat-record';
+import type { HeartbeatMark } from './instance-life';
+import { instanceFields, processLogger } from './log';
+import { heartbeatSignals } from './metrics';
+import { type Result, S_OK } from './result';
+import type { VirtualMachineDB } from './vmdb';
+
+/** How long a heartbeat waits for Temporal to take its signal before it is answered anyway. */
+export const DEFAULT_SIGNAL_TIMEOUT_MS = 2_000;
+/** A missed signal is logged at most this often (with the count since), so an outage does not flood the log. */
+const MISSED_LOG_INTERVAL_MS = 10_000;
+
+export type HeartbeatAnswer = Result<HeartbeatReply & { recorded: RecordedHeartbeat }> & { code?: HeartbeatRefusalCode };
+
+/**
+ * A heartbeat end to end (v2): recorded by the facade in one transaction (MySQL is the record),
+ * answered from the record, then signalled to the instance's workflow, which only moves its news
+ * time. A signal Temporal does not take in time is counted and logged, never a failure: the
+ * workflow's stall compare-and-set on LastUpdate makes the miss harmless.
+ */
+export class HeartbeatPath {
+  private missedSinceLog = 0;
+  private lastMissedLog = 0;
+
+  constructor(
+    private readonly db: VirtualMachineDB,
+    private readonly client: Client,
+    private readonly signalTimeoutMs = DEFAULT_SIGNAL_TIMEOUT_MS,
+  ) {}
+
+  async beat(instanceID: number, figures: HeartbeatFigures, mark?: HeartbeatMark): Promise<HeartbeatAnswer> {
+    const recorded = await this.db.recordHeartbeat(instanceID, figures, mark);
+    if (!recorded.OK) return recorded;
+    const r = recorded.Value;
+    // A repeat wrote nothing: its news reached the workflow the first time (or the miss was counted then).
+    if (!r.repeated) await this.signal(instanceID, { figures, recorded: r.recorded, status: r.status, version: r.version, lastUpdate: r.lastUpdate });
+    return S_OK({ directive: r.directive, ...(r.shutdownAt ? { shutdownAt: r.shutdownAt } : {}), recorded: r });
+  }
+
+  private async signal(instanceID: number, news: HeartbeatNews): Promise<void> {
+    const handle = this.client.workflow.getHandle(lifecycleWorkflowId(instanceID));
+    try {
+      await this.client.withDeadline(Date.now() + this.signalTimeoutMs, () => handle.signal(heartbeatNewsSignal, news));
+      heartbeatSignals.inc({ outcome: 'sent' });
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) {
+        heartbeatSignals.inc({ outcome: 'closed' });
+        return;
+      }
+      heartbeatSignals.inc({ outcome: 'missed' });
+      this.logMissed(instanceID, err);
+    }
+  }
+
+  private logMissed(instanceID: number, err: unknown): void {
+    this.missedSinceLog++;
+    const now = Date.now();
+    if (now - this.lastMissedLog < MISSED_LOG_INTERVAL_MS) return;
+    processLogger().warn(
+      { ...instanceFields({ instanceID }), missed: this.missedSinceLog, err: (err as Error)?.message ?? String(err) },
+      'heartbeat recorded but its workflow was not signalled (Temporal unreachable or slow); the stall check reads the record',
+    );
+    this.missedSinceLog = 0;
+    this.lastMissedLog = now;
+  }
+}
