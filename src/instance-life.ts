@@ -54,11 +54,16 @@ export interface LifeSnapshot {
   errorMessage: string;
   version: number;
   uniqueID: string;
+  /** The planned shutdown, UTC ISO, or null. */
+  shutdownAt: string | null;
+  /** Since when the endpoint keeps refusing to stop the VM (UTC ISO), or null; and its last reason. */
+  haltPendingSince: string | null;
+  haltPendingReason: string;
 }
 
 export async function readLife(ex: Executor, instanceID: number): Promise<LifeSnapshot | undefined> {
   const [row] = await ex.select(
-    'SELECT i.`Status`, i.`LastUpdate`, i.`ErrorMessage`, i.`UniqueID`, l.`Version` FROM `vm_Instances` i LEFT JOIN `vm_InstanceLife` l ON l.`InstanceID` = i.`InstanceID` WHERE i.`InstanceID` = ?',
+    'SELECT i.`Status`, i.`LastUpdate`, i.`ErrorMessage`, i.`UniqueID`, l.`Version`, l.`ShutdownAt`, l.`HaltPendingSince`, l.`HaltPendingReason` FROM `vm_Instances` i LEFT JOIN `vm_InstanceLife` l ON l.`InstanceID` = i.`InstanceID` WHERE i.`InstanceID` = ?',
     [instanceID],
   );
   if (!row) return undefined;
@@ -68,6 +73,9 @@ export async function readLife(ex: Executor, instanceID: number): Promise<LifeSn
     errorMessage: String(row.ErrorMessage ?? ''),
     version: Number(row.Version ?? 0),
     uniqueID: String(row.UniqueID ?? ''),
+    shutdownAt: fromSqlTime(row.ShutdownAt)?.toISOString() ?? null,
+    haltPendingSince: fromSqlTime(row.HaltPendingSince)?.toISOString() ?? null,
+    haltPendingReason: String(row.HaltPendingReason ?? ''),
   };
 }
 

@@ -90,7 +90,7 @@ describe('life-cycle model: random schedules on the time-skipping server [mariad
   let workerDone: Promise<void>;
   const stateDir = mkdtempSync(join(tmpdir(), 'vmdb-model-'));
   const taskQueue = `vmdb-model-${process.pid}`;
-  const summary = { seeds: 0, maxEventsPerDay: 0, heartbeats: 0, stops: 0, cancels: 0, outages: 0, haltPending: 0 };
+  const summary = { seeds: 0, maxEventsPerDay: 0, heartbeats: 0, stops: 0, cancels: 0, outages: 0, endpointStopsFailed: 0, createsGivenUp: 0 };
 
   before(async function () {
     this.timeout(120_000);
@@ -124,6 +124,7 @@ describe('life-cycle model: random schedules on the time-skipping server [mariad
 
   after(async function () {
     this.timeout(60_000);
+    summary.endpointStopsFailed = fake?.stopsFailed ?? 0;
     console.log(`      model: ${JSON.stringify(summary)}`);
     if (worker?.getState() === 'RUNNING') worker.shutdown();
     await workerDone;
@@ -227,7 +228,7 @@ describe('life-cycle model: random schedules on the time-skipping server [mariad
       final = await handle.query(stateQuery).catch(() => undefined);
     }
     await Promise.all(pending);
-    if (final?.haltPending) summary.haltPending++;
+    if (final?.failure?.startsWith('VM creation failed')) summary.createsGivenUp++;
 
     const vms = fake.vms.filter((vm) => vm.instanceName === name);
     assert.deepEqual(vms.filter((vm) => !vm.stopped).map((vm) => vm.uniqueID), [], 'every VM the endpoint created is stopped');

@@ -102,7 +102,7 @@ describe('fleet safety in the life cycle (time-skipping server) [mariadb]', func
     });
     assert.equal(res.statusCode, 200, res.body);
     assert.deepEqual(res.json(), { directive: 'ok', shutdownAt: toSecond(startedAt + 4200_000) });
-    await handle.terminate('test done');
+    await rig.terminate(handle);
   });
 
   it('no lifetime, no notice: the reply is the bare directive; reported transfers reach the history plots', async function () {
@@ -114,7 +114,7 @@ describe('fleet safety in the life cycle (time-skipping server) [mariadb]', func
     const last = plot.Records.at(-1)!;
     const at = (name: string) => last[plot.ParameterNames.indexOf(name)];
     assert.deepEqual([at('TransferredFiles'), at('TransferredBytes')], [7, 123_456], 'increase since the first bucket');
-    await handle.terminate('test done');
+    await rig.terminate(handle);
   });
 
   it('manual control: lifetime and stall wait while the flag is set and fire once it is cleared', async function () {
@@ -204,7 +204,7 @@ describe('fleet safety in the life cycle (time-skipping server) [mariadb]', func
     assert.equal(await rig.status(kept.instanceID), 'Running');
     await store().setMode('normal');
     await store().clearManual(kept.instanceID);
-    await kept.handle.terminate('test done');
+    await rig.terminate(kept.handle);
   });
 
   it('the safety API: mode, endpoint pause and resume, manual control, with clear errors', async function () {
@@ -294,7 +294,7 @@ describe('fleet safety in the life cycle (time-skipping server) [mariadb]', func
         rmSync(failureFile, { force: true });
       }
       assert.equal(await rig.status(instanceID), 'Running');
-      await handle.terminate('test done');
+      await rig.terminate(handle);
     });
 
     it('zombies (in the cloud, unknown or Halted in the database) are reported, and stopped when configured', async function () {

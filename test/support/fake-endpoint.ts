@@ -8,6 +8,8 @@ export interface CreatePlan {
   refused?: boolean;
   /** The first success makes the VM but its answer is lost (the caller sees a failure). */
   loseAnswer?: boolean;
+  /** After the lost answer, every create call fails before it could find the VM it made. */
+  downAfterLoss?: boolean;
 }
 
 interface FakeVm {
@@ -24,6 +26,8 @@ export class FakeEndpoint implements CloudDriver {
   readonly vms: FakeVm[] = [];
   private readonly plans = new Map<string, CreatePlan>();
   private stopFailures = 0;
+  /** Stops that failed as planned, over the whole run. */
+  stopsFailed = 0;
   private next = 0;
 
   constructor(readonly endpoint: string) {}
@@ -40,6 +44,7 @@ export class FakeEndpoint implements CloudDriver {
   async createInstance(req: CreateRequest): Promise<CloudInstance> {
     const plan = this.plans.get(req.instanceName) ?? { failures: 0 };
     if (plan.refused) throw new InvalidRequestError(`image ${req.imageName} does not exist here`);
+    if (plan.downAfterLoss && !plan.loseAnswer) throw new EndpointError('unavailable', 'the endpoint stopped answering creates');
     const live = this.vms.find((vm) => vm.instanceName === req.instanceName && !vm.stopped);
     if (live) return this.toInstance(live);
     if (plan.failures > 0) {
@@ -58,6 +63,7 @@ export class FakeEndpoint implements CloudDriver {
   async stopInstance(uniqueID: string): Promise<void> {
     if (this.stopFailures > 0) {
       this.stopFailures--;
+      this.stopsFailed++;
       throw new EndpointError('unavailable', 'the endpoint does not answer stops');
     }
     const vm = this.vms.find((v) => v.uniqueID === uniqueID);

@@ -12,7 +12,8 @@ import { type FleetConfig, driverConfigs, validateFleet } from '../../src/fleet-
 import { LifecycleClient } from '../../src/lifecycle-client';
 import { VirtualMachineDB } from '../../src/vmdb';
 import { createVmdbWorker } from '../../src/worker';
-import { type LifecycleInput, lifecycleWorkflowId } from '../../workflows/definitions';
+import { type LifecycleInput, lifecycleWorkflowId, stateQuery } from '../../workflows/definitions';
+import type { WorkflowHandle } from '@temporalio/client';
 import { BACKENDS, ok } from './backends';
 import { workflowBundle } from './temporal';
 
@@ -137,6 +138,16 @@ export class LifecycleRig {
       args: [input],
     });
     return { instanceID, handle };
+  }
+
+  /**
+   * Terminates a workflow once it has taken its signals: a query is answered after the workflow
+   * task in flight, and the time-skipping server stops skipping time for good when a workflow is
+   * terminated under a task it has handed out.
+   */
+  async terminate(handle: { query: WorkflowHandle['query']; terminate: WorkflowHandle['terminate'] }): Promise<void> {
+    await handle.query(stateQuery);
+    await handle.terminate('test done');
   }
 
   async status(instanceID: number): Promise<string> {

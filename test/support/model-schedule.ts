@@ -45,7 +45,17 @@ export function scheduleFor(seed: number): Schedule {
   const chance = (p: number) => rnd() < p;
   const createRoll = rnd();
   const create: CreatePlan =
-    createRoll < 0.6 ? { failures: 0 } : createRoll < 0.75 ? { failures: 1 + Math.floor(rnd() * 2) } : createRoll < 0.85 ? { failures: 0, loseAnswer: true } : createRoll < 0.92 ? { failures: 0, refused: true } : { failures: Infinity };
+    createRoll < 0.55
+      ? { failures: 0 }
+      : createRoll < 0.7
+        ? { failures: 1 + Math.floor(rnd() * 2) }
+        : createRoll < 0.8
+          ? { failures: 0, loseAnswer: true }
+          : createRoll < 0.87
+            ? { failures: 0, loseAnswer: true, downAfterLoss: true }
+            : createRoll < 0.93
+              ? { failures: 0, refused: true }
+              : { failures: Infinity };
   const reports = chance(0.85);
   const steps: Schedule['steps'] = [];
   let dbDown = false;

@@ -91,6 +91,8 @@ export interface InstanceDetail {
   Image: Record<string, unknown>;
   Instance: Record<string, unknown>;
   Workflow?: { ID: string; UIUrl: string | null };
+  /** The life cycle's own record: the planned shutdown and a stop the endpoint keeps refusing. */
+  Life?: { ShutdownAt: string | null; HaltPendingSince: string | null; HaltPendingReason: string };
 }
 
 export type StopResult = { OK: boolean; Value?: string; Message?: string; State?: string };

@@ -113,6 +113,15 @@ export default async function instanceRoutes(app: FastifyInstance, { deps }: { d
                 description: "The instance's life-cycle workflow; `UIUrl` is its page in the Temporal UI (null without VMDB_TEMPORAL_UI_URL)",
                 properties: { ID: { type: 'string' }, UIUrl: { type: 'string', nullable: true } },
               },
+              Life: {
+                type: 'object',
+                description: "The life cycle's own record: the planned shutdown (ISO, or null) and a stop the endpoint keeps refusing (halt pending since, and why)",
+                properties: {
+                  ShutdownAt: { type: 'string', format: 'date-time', nullable: true },
+                  HaltPendingSince: { type: 'string', format: 'date-time', nullable: true },
+                  HaltPendingReason: { type: 'string' },
+                },
+              },
             },
           },
           ...errorReplies(404),
@@ -125,7 +134,13 @@ export default async function instanceRoutes(app: FastifyInstance, { deps }: { d
       const instance = await rowOf('vm_Instances', { InstanceID: instanceID });
       if (!instance) throw new ApiError(404, 'not_found', `Unknown InstanceID = ${instanceID}`);
       const image = await rowOf('vm_Images', { VMImageID: instance.VMImageID });
-      return { Image: image ?? {}, Instance: instance, Workflow: workflowOf(instanceID) };
+      const life = unwrap(await db.getInstanceLife(instanceID));
+      return {
+        Image: image ?? {},
+        Instance: instance,
+        Workflow: workflowOf(instanceID),
+        Life: { ShutdownAt: life.shutdownAt, HaltPendingSince: life.haltPendingSince, HaltPendingReason: life.haltPendingReason },
+      };
     },
   );
 

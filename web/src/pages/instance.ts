@@ -3,8 +3,8 @@ import { TimeChart } from '../charts';
 import { formatBytes, formatCount, formatTime, formatValue, h, replaceChildren, setText, statusBadge } from '../dom';
 import type { Page, PageContext } from './page';
 
-/** The seed's operator stop applies to these (Running: Stopping; New or Stalled: Halted); the API decides anyway. */
-export const STOPPABLE = ['New', 'Running', 'Stalled'];
+/** The life cycle stops an instance in any of these (Running drains; a starting one is stopped at once); the API decides anyway. */
+export const STOPPABLE = ['New', 'Submitted', 'Wait_ssh_context', 'Contextualizing', 'Running', 'Stalled'];
 
 const FIELDS: [string, string, (v: unknown) => string][] = [
   ['InstanceID', 'InstanceID', formatValue],
@@ -36,6 +36,10 @@ export function instancePage(ctx: PageContext, instanceID: number): Page {
   facts.append(h('dt', {}, 'Image'), image);
   const workflow = h('dd', { 'data-testid': 'field-Workflow' }, '…');
   facts.append(h('dt', {}, 'Workflow'), workflow);
+  const shutdown = h('dd', { 'data-testid': 'field-ShutdownAt' }, '…');
+  facts.append(h('dt', {}, 'Planned shutdown (UTC)'), shutdown);
+  const haltPending = h('dd', { 'data-testid': 'field-HaltPending' }, '…');
+  facts.append(h('dt', {}, 'Halt pending'), haltPending);
 
   const stopNote = h('span', { class: 'muted', 'data-testid': 'stop-note', 'aria-live': 'polite' });
   const stopButton = h('button', { type: 'button', class: 'danger', 'data-testid': 'stop', hidden: true }, 'Stop instance');
@@ -47,7 +51,7 @@ export function instancePage(ctx: PageContext, instanceID: number): Page {
 
   stopButton.addEventListener('click', () => {
     const name = current?.Instance.Name ? ` (${String(current.Instance.Name)})` : '';
-    confirmText.textContent = `Stop instance ${instanceID}${name}? A Running instance is told to drain and stop; a New or Stalled one is halted.`;
+    confirmText.textContent = `Stop instance ${instanceID}${name}? A Running instance is told to drain and stop; a starting or Stalled one is stopped at its endpoint and halted.`;
     dialog.showModal();
   });
   dialog.addEventListener('close', async () => {
@@ -102,6 +106,11 @@ export function instancePage(ctx: PageContext, instanceID: number): Page {
       replaceChildren(workflow, link ? h('a', { href: link, target: '_blank', rel: 'noopener noreferrer', 'data-testid': 'workflow-link' }, `${detail.Workflow.ID} in the Temporal UI`) : detail.Workflow.ID);
     }
     stopButton.hidden = !(ctx.me.mayOperate && STOPPABLE.includes(String(inst.Status)));
+    const life = detail.Life;
+    setText(shutdown, life?.ShutdownAt ? formatTime(life.ShutdownAt) : '—');
+    // The endpoint keeps refusing to stop the VM: the workflow retries, the operator should know.
+    setText(haltPending, life?.HaltPendingSince ? `since ${formatTime(life.HaltPendingSince)}: ${life.HaltPendingReason}` : 'no');
+    haltPending.classList.toggle('alert', Boolean(life?.HaltPendingSince));
 
     // The plot needs increasing times: rows of the same second (a state change and a heartbeat) count as the last of them.
     const bySecond = new Map<number, Record<string, unknown>>();
