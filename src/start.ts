@@ -1,14 +1,14 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { Connection } from '@temporalio/client';
+import { type Client, Connection } from '@temporalio/client';
 import { loadApiConfig } from './api/config';
 import { buildApi } from './api/server';
 import { newSecret } from './auth/tokens';
 import { loadConfig } from './config';
-import { createDrivers } from './drivers/driver';
-import { DEFAULT_FLEET, type FleetConfig, driverConfigs, loadFleetConfig } from './fleet-config';
+import { DEFAULT_FLEET, type FleetConfig, loadFleetConfig } from './fleet-config';
 import { LifecycleClient } from './lifecycle-client';
+import { LocalVms } from './local-vms';
 import { exitOnFatal, processLogger } from './log';
 import { closeApi } from './graceful';
 import { runWorker } from './run-worker';
@@ -73,6 +73,11 @@ function demoFleet(dataDir: string): FleetConfig {
   };
 }
 
+async function reportGone(localVms: LocalVms, db: VirtualMachineDB, client: Client, what: string): Promise<void> {
+  const gone = await localVms.recordGone(db, client);
+  if (gone.length) console.log(`demo VMs       ${gone.map((g) => g.instanceID).join(', ')} ${what}: recorded ${[...new Set(gone.map((g) => g.now))].join('/')}`);
+}
+
 /**
  * `npm start`: the whole service on its embedded defaults: a Temporal dev
  * server persisting under the data folder (unless TEMPORAL_ADDRESS names a
@@ -107,6 +112,9 @@ async function main(): Promise<void> {
   const db = await VirtualMachineDB.open({ url: config.databaseUrl, stallingInterval: config.stallingInterval, migrate: config.autoMigrate ?? true });
   const client = await connectClient(temporal);
   const log = processLogger();
+  const localVms = new LocalVms(fleet);
+  // Before the worker's first Director pass: the demo VMs the last run left behind are dead.
+  await reportGone(localVms, db, client, 'found stopped since the last run');
   // The dashboard links each instance to its workflow: in the embedded UI unless one is named.
   const temporalUi = api.temporalUiUrl ?? (embedded ? `http://${temporal.address.split(':')[0]}:${env.VMDB_TEMPORAL_UI_PORT || 8233}` : undefined);
   const app = await buildApi({
@@ -128,14 +136,15 @@ async function main(): Promise<void> {
     await runWorker({ config, temporal, fleet, logger: log.child({ component: 'worker' }) });
   } finally {
     await closeApi(app); // the requests in flight are answered, then their connections closed
-    await client.connection.close();
-    await db.close();
-    // Local demo VMs are processes of this machine: stop them with the service (cloud VMs outlive it).
-    const local = { ...fleet, endpoints: fleet.endpoints.filter((e) => e.driver.type === 'local') };
-    for (const driver of createDrivers(driverConfigs(local)).values()) {
-      for (const vm of await driver.listInstances()) if (vm.status === 'running') await driver.stopInstance(vm.uniqueID);
+    try {
+      // Local demo VMs are processes of this machine: stopped with the service, and recorded so.
+      await localVms.stopAll();
+      await reportGone(localVms, db, client, 'stopped with the service');
+    } finally {
+      await client.connection.close();
+      await db.close();
+      stopServer?.();
     }
-    stopServer?.();
   }
 }
 
