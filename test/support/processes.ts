@@ -106,13 +106,16 @@ export class PrivateMariaDB {
   readonly serverUrl: string;
   /** Its database. */
   readonly url: string;
+  readonly database: string;
 
+  /** `checksPasswords`: keep the grant tables, for tests that expect a wrong password to be refused. */
   constructor(
     private readonly dir: string,
     readonly port: number,
-    readonly database = 'vmdb',
+    options: { database?: string; checksPasswords?: boolean } = {},
   ) {
     const data = join(dir, 'data');
+    this.database = options.database ?? 'vmdb';
     this.process = new OwnedProcess('mariadbd', [
       'mariadbd',
       '--no-defaults',
@@ -122,13 +125,13 @@ export class PrivateMariaDB {
       `--socket=${join(dir, 'mariadb.sock')}`,
       `--pid-file=${join(dir, 'mariadb.pid')}`,
       '--user=root',
-      // Only this test connects, over loopback, to a server that lives for one run.
-      '--skip-grant-tables',
+      // Otherwise only this test connects, over loopback, to a server that lives for one run.
+      ...(options.checksPasswords ? [] : ['--skip-grant-tables']),
       '--innodb-buffer-pool-size=32M',
       '--skip-log-bin',
     ], process.env);
     this.serverUrl = `mysql://root@127.0.0.1:${port}`;
-    this.url = `${this.serverUrl}/${database}`;
+    this.url = `${this.serverUrl}/${this.database}`;
   }
 
   /** mariadb-install-db into the data folder, then the server, then the empty database. */

@@ -132,7 +132,7 @@ export async function withTestEnvironment(argv: readonly string[]): Promise<numb
   try {
     if (!(await mysqlAnswers(MYSQL_SERVER_URL))) {
       dir = mkdtempSync(join(tmpdir(), 'vmdb-test-mariadb-'));
-      server = new PrivateMariaDB(dir, await freePort());
+      server = new PrivateMariaDB(dir, await freePort(), { checksPasswords: true });
       console.error(`npm test: nothing answers at ${redact(MYSQL_SERVER_URL)}; starting a private MariaDB for this run`);
       await server.create();
       env.VMDB_TEST_MYSQL_URL = server.serverUrl;
