@@ -9,7 +9,7 @@ import { loadConfig } from './config';
 import { DEFAULT_FLEET, type FleetConfig, loadFleetConfig } from './fleet-config';
 import { LifecycleClient } from './lifecycle-client';
 import { LocalVms } from './local-vms';
-import { exitOnFatal, processLogger } from './log';
+import { type Logger, exitOnFatal, processLogger } from './log';
 import { closeApi } from './graceful';
 import { runWorker } from './run-worker';
 import { applyConfigFile, loadSettings } from './settings';
@@ -73,9 +73,14 @@ function demoFleet(dataDir: string): FleetConfig {
   };
 }
 
-async function reportGone(localVms: LocalVms, db: VirtualMachineDB, client: Client, what: string): Promise<void> {
-  const gone = await localVms.recordGone(db, client);
-  if (gone.length) console.log(`demo VMs       ${gone.map((g) => g.instanceID).join(', ')} ${what}: recorded ${[...new Set(gone.map((g) => g.now))].join('/')}`);
+/** Records the local VMs that no longer run; a failure is only logged: the reconciliation Schedule catches up. */
+async function recordGone(localVms: LocalVms, db: VirtualMachineDB, client: Client, log: Logger, what: string): Promise<void> {
+  try {
+    const gone = await localVms.recordGone(db, client);
+    if (gone.length) console.log(`demo VMs       ${gone.map((g) => g.instanceID).join(', ')} ${what}: recorded ${[...new Set(gone.map((g) => g.now))].join('/')}`);
+  } catch (err) {
+    log.warn({ err }, `could not record the demo VMs ${what}`);
+  }
 }
 
 /**
@@ -114,7 +119,7 @@ async function main(): Promise<void> {
   const log = processLogger();
   const localVms = new LocalVms(fleet);
   // Before the worker's first Director pass: the demo VMs the last run left behind are dead.
-  await reportGone(localVms, db, client, 'found stopped since the last run');
+  await recordGone(localVms, db, client, log, 'found stopped since the last run');
   // The dashboard links each instance to its workflow: in the embedded UI unless one is named.
   const temporalUi = api.temporalUiUrl ?? (embedded ? `http://${temporal.address.split(':')[0]}:${env.VMDB_TEMPORAL_UI_PORT || 8233}` : undefined);
   const app = await buildApi({
@@ -139,7 +144,7 @@ async function main(): Promise<void> {
     try {
       // Local demo VMs are processes of this machine: stopped with the service, and recorded so.
       await localVms.stopAll();
-      await reportGone(localVms, db, client, 'stopped with the service');
+      await recordGone(localVms, db, client, log, 'stopped with the service');
     } finally {
       await client.connection.close();
       await db.close();
