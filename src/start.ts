@@ -1,4 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type Client, Connection } from '@temporalio/client';
@@ -18,6 +19,7 @@ import { VirtualMachineDB } from './vmdb';
 import { devServerArgs } from './dev-server-args';
 
 const ROOT = join(__dirname, '..', '..');
+const SERVER_STOP_GRACE_MS = 15_000;
 
 /** The data folder: databases, the Temporal store, the local VMs' state and the generated secrets. */
 function prepareDataDir(): string {
@@ -35,8 +37,8 @@ function secrets(dir: string): { tokenSecret: string; adminToken: string } {
   return made;
 }
 
-/** Starts `temporal server start-dev` from the project's venv, with its SQLite file and our search attributes. */
-async function startEmbeddedTemporal(address: string, dbFile: string): Promise<() => void> {
+/** Starts `temporal server start-dev` from the project's venv, with its SQLite file and our search attributes; returns its stop. */
+async function startEmbeddedTemporal(address: string, dbFile: string): Promise<() => Promise<void>> {
   const out = execFileSync('bash', [join(ROOT, 'scripts', 'temporal-env.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   const cli = /^TEMPORAL_CLI=(.*)$/m.exec(out)?.[1];
   if (!cli) throw new Error('scripts/temporal-env.sh did not report the Temporal CLI');
@@ -50,7 +52,15 @@ async function startEmbeddedTemporal(address: string, dbFile: string): Promise<(
       const connection = await Connection.connect({ address, connectTimeout: 1000 });
       await connection.close();
       console.log(`Temporal UI    http://${ip}:${uiPort}   (filter: VmStatus="Running")`);
-      return () => server.kill('SIGTERM');
+      // Waits for the exit, so that a start right after this one finds the ports free.
+      return async () => {
+        if (server.exitCode !== null || server.signalCode !== null) return;
+        const exited = once(server, 'exit');
+        server.kill('SIGTERM');
+        const killer = setTimeout(() => server.kill('SIGKILL'), SERVER_STOP_GRACE_MS);
+        await exited;
+        clearTimeout(killer);
+      };
     } catch {
       if (server.exitCode !== null) throw new Error(`temporal server start-dev exited with ${server.exitCode}`);
       await new Promise((r) => setTimeout(r, 300));
@@ -148,7 +158,7 @@ async function main(): Promise<void> {
     } finally {
       await client.connection.close();
       await db.close();
-      stopServer?.();
+      await stopServer?.();
     }
   }
 }
