@@ -40,6 +40,16 @@ export interface Ghost {
   kept?: string;
 }
 
+export interface ReconcileOptions {
+  /** Only these endpoints; default every endpoint of the fleet. */
+  endpoints?: readonly string[];
+  /**
+   * The listing cannot lag a creation (the local driver writes a VM's record before its UniqueID
+   * reaches the database): a ghost is recorded gone at its first miss, not its second.
+   */
+  listingIsCurrent?: boolean;
+}
+
 export interface ReconcileReport {
   endpoint: string;
   /** Set when the listing failed: nothing was done at this endpoint. */
@@ -49,7 +59,7 @@ export interface ReconcileReport {
 }
 
 // Database states in which the VM should exist at its endpoint.
-const ALIVE = ['Submitted', 'Wait_ssh_context', 'Contextualizing', 'Running', 'Stopping', 'Stalled'];
+export const ALIVE = ['Submitted', 'Wait_ssh_context', 'Contextualizing', 'Running', 'Stopping', 'Stalled'];
 const HALTABLE = new Set(['Running', 'Stopping', 'Stalled']);
 const DEAD = new Set(['Halted', 'Error']);
 const isUp = (vm: CloudInstance) => vm.status === 'running' || vm.status === 'pending';
@@ -79,7 +89,7 @@ export function createSafetyActivities(deps: SafetyDeps) {
     }
   }
 
-  async function reconcileOne(endpoint: string, driver: CloudDriver): Promise<ReconcileReport> {
+  async function reconcileOne(endpoint: string, driver: CloudDriver, listingIsCurrent: boolean): Promise<ReconcileReport> {
     const log = activityLogger();
     const report: ReconcileReport = { endpoint, zombies: [], ghosts: [] };
     let listing: CloudInstance[];
@@ -139,11 +149,11 @@ export function createSafetyActivities(deps: SafetyDeps) {
       reconcileFindings.inc({ endpoint, kind: 'ghost' });
       if (manual.has(instanceID)) ghost.kept = 'manual control';
       // A listing may lag a creation: act only when two passes in a row miss the VM.
-      else if (!ghostMarks.has(ghostKey)) {
+      else if (!ghostMarks.has(ghostKey) && !listingIsCurrent) {
         await store.setMark(ghostKey, uniqueID, now());
         ghost.kept = 'missing for the first time; acted on if the next pass misses it too';
       } else {
-        await store.deleteMark(ghostKey);
+        if (ghostMarks.has(ghostKey)) await store.deleteMark(ghostKey);
         const moved = HALTABLE.has(status) ? await db.recordDBHalt(instanceID, 0) : await db.declareInstanceError(instanceID, 'The VM vanished from its endpoint before it ran');
         if (!moved.OK) ghost.kept = `not moved: ${moved.Message}`;
         else {
@@ -166,11 +176,11 @@ export function createSafetyActivities(deps: SafetyDeps) {
     },
 
     /** Compares each endpoint's listing with the database; zombies reported (and stopped if configured), ghosts recorded gone. */
-    async reconcileEndpoints(): Promise<ReconcileReport[]> {
+    async reconcileEndpoints(options: ReconcileOptions = {}): Promise<ReconcileReport[]> {
       const reports: ReconcileReport[] = [];
-      for (const endpoint of new Set(deps.endpoints.map((e) => e.endpoint))) {
+      for (const endpoint of new Set(options.endpoints ?? deps.endpoints.map((e) => e.endpoint))) {
         const driver = deps.drivers.get(endpoint);
-        if (driver) reports.push(await reconcileOne(endpoint, driver));
+        if (driver) reports.push(await reconcileOne(endpoint, driver, options.listingIsCurrent ?? false));
       }
       return reports;
     },

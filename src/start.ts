@@ -1,15 +1,16 @@
 import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { Connection } from '@temporalio/client';
+import { type Client, Connection } from '@temporalio/client';
 import { loadApiConfig } from './api/config';
 import { buildApi } from './api/server';
 import { newSecret } from './auth/tokens';
 import { loadConfig } from './config';
-import { createDrivers } from './drivers/driver';
-import { DEFAULT_FLEET, type FleetConfig, driverConfigs, loadFleetConfig } from './fleet-config';
+import { DEFAULT_FLEET, type FleetConfig, loadFleetConfig } from './fleet-config';
 import { LifecycleClient } from './lifecycle-client';
-import { exitOnFatal, processLogger } from './log';
+import { LocalVms } from './local-vms';
+import { type Logger, exitOnFatal, processLogger } from './log';
 import { closeApi } from './graceful';
 import { runWorker } from './run-worker';
 import { applyConfigFile, loadSettings } from './settings';
@@ -18,6 +19,7 @@ import { VirtualMachineDB } from './vmdb';
 import { devServerArgs } from './dev-server-args';
 
 const ROOT = join(__dirname, '..', '..');
+const SERVER_STOP_GRACE_MS = 15_000;
 
 /** The data folder: databases, the Temporal store, the local VMs' state and the generated secrets. */
 function prepareDataDir(): string {
@@ -35,8 +37,8 @@ function secrets(dir: string): { tokenSecret: string; adminToken: string } {
   return made;
 }
 
-/** Starts `temporal server start-dev` from the project's venv, with its SQLite file and our search attributes. */
-async function startEmbeddedTemporal(address: string, dbFile: string): Promise<() => void> {
+/** Starts `temporal server start-dev` from the project's venv, with its SQLite file and our search attributes; returns its stop. */
+async function startEmbeddedTemporal(address: string, dbFile: string): Promise<() => Promise<void>> {
   const out = execFileSync('bash', [join(ROOT, 'scripts', 'temporal-env.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   const cli = /^TEMPORAL_CLI=(.*)$/m.exec(out)?.[1];
   if (!cli) throw new Error('scripts/temporal-env.sh did not report the Temporal CLI');
@@ -50,7 +52,15 @@ async function startEmbeddedTemporal(address: string, dbFile: string): Promise<(
       const connection = await Connection.connect({ address, connectTimeout: 1000 });
       await connection.close();
       console.log(`Temporal UI    http://${ip}:${uiPort}   (filter: VmStatus="Running")`);
-      return () => server.kill('SIGTERM');
+      // Waits for the exit, so that a start right after this one finds the ports free.
+      return async () => {
+        if (server.exitCode !== null || server.signalCode !== null) return;
+        const exited = once(server, 'exit');
+        server.kill('SIGTERM');
+        const killer = setTimeout(() => server.kill('SIGKILL'), SERVER_STOP_GRACE_MS);
+        await exited;
+        clearTimeout(killer);
+      };
     } catch {
       if (server.exitCode !== null) throw new Error(`temporal server start-dev exited with ${server.exitCode}`);
       await new Promise((r) => setTimeout(r, 300));
@@ -71,6 +81,16 @@ function demoFleet(dataDir: string): FleetConfig {
       driver: { ...e.driver, stateDir: join(dataDir, 'vms'), command: [process.execPath, require.resolve('./agent/main')] },
     })),
   };
+}
+
+/** Records the local VMs that no longer run; a failure is only logged: the reconciliation Schedule catches up. */
+async function recordGone(localVms: LocalVms, db: VirtualMachineDB, client: Client, log: Logger, what: string): Promise<void> {
+  try {
+    const gone = await localVms.recordGone(db, client);
+    if (gone.length) console.log(`demo VMs       ${gone.map((g) => g.instanceID).join(', ')} ${what}: recorded ${[...new Set(gone.map((g) => g.now))].join('/')}`);
+  } catch (err) {
+    log.warn({ err }, `could not record the demo VMs ${what}`);
+  }
 }
 
 /**
@@ -107,6 +127,9 @@ async function main(): Promise<void> {
   const db = await VirtualMachineDB.open({ url: config.databaseUrl, stallingInterval: config.stallingInterval, migrate: config.autoMigrate ?? true });
   const client = await connectClient(temporal);
   const log = processLogger();
+  const localVms = new LocalVms(fleet);
+  // Before the worker's first Director pass: the demo VMs the last run left behind are dead.
+  await recordGone(localVms, db, client, log, 'found stopped since the last run');
   // The dashboard links each instance to its workflow: in the embedded UI unless one is named.
   const temporalUi = api.temporalUiUrl ?? (embedded ? `http://${temporal.address.split(':')[0]}:${env.VMDB_TEMPORAL_UI_PORT || 8233}` : undefined);
   const app = await buildApi({
@@ -128,14 +151,15 @@ async function main(): Promise<void> {
     await runWorker({ config, temporal, fleet, logger: log.child({ component: 'worker' }) });
   } finally {
     await closeApi(app); // the requests in flight are answered, then their connections closed
-    await client.connection.close();
-    await db.close();
-    // Local demo VMs are processes of this machine: stop them with the service (cloud VMs outlive it).
-    const local = { ...fleet, endpoints: fleet.endpoints.filter((e) => e.driver.type === 'local') };
-    for (const driver of createDrivers(driverConfigs(local)).values()) {
-      for (const vm of await driver.listInstances()) if (vm.status === 'running') await driver.stopInstance(vm.uniqueID);
+    try {
+      // Local demo VMs are processes of this machine: stopped with the service, and recorded so.
+      await localVms.stopAll();
+      await recordGone(localVms, db, client, log, 'stopped with the service');
+    } finally {
+      await client.connection.close();
+      await db.close();
+      await stopServer?.();
     }
-    stopServer?.();
   }
 }
 

@@ -130,7 +130,8 @@ describe('HTTP API on a dev server [mariadb]', function () {
         ['PUT', '/api/v1/vms/1/heartbeat', 'POST'],
         ['TRACE', '/health', 'GET, HEAD'],
       ] as const) {
-        const res = await request(method, url, { token: TOKENS.admin });
+        // light-my-request 6.6 (pinned for Node 20) accepts TRACE but leaves it out of its method type.
+        const res = await request(method as InjectOptions['method'], url, { token: TOKENS.admin });
         assert.deepEqual([res.status, res.headers.allow, res.body.error], [405, allow, 'method_not_allowed'], `${method} ${url}`);
       }
       assert.equal((await request('DELETE', '/api/v1/instances/1')).status, 401, 'no token: nothing said about the path');

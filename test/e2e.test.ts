@@ -1,10 +1,11 @@
 import { strict as assert } from 'node:assert';
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { freePort } from './support/sshd';
+import { ALIVE } from '../activities/safety';
+import { StartedStack, killLeftovers, startEnv, storedInstances, vmRunning } from './support/start-stack';
 import { temporalBinaries } from './support/temporal';
 
 const ROOT = join(__dirname, '..', '..');
@@ -14,11 +15,12 @@ const run = promisify(execFile);
 describe('npm start stack, end to end', function () {
   this.timeout(180_000);
   const dataDir = mkdtempSync(join(tmpdir(), 'vmdb-e2e-'));
-  let stack: ChildProcess;
-  let output = '';
+  let env: NodeJS.ProcessEnv;
+  let stack: StartedStack;
   let apiUrl: string;
   let token: string;
   let temporalUiUrl: string;
+  const start = () => new StartedStack([process.execPath, join(ROOT, 'dist/src/start.js')], { env }, apiUrl);
 
   const cli = async (...args: string[]) => {
     try {
@@ -29,70 +31,34 @@ describe('npm start stack, end to end', function () {
       return { code: e.code, stdout: e.stdout + e.stderr };
     }
   };
-  const instances = async (): Promise<{ id: number; status: string; uniqueID: string }[]> => {
-    const { stdout } = await cli('instances', '--json');
-    const content = JSON.parse(stdout) as { ParameterNames: string[]; Records: unknown[][] };
-    const col = (name: string) => content.ParameterNames.indexOf(name);
-    return content.Records.map((r) => ({ id: r[col('inst.InstanceID')] as number, status: r[col('inst.Status')] as string, uniqueID: r[col('inst.UniqueID')] as string }));
-  };
-  const waitFor = async <T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> => {
-    const until = Date.now() + timeoutMs;
-    for (;;) {
-      const value = await probe().catch(() => undefined);
-      if (value !== undefined) return value;
-      if (Date.now() > until) throw new Error(`timed out waiting for ${what}\n--- stack output ---\n${output.slice(-3000)}`);
-      await new Promise((r) => setTimeout(r, 500));
-    }
-  };
+  const instances = () => stack.instances(token);
+  const waitFor = <T>(what: string, probe: () => Promise<T | undefined>, timeoutMs?: number) => stack.waitFor(what, probe, timeoutMs);
   const history = async (id: number): Promise<string[]> => {
     const { stdout } = await cli('history', String(id), '--json');
     return (JSON.parse(stdout) as { Records: unknown[][] }).Records.map((r) => r[0] as string);
   };
+  const twoRunning = (newerThan = 0) =>
+    waitFor('two Running instances', async () => {
+      const list = (await instances()).filter((i) => i.status === 'Running' && i.id > newerThan);
+      return list.length >= 2 ? list : undefined;
+    });
 
   before(async function () {
     temporalBinaries(); // install outside the timed part
-    const [apiPort, temporalPort, uiPort, metricsPort, sdkMetricsPort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
-    apiUrl = `http://127.0.0.1:${apiPort}`;
-    temporalUiUrl = `http://127.0.0.1:${uiPort}`;
-    const env: NodeJS.ProcessEnv = {
-      ...process.env,
-      VMDB_DATA_DIR: dataDir,
-      VMDB_API_PORT: String(apiPort),
-      VMDB_TEMPORAL_PORT: String(temporalPort),
-      VMDB_TEMPORAL_UI_PORT: String(uiPort),
-      VMDB_STALLING_INTERVAL: '6',
-      VMDB_AGENT_PERIOD: '1',
-      // Not the default metrics ports: they may be taken on this machine.
-      VMDB_WORKER_METRICS_PORT: String(metricsPort),
-      VMDB_TEMPORAL_METRICS_PORT: String(sdkMetricsPort),
-    };
-    for (const key of ['TEMPORAL_ADDRESS', 'VMDB_DATABASE_URL', 'VMDB_FLEET_FILE', 'VMDB_ADMIN_TOKEN', 'VMDB_TOKEN_SECRET', 'VMDB_OPERATOR_TOKENS_FILE']) delete env[key];
-    stack = spawn(process.execPath, [join(ROOT, 'dist/src/start.js')], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    stack.stdout!.on('data', (chunk) => (output += chunk));
-    stack.stderr!.on('data', (chunk) => (output += chunk));
-    token = await waitFor('the operator token', async () => /operator token (\S+)/.exec(output)?.[1]);
+    ({ env, apiUrl, temporalUiUrl } = await startEnv(dataDir));
+    Object.assign(env, { VMDB_STALLING_INTERVAL: '6', VMDB_AGENT_PERIOD: '1' });
+    stack = start();
+    token = await stack.token();
   });
 
   after(async function () {
-    if (stack && stack.exitCode === null) {
-      stack.kill('SIGKILL');
-      for (const file of readdirSync(join(dataDir, 'vms')).filter((f) => f.endsWith('.json'))) {
-        const { pid } = JSON.parse(readFileSync(join(dataDir, 'vms', file), 'utf8'));
-        try {
-          process.kill(-pid, 'SIGKILL');
-        } catch {
-          // already gone
-        }
-      }
-    }
+    if (stack?.running) await stack.kill();
+    killLeftovers(dataDir); // the Temporal server and demo VMs of a stack that did not stop
     rmSync(dataDir, { recursive: true, force: true });
   });
 
-  it('demo VMs reach Running; one stopped with the CLI drains and halts; one whose agent dies stalls and halts; Ctrl-C stops it all', async function () {
-    const running = await waitFor('two Running instances', async () => {
-      const list = (await instances()).filter((i) => i.status === 'Running');
-      return list.length >= 2 ? list : undefined;
-    });
+  it('demo VMs reach Running; one stopped with the CLI drains and halts; one whose agent dies stalls and halts; Ctrl-C stops the VMs and records them Halted', async function () {
+    const running = await twoRunning();
     const [stopped, silenced] = running;
 
     // The dashboard is served, and links each instance to its workflow in the embedded Temporal UI.
@@ -114,20 +80,33 @@ describe('npm start stack, end to end', function () {
     const stalled = await history(silenced.id);
     assert.deepEqual(stalled.slice(-2), ['Stalled', 'Halted']);
 
-    stack.kill('SIGINT');
-    const code = await new Promise<number | null>((resolve) => stack.once('exit', resolve));
-    assert.equal(code, 0, output.slice(-2000));
-    const leftovers = readdirSync(join(dataDir, 'vms'))
-      .filter((f) => f.endsWith('.json'))
-      .map((f) => JSON.parse(readFileSync(join(dataDir, 'vms', f), 'utf8')).pid as number)
-      .filter((pid) => {
-        try {
-          process.kill(pid, 0);
-          return !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z ');
-        } catch {
-          return false;
-        }
-      });
+    // A Director pass now (not at its next interval) puts two VMs in the freed slots; Ctrl-C stops them.
+    const trigger = await fetch(`${apiUrl}/api/v1/director/trigger`, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
+    assert.equal(trigger.status, 200);
+    const replacements = await twoRunning(silenced.id);
+    const code = await stack.interrupt();
+    assert.equal(code, 0, stack.output.slice(-2000));
+    const leftovers = [];
+    for (const row of await storedInstances(dataDir)) if (row.uniqueID && (await vmRunning(dataDir, row.uniqueID))) leftovers.push(row.id);
     assert.deepEqual(leftovers, [], 'no demo VM left running');
+    const rows = await storedInstances(dataDir);
+    assert.deepEqual(replacements.map((vm) => rows.find((r) => r.id === vm.id)?.status), ['Halted', 'Halted'], 'Ctrl-C records the demo VMs it stopped');
+    assert.deepEqual(rows.filter((r) => r.uniqueID && ALIVE.includes(r.status)), []);
+  });
+
+  it('after a crash (stack and VMs killed), the next start records the dead VMs at once and fills the slots', async function () {
+    if (stack.running) await stack.interrupt(); // the test above failed midway
+    stack = start();
+    const lost = await twoRunning(Math.max(...(await storedInstances(dataDir)).map((r) => r.id)));
+    await stack.kill();
+    assert.ok(killLeftovers(dataDir) >= lost.length, 'the demo VMs and the Temporal server outlived the stack');
+    const left = (await storedInstances(dataDir)).filter((r) => lost.some((vm) => vm.id === r.id));
+    assert.deepEqual(left.map((r) => r.status), ['Running', 'Running'], 'the crash left their rows Running');
+
+    stack = start();
+    const shown = await waitFor('the API to answer', () => instances());
+    assert.deepEqual(lost.map((vm) => shown.find((r) => r.id === vm.id)?.status), ['Halted', 'Halted'], 'recorded Halted before the API answers');
+    await twoRunning(Math.max(...lost.map((vm) => vm.id)));
+    assert.equal(await stack.interrupt(), 0, stack.output.slice(-2000));
   });
 });

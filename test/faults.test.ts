@@ -9,9 +9,9 @@ import { driverConfigs, validateFleet } from '../src/fleet-config';
 import { lifecycleWorkflowId } from '../workflows/definitions';
 import { withMysql } from './support/backends';
 import { HeartbeatLoad, type Sent, isAcknowledged } from './support/heartbeat-load';
-import { FileTemporalServer, OwnedProcess, PrivateMariaDB, sleep, waitFor } from './support/processes';
+import { OwnedProcess, PrivateMariaDB, sleep, waitFor } from './support/processes';
 import { freePort } from './support/sshd';
-import { temporalBinaries } from './support/temporal';
+import { FileTemporalServer, temporalBinaries } from './support/temporal';
 
 const ROOT = join(__dirname, '..', '..');
 const INSTANCES = 3;

@@ -279,6 +279,15 @@ describe('fleet safety in the life cycle (time-skipping server) [mariadb]', func
       assert.deepEqual(changes(await rig.history(instanceID)), ['New', 'Submitted', 'Running', 'Halted']);
     });
 
+    it('with a listing that cannot lag (listingIsCurrent, the local endpoints at npm start), a ghost is Halted at its first miss', async function () {
+      const { instanceID, handle, uniqueID } = await runningInstance();
+      await rig.drivers.get(ENDPOINT)!.stopInstance(uniqueID);
+      const [report] = await reconcile().reconcileEndpoints({ endpoints: [ENDPOINT], listingIsCurrent: true });
+      assert.deepEqual(report.ghosts.map((g) => [g.instanceID, g.was, g.now]), [[instanceID, 'Running', 'Halted']]);
+      assert.equal((await handle.result()).status, 'Halted');
+      assert.deepEqual(await reconcile().reconcileEndpoints({ endpoints: ['Local::elsewhere'] }), [], 'only the endpoints asked for');
+    });
+
     it('never acts on an endpoint whose listing failed', async function () {
       const { instanceID, handle, uniqueID } = await runningInstance();
       const activities = reconcile();

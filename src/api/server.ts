@@ -90,7 +90,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     bodyLimit: BODY_LIMIT,
     // Fastify's default (100) is below the longest valid endpoint name ("Site::CE", 120 + 2 + 120
     // characters, percent-encoded in a path): let the route's schema judge the length instead.
-    maxParamLength: 1024,
+    routerOptions: { maxParamLength: 1024 },
     schemaErrorFormatter: (errors, where) => new Error(formatValidation(errors, where)),
   });
 

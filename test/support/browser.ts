@@ -2,7 +2,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Browser, chromium } from 'playwright-core';
 
-/** Debian's chromium, which .ci/run installs when it is missing; VMDB_TEST_CHROMIUM names another. */
+/** Debian's chromium, which npm test installs when it is missing; VMDB_TEST_CHROMIUM names another. */
 export const CHROMIUM = process.env.VMDB_TEST_CHROMIUM || '/usr/bin/chromium';
 
 /** Screenshots and other test artifacts (gitignored). */
@@ -16,7 +16,7 @@ export function artifactPath(...parts: string[]): string {
 
 /** A headless Chromium; throws a message that says how to get one when it is missing. */
 export async function launchChromium(): Promise<Browser> {
-  if (!existsSync(CHROMIUM)) throw new Error(`No Chromium at ${CHROMIUM}: install Debian's chromium (apt-get install chromium; .ci/run does) or set VMDB_TEST_CHROMIUM`);
+  if (!existsSync(CHROMIUM)) throw new Error(`No Chromium at ${CHROMIUM}: install Debian's chromium (apt-get install chromium; npm test does) or set VMDB_TEST_CHROMIUM`);
   // --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start.
   return chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
 }

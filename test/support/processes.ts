@@ -2,10 +2,7 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { Connection } from '@temporalio/client';
-import { SEARCH_ATTRIBUTES } from '../../workflows/definitions';
 import { withMysql } from './backends';
-import { temporalBinaries } from './temporal';
 
 const run = promisify(execFile);
 const OUTPUT_KEPT = 20_000;
@@ -105,14 +102,20 @@ export class OwnedProcess {
  */
 export class PrivateMariaDB {
   readonly process: OwnedProcess;
+  /** The server (no database): what VMDB_TEST_MYSQL_URL names. */
+  readonly serverUrl: string;
+  /** Its database. */
   readonly url: string;
+  readonly database: string;
 
+  /** `checksPasswords`: keep the grant tables, for tests that expect a wrong password to be refused. */
   constructor(
     private readonly dir: string,
     readonly port: number,
-    readonly database = 'vmdb',
+    options: { database?: string; checksPasswords?: boolean } = {},
   ) {
     const data = join(dir, 'data');
+    this.database = options.database ?? 'vmdb';
     this.process = new OwnedProcess('mariadbd', [
       'mariadbd',
       '--no-defaults',
@@ -122,12 +125,13 @@ export class PrivateMariaDB {
       `--socket=${join(dir, 'mariadb.sock')}`,
       `--pid-file=${join(dir, 'mariadb.pid')}`,
       '--user=root',
-      // Only this test connects, over loopback, to a server that lives for one run.
-      '--skip-grant-tables',
+      // Otherwise only this test connects, over loopback, to a server that lives for one run.
+      ...(options.checksPasswords ? [] : ['--skip-grant-tables']),
       '--innodb-buffer-pool-size=32M',
       '--skip-log-bin',
     ], process.env);
-    this.url = `mysql://root@127.0.0.1:${port}/${database}`;
+    this.serverUrl = `mysql://root@127.0.0.1:${port}`;
+    this.url = `${this.serverUrl}/${this.database}`;
   }
 
   /** mariadb-install-db into the data folder, then the server, then the empty database. */
@@ -136,14 +140,14 @@ export class PrivateMariaDB {
     await run('mariadb-install-db', ['--no-defaults', `--datadir=${join(this.dir, 'data')}`, '--user=root', '--auth-root-authentication-method=normal', '--skip-test-db']);
     await this.start();
     // The name is this class's own constant (letters only); identifiers cannot be bound.
-    await withMysql(`mysql://root@127.0.0.1:${this.port}`, (conn) => conn.query(`CREATE DATABASE IF NOT EXISTS \`${this.database}\``));
+    await withMysql(this.serverUrl, (conn) => conn.query(`CREATE DATABASE IF NOT EXISTS \`${this.database}\``));
   }
 
   async start(): Promise<void> {
     this.process.start();
     await waitFor('MariaDB to accept connections', async () => {
       if (!this.process.running) throw new Error(`mariadbd exited\n${this.process.tail()}`);
-      await withMysql(`mysql://root@127.0.0.1:${this.port}`, (conn) => conn.query('SELECT 1'));
+      await withMysql(this.serverUrl, (conn) => conn.query('SELECT 1'));
       return true;
     }, 60_000);
   }
@@ -151,32 +155,5 @@ export class PrivateMariaDB {
   /** A clean shutdown (SIGTERM), as `systemctl stop` does. */
   async stop(): Promise<void> {
     await this.process.stop('SIGTERM', 60_000);
-  }
-}
-
-/** `temporal server start-dev` with a database file, so that a restart finds its workflows again. */
-export class FileTemporalServer {
-  readonly process: OwnedProcess;
-  readonly address: string;
-
-  constructor(dbFile: string, readonly port: number, uiPort: number) {
-    const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--ui-port', String(uiPort), '--headless', '--db-filename', dbFile, '--log-level', 'error'];
-    for (const key of SEARCH_ATTRIBUTES) args.push('--search-attribute', `${key.name}=Keyword`);
-    this.process = new OwnedProcess('temporal', [temporalBinaries().cli, ...args], process.env);
-    this.address = `127.0.0.1:${port}`;
-  }
-
-  async start(): Promise<void> {
-    this.process.start();
-    await waitFor('the Temporal dev server to answer', async () => {
-      if (!this.process.running) throw new Error(`temporal server exited\n${this.process.tail()}`);
-      const connection = await Connection.connect({ address: this.address, connectTimeout: 1000 });
-      try {
-        await connection.workflowService.getSystemInfo({});
-      } finally {
-        await connection.close();
-      }
-      return true;
-    }, 60_000);
   }
 }

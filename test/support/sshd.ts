@@ -22,11 +22,11 @@ export interface TestSshd {
 }
 
 // sshd re-executes itself and refuses to run unless started by absolute path.
-const SSHD = '/usr/sbin/sshd';
+export const SSHD = '/usr/sbin/sshd';
 
 export async function startSshd(): Promise<TestSshd> {
   if (!existsSync(SSHD)) {
-    throw new Error(`${SSHD} not found: the SSH tests need a real OpenSSH server. Install openssh-server (apt-get install openssh-server); .ci/run installs it.`);
+    throw new Error(`${SSHD} not found: the SSH tests need a real OpenSSH server. Install openssh-server (apt-get install openssh-server); npm test installs it.`);
   }
   // The privilege separation directory; Debian creates it only when the service starts.
   if (process.getuid?.() === 0) mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });

@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
+import { Connection } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { DefaultLogger, Runtime, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 
@@ -9,6 +10,7 @@ Runtime.install({ logger: new DefaultLogger(process.env.VMDB_TEST_SDK_LOG_LEVEL 
 process.env.VMDB_LOG_LEVEL ||= 'warn';
 import { ensureSearchAttributes } from '../../src/search-attributes';
 import { SEARCH_ATTRIBUTES } from '../../workflows/definitions';
+import { OwnedProcess, waitFor } from './processes';
 
 const ROOT = join(__dirname, '..', '..', '..');
 
@@ -65,3 +67,30 @@ const quietLogger = {
   warn: () => undefined,
   error: (message: string, meta?: Record<string, unknown>) => console.error(message, meta ?? ''),
 };
+
+/** `temporal server start-dev` with a database file, so that a restart finds its workflows again. */
+export class FileTemporalServer {
+  readonly process: OwnedProcess;
+  readonly address: string;
+
+  constructor(dbFile: string, readonly port: number, uiPort: number) {
+    const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--ui-port', String(uiPort), '--headless', '--db-filename', dbFile, '--log-level', 'error'];
+    for (const key of SEARCH_ATTRIBUTES) args.push('--search-attribute', `${key.name}=Keyword`);
+    this.process = new OwnedProcess('temporal', [temporalBinaries().cli, ...args], process.env);
+    this.address = `127.0.0.1:${port}`;
+  }
+
+  async start(): Promise<void> {
+    this.process.start();
+    await waitFor('the Temporal dev server to answer', async () => {
+      if (!this.process.running) throw new Error(`temporal server exited\n${this.process.tail()}`);
+      const connection = await Connection.connect({ address: this.address, connectTimeout: 1000 });
+      try {
+        await connection.workflowService.getSystemInfo({});
+      } finally {
+        await connection.close();
+      }
+      return true;
+    }, 60_000);
+  }
+}
