@@ -1,0 +1,190 @@
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import http from 'node:http';
+import type net from 'node:net';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+
+/**
+ * A real OpenStack for the openstack driver tests: Nova's Compute API (and Keystone, when asked),
+ * from PyPI in .openstack-venv (scripts/openstack-env.sh, installed on first use), each started as a
+ * process of the test on 127.0.0.1 (test/support/openstack_cloud.py, keystone_server.py).
+ */
+
+const ROOT = join(__dirname, '..', '..', '..');
+
+let python: string | undefined;
+
+/** The Python of the project's OpenStack venv, installed on first use. */
+export function openstackPython(): string {
+  if (!python) {
+    const out = execFileSync('bash', [join(ROOT, 'scripts', 'openstack-env.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+    const line = out.split('\n').find((l) => l.startsWith('OPENSTACK_PYTHON='));
+    if (!line) throw new Error('scripts/openstack-env.sh printed no OPENSTACK_PYTHON');
+    python = line.slice('OPENSTACK_PYTHON='.length).trim();
+  }
+  return python;
+}
+
+/** A Python service of the test: it prints one JSON line when it serves, and stops with it. */
+export class PythonService<Ready> {
+  private constructor(
+    private readonly child: ChildProcess,
+    readonly ready: Ready,
+    private readonly output: () => string,
+  ) {}
+
+  static async start<Ready>(name: string, script: string, args: string[], timeoutMs = 180_000): Promise<PythonService<Ready>> {
+    // stdin stays open: the service exits when it closes, so a killed test leaves nothing behind.
+    const child = spawn(openstackPython(), [join(ROOT, 'test', 'support', script), ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let output = '';
+    child.stderr!.on('data', (chunk: Buffer) => {
+      output = (output + chunk.toString()).slice(-20_000);
+    });
+    const lines = createInterface({ input: child.stdout! });
+    const first = new Promise<string>((resolve, reject) => {
+      lines.once('line', resolve);
+      child.once('exit', (code, signal) => reject(new Error(`${name} exited (${code ?? signal}) before it served`)));
+      setTimeout(() => reject(new Error(`${name} did not serve within ${timeoutMs} ms`)), timeoutMs).unref();
+    });
+    try {
+      const ready = JSON.parse(await first) as Ready;
+      return new PythonService(child, ready, () => output);
+    } catch (err) {
+      child.kill('SIGKILL');
+      throw new Error(`${(err as Error).message}\n--- ${name} ---\n${output.slice(-5000)}`);
+    }
+  }
+
+  tail(chars = 3000): string {
+    return this.output().slice(-chars);
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    const exited = once(this.child, 'exit');
+    this.child.kill('SIGTERM');
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(timer);
+  }
+}
+
+export interface NovaReady {
+  port: number;
+  /** The image and network Nova's Glance and Neutron fixtures hold. */
+  imageId: string;
+  networkId: string;
+}
+
+export interface Nova {
+  /** The Compute API v2.1 base URL. */
+  url: string;
+  imageId: string;
+  networkId: string;
+  service: PythonService<NovaReady>;
+}
+
+/** Starts Nova's Compute API; with `keystone`, its authtoken middleware checks tokens with that Keystone. */
+export async function startNova(keystone?: { url: string; user: string; password: string; project: string }): Promise<Nova> {
+  const args = keystone
+    ? ['--keystone-url', keystone.url, '--keystone-user', keystone.user, '--keystone-password', keystone.password, '--keystone-project', keystone.project]
+    : [];
+  const service = await PythonService.start<NovaReady>('nova', 'openstack_cloud.py', args);
+  const { port, imageId, networkId } = service.ready;
+  return { url: `http://127.0.0.1:${port}/v2.1`, imageId, networkId, service };
+}
+
+/** An identity Nova trusts when its API runs without Keystone. */
+export interface Identity {
+  projectId: string;
+  userId: string;
+  roles: string[];
+}
+
+/** Calls the Compute API as `who` (no Keystone): the tests' own view of the cloud, and its admin calls. */
+export async function novaCall<T = unknown>(url: string, who: Identity, method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
+  const res = await fetch(`${url}${path}`, {
+    method,
+    headers: {
+      'X-Auth-Token': 'test',
+      'X-Project-Id': who.projectId,
+      'X-User-Id': who.userId,
+      'X-Roles': who.roles.join(','),
+      'OpenStack-API-Version': 'compute 2.37',
+      Accept: 'application/json',
+      ...(body === undefined ? {} : { 'Content-Type': 'application/json' }),
+    },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  const text = await res.text();
+  return { status: res.status, body: (text ? JSON.parse(text) : {}) as T };
+}
+
+/** What the fault proxy answers a matching request with instead of forwarding it. */
+export interface ComputeFault {
+  status: number;
+  headers?: Record<string, string>;
+  body: string;
+}
+
+/**
+ * An HTTP proxy in front of Nova that answers chosen requests with the failures this Nova never
+ * produces (rate limits, a load balancer's 502 page), or holds them unanswered (a hung API), and
+ * forwards everything else unchanged.
+ */
+export class ComputeFaultProxy {
+  private rules: { method: string; path: RegExp; fault: ComputeFault | 'hang'; remaining: number }[] = [];
+  private server: http.Server | undefined;
+  readonly seen: { method: string; path: string }[] = [];
+  url = '';
+
+  constructor(private readonly upstream: string) {}
+
+  async start(): Promise<this> {
+    this.server = http.createServer((req, res) => this.handle(req, res));
+    this.server.listen(0, '127.0.0.1');
+    await once(this.server, 'listening');
+    const base = new URL(this.upstream);
+    this.url = `http://127.0.0.1:${(this.server.address() as net.AddressInfo).port}${base.pathname}`;
+    return this;
+  }
+
+  inject(method: string, path: RegExp, fault: ComputeFault | 'hang', times = 1): void {
+    this.rules.push({ method, path, fault, remaining: times });
+  }
+
+  clear(): void {
+    this.rules = [];
+    this.seen.length = 0;
+  }
+
+  async stop(): Promise<void> {
+    if (!this.server) return;
+    this.server.closeAllConnections();
+    this.server.close();
+    await once(this.server, 'close').catch(() => undefined);
+  }
+
+  private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const method = req.method ?? '';
+    const path = req.url ?? '';
+    this.seen.push({ method, path });
+    const rule = this.rules.find((r) => r.method === method && r.path.test(path) && r.remaining > 0);
+    if (rule) {
+      rule.remaining--;
+      if (rule.fault === 'hang') return;
+      res.writeHead(rule.fault.status, rule.fault.headers ?? {});
+      res.end(rule.fault.body);
+      return;
+    }
+    const upstream = new URL(this.upstream);
+    const forwarded = http.request({ host: upstream.hostname, port: upstream.port, method, path, headers: req.headers });
+    forwarded.on('response', (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      answer.pipe(res);
+    });
+    forwarded.on('error', () => req.socket.destroy());
+    req.pipe(forwarded);
+  }
+}
