@@ -129,12 +129,18 @@ export interface ComputeFault {
 }
 
 /**
- * An HTTP proxy in front of Nova that answers chosen requests with the failures this Nova never
- * produces (rate limits, a load balancer's 502 page), or holds them unanswered (a hung API), and
- * forwards everything else unchanged.
+ * What the fault proxy does with a matching request: answer it itself, hold it unanswered (a hung
+ * API), or forward it and cut the connection before the answer (the call ran, its caller never hears).
+ */
+export type ProxyFault = ComputeFault | 'hang' | 'lose-answer';
+
+/**
+ * An HTTP proxy in front of Nova that meets chosen requests with the failures this Nova never
+ * produces (rate limits, a load balancer's 502 page, hung calls, lost answers) and forwards
+ * everything else unchanged.
  */
 export class ComputeFaultProxy {
-  private rules: { method: string; path: RegExp; fault: ComputeFault | 'hang'; remaining: number }[] = [];
+  private rules: { method: string; path: RegExp; fault: ProxyFault; remaining: number }[] = [];
   private server: http.Server | undefined;
   readonly seen: { method: string; path: string }[] = [];
   url = '';
@@ -150,7 +156,7 @@ export class ComputeFaultProxy {
     return this;
   }
 
-  inject(method: string, path: RegExp, fault: ComputeFault | 'hang', times = 1): void {
+  inject(method: string, path: RegExp, fault: ProxyFault, times = 1): void {
     this.rules.push({ method, path, fault, remaining: times });
   }
 
@@ -171,16 +177,22 @@ export class ComputeFaultProxy {
     const path = req.url ?? '';
     this.seen.push({ method, path });
     const rule = this.rules.find((r) => r.method === method && r.path.test(path) && r.remaining > 0);
-    if (rule) {
-      rule.remaining--;
-      if (rule.fault === 'hang') return;
-      res.writeHead(rule.fault.status, rule.fault.headers ?? {});
-      res.end(rule.fault.body);
+    if (rule) rule.remaining--;
+    const fault = rule?.fault;
+    if (fault === 'hang') return;
+    if (fault !== undefined && fault !== 'lose-answer') {
+      res.writeHead(fault.status, fault.headers ?? {});
+      res.end(fault.body);
       return;
     }
     const upstream = new URL(this.upstream);
     const forwarded = http.request({ host: upstream.hostname, port: upstream.port, method, path, headers: req.headers });
     forwarded.on('response', (answer) => {
+      if (fault === 'lose-answer') {
+        answer.resume();
+        answer.on('end', () => req.socket.destroy());
+        return;
+      }
       res.writeHead(answer.statusCode ?? 502, answer.headers);
       answer.pipe(res);
     });
