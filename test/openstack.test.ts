@@ -7,7 +7,7 @@ import { inspect } from 'node:util';
 import { EndpointError, InvalidRequestError, createDrivers } from '../src/drivers/driver';
 import { OPENSTACK_METADATA, OPENSTACK_MAX_USER_DATA, OpenStackDriver, type OpenStackDriverOptions, classifyComputeAnswer } from '../src/drivers/openstack';
 import { driverConfigs, validateFleet } from '../src/fleet-config';
-import { ComputeFaultProxy, type Identity, type Nova, novaCall, startNova } from './support/openstack';
+import { ComputeFaultProxy, type Identity, type Keystone, type Nova, keystoneCall, keystoneToken, novaCall, startKeystone, startNova } from './support/openstack';
 import { sleep, waitFor } from './support/processes';
 import { TcpProxy } from './support/tcp-proxy';
 
@@ -20,6 +20,7 @@ interface Server {
   name: string;
   status: string;
   tenant_id: string;
+  user_id: string;
   metadata: Record<string, string>;
   key_name: string | null;
   flavor: { id: string };
@@ -313,7 +314,7 @@ describe('openstack driver against a real Nova API', function () {
     assert.match(image.message, /HTTP 400 badRequest: Can not find requested image/);
     await rejectsWith(driver({ networks: ['00000000-0000-0000-0000-0000000000bb'] }).createInstance(request(uniqueName('net'))), isInvalid, 'unknown network');
     const key = await rejectsWith(driver({ keyName: 'no-such-key' }).createInstance(request(uniqueName('key'))), isInvalid, 'unknown key pair');
-    assert.match(key.message, /no-such-key/);
+    assert.match(key.message, /HTTP 400 badRequest: Invalid key_name provided/);
     await rejectsWith(driver().createInstance(request(uniqueName('big'), { userData: 'x'.repeat(OPENSTACK_MAX_USER_DATA + 1) })), isInvalid, 'oversized user data');
     assert.equal(proxy.seen.filter((s) => s.method === 'POST').length, 3, 'flavor and user data are refused before POST');
   });
@@ -409,5 +410,107 @@ describe('openstack driver against a real Nova API', function () {
       await rejectsWith(driver().createInstance(request(name)), isReason('auth'), '401 without Keystone');
       assert.deepEqual(await serversNamed(name), []);
     });
+  });
+});
+
+describe('openstack driver with a real Keystone', function () {
+  this.timeout(240_000);
+  const adminPassword = `admin-${randomBytes(8).toString('hex')}`;
+  const userPassword = `vmdb-${randomBytes(8).toString('hex')}`;
+  let keystone: Keystone;
+  let nova: Nova;
+  let proxy: ComputeFaultProxy;
+  let projectId: string;
+  let userId: string;
+  let appCred: { id: string; secret: string };
+
+  before(async function () {
+    keystone = await startKeystone(adminPassword);
+    // Nova's authtoken middleware checks every token with Keystone, as the bootstrap admin.
+    nova = await startNova({ url: keystone.url, user: 'admin', password: adminPassword, project: 'admin' });
+    proxy = await new ComputeFaultProxy(nova.url).start();
+    const service = await keystone.admin<{ service: { id: string } }>('POST', '/services', { service: { type: 'compute', name: 'nova' } });
+    for (const [iface, url] of [['public', proxy.url], ['internal', nova.url]]) {
+      await keystone.admin('POST', '/endpoints', { endpoint: { service_id: service.service.id, interface: iface, url, region_id: 'RegionOne' } });
+    }
+    projectId = (await keystone.admin<{ project: { id: string } }>('POST', '/projects', { project: { name: 'lhcb', domain_id: 'default' } })).project.id;
+    userId = (await keystone.admin<{ user: { id: string } }>('POST', '/users', { user: { name: 'vmdb', domain_id: 'default', password: userPassword } })).user.id;
+    const roles = await keystone.admin<{ roles: { id: string; name: string }[] }>('GET', '/roles?name=member');
+    await keystone.admin('PUT', `/projects/${projectId}/users/${userId}/roles/${roles.roles[0].id}`);
+    // An application credential is made by its user, for the project of the user's token.
+    const { token } = await keystoneToken(keystone.url, 'vmdb', userPassword, 'lhcb');
+    const made = await keystoneCall<{ application_credential: { id: string; secret: string } }>(keystone.url, token, 'POST', `/users/${userId}/application_credentials`, {
+      application_credential: { name: `vmdb-${RUN}` },
+    });
+    appCred = made.application_credential;
+  });
+
+  after(async function () {
+    await proxy?.stop();
+    await nova?.service.stop();
+    await keystone?.service.stop();
+  });
+
+  afterEach(function () {
+    proxy?.clear();
+    if (this.currentTest?.state === 'failed') console.error(`${nova?.service.tail()}\n${keystone?.service.tail()}`);
+  });
+
+  const appCredAuth = () => ({ authUrl: keystone.url, applicationCredentialId: appCred.id, applicationCredentialSecret: appCred.secret });
+  const driver = (auth: unknown, extra: Partial<OpenStackDriverOptions> = {}) => new OpenStackDriver('CERN::openstack', { auth, flavor: 'm1.tiny', imageId: nova.imageId, networks: 'none', ...extra });
+  const showAsAdmin = async (id: string) => {
+    const { token } = await keystoneToken(keystone.url, 'admin', adminPassword, 'admin');
+    const res = await fetch(`${nova.url}/servers/${id}`, { headers: { 'X-Auth-Token': token, 'OpenStack-API-Version': 'compute 2.37' } });
+    return { status: res.status, body: (await res.json()) as { server: Server } };
+  };
+
+  it('boots, lists and deletes with an application credential, at the compute endpoint of the catalog', async function () {
+    const d = driver(appCredAuth());
+    const name = uniqueName('appcred');
+    const vm = await d.createInstance(request(name, { instanceID: 77 }));
+    const { body } = await showAsAdmin(vm.uniqueID);
+    assert.equal(body.server.tenant_id, projectId);
+    assert.equal(body.server.user_id, userId);
+    assert.equal(body.server.metadata[OPENSTACK_METADATA.instanceName], name);
+    assert.ok(proxy.seen.some((s) => s.method === 'POST'), 'the public endpoint (the proxy) was used');
+    assert.equal(new Set(proxy.seen.map((s) => s.token)).size, 1, 'one token for every call');
+    assert.deepEqual((await d.listInstances()).map((x) => [x.uniqueID, x.instanceID]), [[vm.uniqueID, 77]]);
+    assert.equal((await d.createInstance(request(name))).uniqueID, vm.uniqueID);
+    await d.stopInstance(vm.uniqueID);
+    await waitFor('server gone', async () => ((await showAsAdmin(vm.uniqueID)).status === 404 ? true : undefined), 30_000);
+  });
+
+  it('works with a password scoped to a project by name, and with the internal endpoint', async function () {
+    const d = driver({ authUrl: keystone.url, username: 'vmdb', password: userPassword, projectName: 'lhcb' }, { interface: 'internal' });
+    const vm = await d.createInstance(request(uniqueName('password')));
+    assert.deepEqual(proxy.seen, [], 'the internal endpoint is Nova itself, not the proxy');
+    assert.equal((await showAsAdmin(vm.uniqueID)).body.server.tenant_id, projectId);
+    await d.stopInstance(vm.uniqueID);
+  });
+
+  it('gets a new token when Nova refuses a revoked one, and goes on', async function () {
+    const d = driver(appCredAuth());
+    assert.deepEqual(await d.listInstances(), []);
+    const first = proxy.seen[0].token;
+    const { token } = await keystoneToken(keystone.url, 'admin', adminPassword, 'admin');
+    const revoke = await fetch(`${keystone.url}/auth/tokens`, { method: 'DELETE', headers: { 'X-Auth-Token': token, 'X-Subject-Token': first } });
+    assert.equal(revoke.status, 204);
+    assert.deepEqual(await d.listInstances(), []);
+    assert.deepEqual(proxy.seen.map((s) => s.token === first), [true, true, false], 'the refused call is sent again with a new token');
+  });
+
+  it('refuses wrong credentials and a catalog without the region as `auth`, without showing the secret', async function () {
+    const wrong = driver({ ...appCredAuth(), applicationCredentialSecret: 'not-the-secret' });
+    const err = await rejectsWith(wrong.listInstances(), isReason('auth'), 'a wrong secret');
+    assert.match(err.message, /Keystone refused a token: HTTP 401/);
+    assert.ok(!err.message.includes('not-the-secret') && !err.message.includes(appCred.secret));
+    const password = driver({ authUrl: keystone.url, username: 'vmdb', password: 'wrong', projectName: 'lhcb' });
+    await rejectsWith(password.listInstances(), isReason('auth'), 'a wrong password');
+    const nowhere = driver(appCredAuth(), { region: 'Nowhere' });
+    const region = await rejectsWith(nowhere.listInstances(), isReason('auth'), 'no endpoint in the region');
+    assert.match(region.message, /the Keystone catalog has no public compute endpoint in region Nowhere/);
+    const down = driver({ ...appCredAuth(), authUrl: 'http://127.0.0.1:9/v3' });
+    await rejectsWith(down.listInstances(), isReason('unavailable'), 'Keystone down');
+    assert.deepEqual(proxy.seen, []);
   });
 });

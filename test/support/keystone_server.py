@@ -82,7 +82,7 @@ def main():
     manage(config, 'fernet_setup', '--keystone-user', user, '--keystone-group', group)
     manage(config, 'credential_setup', '--keystone-user', user, '--keystone-group', group)
     manage(config, 'bootstrap', '--bootstrap-password', ARGS.admin_password, '--bootstrap-region-id', 'RegionOne',
-           '--bootstrap-public-url', url)
+           '--bootstrap-public-url', url, '--bootstrap-internal-url', url, '--bootstrap-admin-url', url)
 
     os.environ['OS_KEYSTONE_CONFIG_FILES'] = config
     from keystone.server import wsgi

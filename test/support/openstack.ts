@@ -95,6 +95,51 @@ export async function startNova(keystone?: { url: string; user: string; password
   return { url: `http://127.0.0.1:${port}/v2.1`, imageId, networkId, service };
 }
 
+export interface Keystone {
+  /** The identity API v3 base URL. */
+  url: string;
+  service: PythonService<{ port: number; url: string }>;
+  /** A call with an admin token of the bootstrap admin (admin project). */
+  admin<T = unknown>(method: string, path: string, body?: unknown): Promise<T>;
+}
+
+/** A token of `user` (a password, scoped to a project by name), and the answer's body. */
+export async function keystoneToken(url: string, user: string, password: string, project: string): Promise<{ token: string; body: unknown }> {
+  const res = await fetch(`${url}/auth/tokens`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({
+      auth: {
+        identity: { methods: ['password'], password: { user: { name: user, domain: { id: 'default' }, password } } },
+        scope: { project: { name: project, domain: { id: 'default' } } },
+      },
+    }),
+  });
+  const body = await res.json();
+  if (res.status !== 201) throw new Error(`Keystone token for ${user}: HTTP ${res.status} ${JSON.stringify(body)}`);
+  return { token: res.headers.get('x-subject-token')!, body };
+}
+
+/** A call to Keystone's API with `token`; throws unless it answers 2xx. */
+export async function keystoneCall<T = unknown>(url: string, token: string, method: string, path: string, body?: unknown): Promise<T> {
+  const res = await fetch(`${url}${path}`, {
+    method,
+    headers: { 'X-Auth-Token': token, ...(body === undefined ? {} : { 'Content-Type': 'application/json' }) },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  const text = await res.text();
+  if (res.status >= 300) throw new Error(`Keystone ${method} ${path}: HTTP ${res.status} ${text}`);
+  return (text ? JSON.parse(text) : {}) as T;
+}
+
+/** Starts Keystone, bootstrapped with an admin user `admin` of project `admin` with this password. */
+export async function startKeystone(adminPassword: string): Promise<Keystone> {
+  const service = await PythonService.start<{ port: number; url: string }>('keystone', 'keystone_server.py', ['--admin-password', adminPassword]);
+  const { url } = service.ready;
+  const { token } = await keystoneToken(url, 'admin', adminPassword, 'admin');
+  return { url, service, admin: (method, path, body) => keystoneCall(url, token, method, path, body) };
+}
+
 /** An identity Nova trusts when its API runs without Keystone. */
 export interface Identity {
   projectId: string;
@@ -142,7 +187,8 @@ export type ProxyFault = ComputeFault | 'hang' | 'lose-answer';
 export class ComputeFaultProxy {
   private rules: { method: string; path: RegExp; fault: ProxyFault; remaining: number }[] = [];
   private server: http.Server | undefined;
-  readonly seen: { method: string; path: string }[] = [];
+  /** Every request: its method, path and X-Auth-Token. */
+  readonly seen: { method: string; path: string; token: string }[] = [];
   url = '';
 
   constructor(private readonly upstream: string) {}
@@ -175,7 +221,7 @@ export class ComputeFaultProxy {
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
     const method = req.method ?? '';
     const path = req.url ?? '';
-    this.seen.push({ method, path });
+    this.seen.push({ method, path, token: String(req.headers['x-auth-token'] ?? '') });
     const rule = this.rules.find((r) => r.method === method && r.path.test(path) && r.remaining > 0);
     if (rule) rule.remaining--;
     const fault = rule?.fault;

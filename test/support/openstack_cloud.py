@@ -43,15 +43,18 @@ def write_paste(folder):
     with open(VENV_PASTE) as f:
         text = f.read()
     if ARGS.keystone_url:
-        text += (
+        # The options go into the authtoken filter's own section, the file's last.
+        assert text.rstrip().rsplit('\n[', 1)[1].startswith('filter:authtoken]'), 'api-paste.ini changed shape'
+        text = text.rstrip() + (
             f'\nwww_authenticate_uri = {ARGS.keystone_url}\nauth_url = {ARGS.keystone_url}\n'
             'auth_type = password\nuser_domain_name = Default\nproject_domain_name = Default\n'
             f'username = {ARGS.keystone_user}\npassword = {ARGS.keystone_password}\n'
             f'project_name = {ARGS.keystone_project}\n'
+            # No cache of validated tokens: a revoked token is refused at once.
+            'token_cache_time = -1\n'
         )
-        assert text.rstrip().endswith(f'project_name = {ARGS.keystone_project}')
-        assert '[filter:authtoken]\npaste.filter_factory = keystonemiddleware.auth_token:filter_factory\n' in text
     else:
+        assert text.count(' authtoken keystonecontext') == 2, 'api-paste.ini changed shape'
         text = text.replace(' authtoken keystonecontext', ' keystonecontext')
     path = os.path.join(folder, 'api-paste.ini')
     with open(path, 'w') as f:
