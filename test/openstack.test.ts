@@ -80,7 +80,7 @@ describe('openstack driver options and error classes', function () {
     assert.throws(() => createDrivers([{ endpoint: 'CERN::openstack', driver: 'openstack', ...base, flavour: 'x' }]), /Endpoint CERN::openstack: openstack driver: unknown option "flavour"/);
   });
 
-  it('never shows a password, an application credential secret or where one came from in errors, inspect or JSON', function () {
+  it('never shows a password or an application credential secret, in errors, inspect or JSON', function () {
     const secret = 'vmdb-test-secret-do-not-print';
     const keystone = { authUrl: 'https://keystone.example.org:5000/v3/' };
     const withPassword = build({ ...base, computeUrl: undefined, auth: { ...keystone, username: 'vmdb', password: secret, projectName: 'lhcb' } });
@@ -121,11 +121,21 @@ describe('openstack driver options and error classes', function () {
     assert.match(conflict.message, /HTTP 409 conflictingRequest: Cannot 'delete'.*\(request req-42\)$/);
   });
 
-  it('the README example is a valid fleet whose endpoints build', function () {
+  it('the README example is a valid fleet whose endpoints build, with their secrets from the environment', function () {
     const fleet = validateFleet(readmeOpenStackFleet());
-    const drivers = createDrivers(driverConfigs(fleet));
-    assert.deepEqual([...drivers.keys()], fleet.endpoints.map((e) => e.endpoint));
-    for (const driver of drivers.values()) assert.ok(driver instanceof OpenStackDriver);
+    const names = ['CERN_OPENSTACK_SECRET', 'UNI_OPENSTACK_PASSWORD'];
+    assert.throws(() => createDrivers(driverConfigs(fleet)), /Endpoint CERN::openstack: openstack driver: auth.applicationCredentialSecretEnv names CERN_OPENSTACK_SECRET, which is not set/);
+    for (const name of names) process.env[name] = `secret-of-${name}`;
+    try {
+      const drivers = createDrivers(driverConfigs(fleet));
+      assert.deepEqual([...drivers.keys()], fleet.endpoints.map((e) => e.endpoint));
+      for (const driver of drivers.values()) {
+        assert.ok(driver instanceof OpenStackDriver);
+        assert.ok(!JSON.stringify(driver).includes('secret-of-'));
+      }
+    } finally {
+      for (const name of names) delete process.env[name];
+    }
   });
 });
 
