@@ -304,7 +304,7 @@ export class OpenStackDriver implements CloudDriver {
     const live = await this.serversNamed(request.instanceName);
     const healthy = live.filter((s) => s.status !== 'ERROR');
     if (healthy.length > 0) return this.toInstance(healthy[0]);
-    for (const failed of live) await this.failBuild(failed);
+    if (live.length > 0) await this.failBuild(live);
 
     const imageRef = this.options.imageId ?? request.imageName;
     if (imageRef === '') throw new InvalidRequestError(`openstack driver (${this.endpoint}): no image: set the endpoint's imageId, or name the image by its ID`);
@@ -331,7 +331,7 @@ export class OpenStackDriver implements CloudDriver {
     const created = (await this.call<{ server?: { id?: string } }>('POST', '/servers', 'create server', { server }, [202])).body.server;
     if (!created?.id) throw new Error(`openstack driver (${this.endpoint}): POST /servers answered without a server`);
     const fresh = await this.awaitBuild(created.id);
-    if (fresh?.status === 'ERROR') await this.failBuild(fresh);
+    if (fresh?.status === 'ERROR') await this.failBuild([fresh]);
     return fresh ? this.toInstance(fresh) : { uniqueID: created.id, status: 'pending', publicIP: '', privateIP: '', instanceName: request.instanceName, ...(request.instanceID ? { instanceID: request.instanceID } : {}) };
   }
 
@@ -381,9 +381,10 @@ export class OpenStackDriver implements CloudDriver {
     return servers.filter((s) => this.isOwn(s) && s.metadata?.[OPENSTACK_METADATA.instanceName] === name && !GONE_STATES.has(s.status ?? '')).sort(createdOrder);
   }
 
-  /** Deletes a server that failed to build, then says why it failed: no host is `capacity`, anything else `unavailable`. */
-  private async failBuild(server: Server): Promise<never> {
-    await this.call('DELETE', `/servers/${encodeURIComponent(server.id)}`, 'delete failed server', undefined, [202, 204, 404]);
+  /** Deletes servers that failed to build, then says why the first failed: no host is `capacity`, anything else `unavailable`. */
+  private async failBuild(failed: Server[]): Promise<never> {
+    for (const { id } of failed) await this.call('DELETE', `/servers/${encodeURIComponent(id)}`, 'delete failed server', undefined, [202, 204, 404]);
+    const server = failed[0];
     const fault = faultText(server);
     const reason: EndpointFailureReason = /no valid host/i.test(fault) ? 'capacity' : 'unavailable';
     throw new EndpointError(reason, `openstack driver (${this.endpoint}): server ${server.id} (${server.name ?? ''}) went to ERROR: ${fault}; it was deleted`);
