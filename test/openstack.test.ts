@@ -4,12 +4,20 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
+import { ApplicationFailure } from '@temporalio/common';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { createCloudActivities } from '../activities/cloud';
+import { verifyVmToken } from '../src/auth/tokens';
 import { EndpointError, InvalidRequestError, createDrivers } from '../src/drivers/driver';
 import { OPENSTACK_METADATA, OPENSTACK_MAX_USER_DATA, OpenStackDriver, type OpenStackDriverOptions, classifyComputeAnswer } from '../src/drivers/openstack';
-import { driverConfigs, validateFleet } from '../src/fleet-config';
+import { type EndpointConfig, driverConfigs, validateFleet } from '../src/fleet-config';
+import { ok } from './support/backends';
+import { LifecycleRig } from './support/lifecycle-rig';
 import { ComputeFaultProxy, type Identity, type Keystone, type Nova, keystoneCall, keystoneToken, novaCall, startKeystone, startNova } from './support/openstack';
 import { sleep, waitFor } from './support/processes';
 import { TcpProxy } from './support/tcp-proxy';
+import { startDevServer } from './support/temporal';
 
 const RUN = randomBytes(3).toString('hex');
 const uniqueName = (label: string) => `vm-${label}-${RUN}-${randomBytes(3).toString('hex')}`;
@@ -329,6 +337,16 @@ describe('openstack driver against a real Nova API', function () {
     assert.equal(proxy.seen.filter((s) => s.method === 'POST').length, 3, 'flavor and user data are refused before POST');
   });
 
+  it('the cloud activity hands the reason on to Temporal in its failure', async function () {
+    const activities = createCloudActivities(new Map([['CERN::openstack', driver({ availabilityZone: 'nova:compute' })]]));
+    const err = await rejectsWith(activities.createInstance('CERN::openstack', request(uniqueName('activity'))), (e) => e instanceof ApplicationFailure, 'activity');
+    const failure = err as ApplicationFailure;
+    assert.equal(failure.type, 'EndpointError');
+    assert.equal(failure.nonRetryable, false, 'still retried: a policy or credentials can be fixed');
+    assert.deepEqual(failure.details, [{ endpoint: 'CERN::openstack', reason: 'auth' }]);
+    assert.match(failure.message, /create server failed: HTTP 403 forbidden/);
+  });
+
   describe('a server that fails to build (ERROR)', function () {
     let impossible: string;
 
@@ -523,4 +541,132 @@ describe('openstack driver with a real Keystone', function () {
     await rejectsWith(down.listInstances(), isReason('unavailable'), 'Keystone down');
     assert.deepEqual(proxy.seen, []);
   });
+});
+
+describe('Director launches through the openstack driver [mariadb]', function () {
+  this.timeout(240_000);
+  const secret = 'test-secret-for-openstack-vm-tokens';
+  // README's example endpoint, pointed at the test's Nova.
+  const example = validateFleet(readmeOpenStackFleet()).endpoints.find((e) => e.endpoint === 'CERN::openstack') as EndpointConfig;
+  const ENDPOINT = example.endpoint;
+  const project = `vmdb-director-${RUN}`;
+  const admin: Identity = { projectId: project, userId: 'admin', roles: ['admin', 'member', 'reader'] };
+  let nova: Nova;
+  let proxy: ComputeFaultProxy;
+  let env: TestWorkflowEnvironment;
+  let rig: LifecycleRig;
+
+  const show = async (id: string) => novaCall<{ server: Server }>(nova.url, admin, 'GET', `/servers/${id}`);
+  const gone = (id: string) => waitFor(`server ${id} gone`, async () => ((await show(id)).status === 404 ? true : undefined), 30_000);
+
+  before(async function () {
+    nova = await startNova();
+    proxy = await new ComputeFaultProxy(nova.url).start();
+    const key = await novaCall(nova.url, { ...admin, userId: 'vmdb' }, 'POST', '/os-keypairs', { keypair: { name: example.driver.keyName } });
+    assert.equal(key.status, 201);
+    // Flavors are the cloud operator's: make README's.
+    const flavor = await novaCall(nova.url, admin, 'POST', '/flavors', { flavor: { name: example.driver.flavor, ram: 2048, vcpus: 2, disk: 20 } });
+    assert.equal(flavor.status, 200);
+    env = await startDevServer();
+    rig = new LifecycleRig(env, {
+      maxInstances: 2,
+      tokenSecret: secret,
+      endpoint: {
+        endpoint: ENDPOINT,
+        image: example.image,
+        driver: {
+          ...example.driver,
+          // What must point at the test's Nova instead of the example's cloud; everything else is README's.
+          auth: { type: 'noauth', projectId: project },
+          computeUrl: proxy.url,
+          region: undefined,
+          imageId: nova.imageId,
+          networks: [nova.networkId],
+        },
+      },
+    });
+    await rig.setUp();
+  });
+
+  after(async function () {
+    await rig?.tearDown();
+    await env?.teardown();
+    await proxy?.stop();
+    await nova?.service.stop();
+  });
+
+  afterEach(function () {
+    if (this.currentTest?.state === 'failed' && nova) console.error(nova.service.tail());
+  });
+
+  it('fills the endpoint with servers that carry their instance, token and metadata; stop and cancel delete them', async function () {
+    // The cloud rate-limits the first create: the workflow shows why, and Temporal's retry boots the server.
+    proxy.inject('POST', /\/servers$/, { status: 429, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ overLimit: { code: 429, message: 'Rate limit exceeded' } }) });
+    const reports = (await env.client.workflow.execute('directorPass', { workflowId: `director-openstack-${RUN}`, taskQueue: rig.taskQueue, args: [] })) as { reserved: number[] }[];
+    const reserved = reports.flatMap((r) => r.reserved);
+    assert.equal(reserved.length, 2);
+    const throttled = await waitForPendingFailure(reserved);
+    assert.equal(throttled.applicationFailureInfo?.type, 'EndpointError');
+    const details = throttled.applicationFailureInfo?.details?.payloads?.map((p) => JSON.parse(Buffer.from(p.data ?? new Uint8Array()).toString('utf8')));
+    assert.deepEqual(details, [{ endpoint: ENDPOINT, reason: 'throttled' }]);
+
+    const servers = new Map<number, string>();
+    for (const instanceID of reserved) {
+      await rig.waitForStatus(instanceID, 'Submitted', 60_000);
+      const uniqueID = await rig.uniqueID(instanceID);
+      servers.set(instanceID, uniqueID);
+      const { status, body } = await show(uniqueID);
+      assert.equal(status, 200, 'the UniqueID is the Nova server ID');
+      const name = ok(await rig.db.getInstanceParameter('Name', instanceID));
+      assert.equal(body.server.name, name);
+      assert.equal(body.server.image.id, nova.imageId);
+      assert.equal(body.server.key_name, example.driver.keyName);
+      assert.deepEqual(body.server.metadata, {
+        project: 'lhcb-cloud',
+        [OPENSTACK_METADATA.endpoint]: ENDPOINT,
+        [OPENSTACK_METADATA.instanceName]: name,
+        [OPENSTACK_METADATA.instanceID]: String(instanceID),
+        [OPENSTACK_METADATA.runningPod]: 'testvo',
+        [OPENSTACK_METADATA.image]: example.image,
+      });
+      // The user data is what vmdb-agent reads on the VM: its API, its InstanceID and its own token.
+      const userData = JSON.parse(Buffer.from(body.server['OS-EXT-SRV-ATTR:user_data'] ?? '', 'base64').toString('utf8'));
+      assert.equal(userData.vmdb.instanceID, instanceID);
+      assert.equal(verifyVmToken(secret, userData.vmdb.token), instanceID);
+      const history = historyToJSON(await env.client.workflow.getHandle(`vm-${instanceID}`).fetchHistory());
+      assert.ok(!history.includes(userData.vmdb.token), 'the token stays out of the workflow history');
+    }
+    assert.equal(proxy.seen.filter((s) => s.method === 'POST').length, 3, 'two creates, one of them retried once');
+    const listed = await new OpenStackDriver(ENDPOINT, { auth: { type: 'noauth', projectId: project }, computeUrl: nova.url, flavor: 'm1.tiny' }).listInstances();
+    assert.deepEqual(listed.map((vm) => vm.instanceID).sort(), [...reserved].sort(), 'one server per instance');
+
+    // The first server lives a whole life: running, a heartbeat, an operator stop, halting; then it is deleted.
+    const [first, second] = reserved;
+    const firstServer = servers.get(first)!;
+    assert.deepEqual(await rig.lifecycle.running(firstServer, '', ''), { OK: true, Value: 'Running' });
+    assert.deepEqual(await rig.lifecycle.heartbeat(firstServer, { load: 0.5, jobs: 1, transferredFiles: 0, transferredBytes: 0, uptime: 60 }), { OK: true, Value: 'ok' });
+    assert.deepEqual(await rig.lifecycle.stop(first), { OK: true, Value: 'Stopping' });
+    assert.deepEqual(await rig.lifecycle.heartbeat(firstServer, { load: 0.1, jobs: 0, transferredFiles: 0, transferredBytes: 0, uptime: 120 }), { OK: true, Value: 'stop' });
+    assert.deepEqual(await rig.lifecycle.halting(firstServer, 0), { OK: true, Value: 'Halted' });
+    assert.equal((await env.client.workflow.getHandle(`vm-${first}`).result()).status, 'Halted');
+    await gone(firstServer);
+
+    // Cancelling the second one's workflow (UI, CLI) deletes its server too.
+    const handle = env.client.workflow.getHandle(`vm-${second}`);
+    await handle.cancel();
+    await assert.rejects(handle.result());
+    await gone(servers.get(second)!);
+  });
+
+  /** The last failure of a pending createInstance among these instances' workflows, while it waits for its retry. */
+  async function waitForPendingFailure(instanceIDs: number[]) {
+    return waitFor('a createInstance failure while it waits for its retry', async () => {
+      for (const id of instanceIDs) {
+        const { raw } = await env.client.workflow.getHandle(`vm-${id}`).describe();
+        const failure = raw.pendingActivities?.find((a) => a.activityType?.name === 'createInstance' && a.lastFailure)?.lastFailure;
+        if (failure) return failure;
+      }
+      return undefined;
+    }, 20_000, 100);
+  }
 });
