@@ -23,12 +23,12 @@ is_ready() {
   [[ "$(installed_version nova)" == "$NOVA_VERSION" ]] || return 1
   [[ "$(installed_version keystone)" == "$KEYSTONE_VERSION" ]] || return 1
   # Nova's functional fixtures and the WSGI apps must load, not just the packages.
-  "$VENV/bin/python" -c 'import nova.tests.functional.integrated_helpers, placement.wsgi, keystone.server.wsgi, pymysql' \
+  "$VENV/bin/python" -c 'import nova.tests.functional.integrated_helpers, placement.wsgi, keystone.server.wsgi' \
     >/dev/null 2>&1 || return 1
 }
 
 # SQLAlchemy 2.1 deprecates noload(), which Nova still uses (warnings become errors in its fixtures).
 ensure_installed is_ready \
   "nova==$NOVA_VERSION" "openstack-placement==$PLACEMENT_VERSION" "keystone==$KEYSTONE_VERSION" \
-  "SQLAlchemy<2.1" PyMySQL oslotest testtools wsgi-intercept requests-mock
+  "SQLAlchemy<2.1" oslotest testtools wsgi-intercept requests-mock
 echo "OPENSTACK_PYTHON=$VENV/bin/python"

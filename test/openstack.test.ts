@@ -177,6 +177,7 @@ describe('openstack driver against a real Nova API', function () {
     }, 60_000);
 
   before(async function () {
+    this.timeout(900_000); // the first run installs Nova and Keystone (scripts/openstack-env.sh)
     nova = await startNova();
     proxy = await new ComputeFaultProxy(nova.url).start();
     const flavors = await novaCall<{ flavors: { id: string; name: string }[] }>(nova.url, admin, 'GET', '/flavors');
@@ -453,6 +454,7 @@ describe('openstack driver with a real Keystone', function () {
   let appCred: { id: string; secret: string };
 
   before(async function () {
+    this.timeout(900_000); // the first run installs Nova and Keystone (scripts/openstack-env.sh)
     keystone = await startKeystone(adminPassword);
     // Nova's authtoken middleware checks every token with Keystone, as the bootstrap admin.
     nova = await startNova({ url: keystone.url, user: 'admin', password: adminPassword, project: 'admin' });
@@ -560,6 +562,7 @@ describe('Director launches through the openstack driver [mariadb]', function ()
   const gone = (id: string) => waitFor(`server ${id} gone`, async () => ((await show(id)).status === 404 ? true : undefined), 30_000);
 
   before(async function () {
+    this.timeout(900_000); // the first run installs Nova and Keystone (scripts/openstack-env.sh)
     nova = await startNova();
     proxy = await new ComputeFaultProxy(nova.url).start();
     const key = await novaCall(nova.url, { ...admin, userId: 'vmdb' }, 'POST', '/os-keypairs', { keypair: { name: example.driver.keyName } });
