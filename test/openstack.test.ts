@@ -1,8 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import net from 'node:net';
-import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { ApplicationFailure } from '@temporalio/common';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
@@ -13,7 +11,8 @@ import { EndpointError, InvalidRequestError, createDrivers } from '../src/driver
 import { OPENSTACK_METADATA, OPENSTACK_MAX_USER_DATA, OpenStackDriver, type OpenStackDriverOptions, classifyComputeAnswer } from '../src/drivers/openstack';
 import { type EndpointConfig, driverConfigs, validateFleet } from '../src/fleet-config';
 import { ok } from './support/backends';
-import { LifecycleRig } from './support/lifecycle-rig';
+import { directorPassWithFailedCreate, exampleRig, isReason, readmeFleet, rejectsWith } from './support/drivers';
+import type { LifecycleRig } from './support/lifecycle-rig';
 import { ComputeFaultProxy, type Identity, type Keystone, type Nova, keystoneCall, keystoneToken, novaCall, startKeystone, startNova } from './support/openstack';
 import { sleep, waitFor } from './support/processes';
 import { TcpProxy } from './support/tcp-proxy';
@@ -35,29 +34,6 @@ interface Server {
   image: { id: string };
   fault?: { message: string };
   'OS-EXT-SRV-ATTR:user_data'?: string;
-}
-
-async function rejectsWith(promise: Promise<unknown>, check: (err: Error) => boolean, what: string): Promise<Error> {
-  let caught: Error | undefined;
-  try {
-    await promise;
-  } catch (err) {
-    caught = err as Error;
-  }
-  assert.ok(caught, `${what}: expected a failure`);
-  assert.ok(check(caught), `${what}: got ${caught.name}: ${caught.message}`);
-  return caught;
-}
-
-const isReason = (reason: string) => (err: Error) => err instanceof EndpointError && err.reason === reason;
-
-/** The fleet of README's "OpenStack endpoints" section, as written there. */
-function readmeOpenStackFleet(): unknown {
-  const readme = readFileSync(join(__dirname, '..', '..', 'README.md'), 'utf8');
-  const section = readme.slice(readme.indexOf('### OpenStack endpoints'));
-  const block = /```json\n([\s\S]*?)\n```/.exec(section);
-  assert.ok(block, 'README has a JSON fleet under "OpenStack endpoints"');
-  return JSON.parse(block[1]);
 }
 
 describe('openstack driver options and error classes', function () {
@@ -130,7 +106,7 @@ describe('openstack driver options and error classes', function () {
   });
 
   it('the README example is a valid fleet whose endpoints build, with their secrets from the environment', function () {
-    const fleet = validateFleet(readmeOpenStackFleet());
+    const fleet = validateFleet(readmeFleet('### OpenStack endpoints'));
     const names = ['CERN_OPENSTACK_SECRET', 'UNI_OPENSTACK_PASSWORD'];
     assert.throws(() => createDrivers(driverConfigs(fleet)), /Endpoint CERN::openstack: openstack driver: auth.applicationCredentialSecretEnv names CERN_OPENSTACK_SECRET, which is not set/);
     for (const name of names) process.env[name] = `secret-of-${name}`;
@@ -549,7 +525,7 @@ describe('Director launches through the openstack driver [mariadb]', function ()
   this.timeout(240_000);
   const secret = 'test-secret-for-openstack-vm-tokens';
   // README's example endpoint, pointed at the test's Nova.
-  const example = validateFleet(readmeOpenStackFleet()).endpoints.find((e) => e.endpoint === 'CERN::openstack') as EndpointConfig;
+  const example = validateFleet(readmeFleet('### OpenStack endpoints')).endpoints.find((e) => e.endpoint === 'CERN::openstack') as EndpointConfig;
   const ENDPOINT = example.endpoint;
   const project = `vmdb-director-${RUN}`;
   const admin: Identity = { projectId: project, userId: 'admin', roles: ['admin', 'member', 'reader'] };
@@ -571,22 +547,13 @@ describe('Director launches through the openstack driver [mariadb]', function ()
     const flavor = await novaCall(nova.url, admin, 'POST', '/flavors', { flavor: { name: example.driver.flavor, ram: 2048, vcpus: 2, disk: 20 } });
     assert.equal(flavor.status, 200);
     env = await startDevServer();
-    rig = new LifecycleRig(env, {
-      maxInstances: 2,
-      tokenSecret: secret,
-      endpoint: {
-        endpoint: ENDPOINT,
-        image: example.image,
-        driver: {
-          ...example.driver,
-          // What must point at the test's Nova instead of the example's cloud; everything else is README's.
-          auth: { type: 'noauth', projectId: project },
-          computeUrl: proxy.url,
-          region: undefined,
-          imageId: nova.imageId,
-          networks: [nova.networkId],
-        },
-      },
+    // What must point at the test's Nova instead of the example's cloud; everything else is README's.
+    rig = exampleRig(env, example, secret, {
+      auth: { type: 'noauth', projectId: project },
+      computeUrl: proxy.url,
+      region: undefined,
+      imageId: nova.imageId,
+      networks: [nova.networkId],
     });
     await rig.setUp();
   });
@@ -605,12 +572,9 @@ describe('Director launches through the openstack driver [mariadb]', function ()
   it('fills the endpoint with servers that carry their instance, token and metadata; stop and cancel delete them', async function () {
     // The cloud rate-limits the first create: the workflow shows why, and Temporal's retry boots the server.
     proxy.inject('POST', /\/servers$/, { status: 429, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ overLimit: { code: 429, message: 'Rate limit exceeded' } }) });
-    const reports = (await env.client.workflow.execute('directorPass', { workflowId: `director-openstack-${RUN}`, taskQueue: rig.taskQueue, args: [] })) as { reserved: number[] }[];
-    const reserved = reports.flatMap((r) => r.reserved);
+    const { reserved, type, details } = await directorPassWithFailedCreate(env, rig, `director-openstack-${RUN}`);
     assert.equal(reserved.length, 2);
-    const throttled = await waitForPendingFailure(reserved);
-    assert.equal(throttled.applicationFailureInfo?.type, 'EndpointError');
-    const details = throttled.applicationFailureInfo?.details?.payloads?.map((p) => JSON.parse(Buffer.from(p.data ?? new Uint8Array()).toString('utf8')));
+    assert.equal(type, 'EndpointError');
     assert.deepEqual(details, [{ endpoint: ENDPOINT, reason: 'throttled' }]);
 
     const servers = new Map<number, string>();
@@ -660,16 +624,4 @@ describe('Director launches through the openstack driver [mariadb]', function ()
     await assert.rejects(handle.result());
     await gone(servers.get(second)!);
   });
-
-  /** The last failure of a pending createInstance among these instances' workflows, while it waits for its retry. */
-  async function waitForPendingFailure(instanceIDs: number[]) {
-    return waitFor('a createInstance failure while it waits for its retry', async () => {
-      for (const id of instanceIDs) {
-        const { raw } = await env.client.workflow.getHandle(`vm-${id}`).describe();
-        const failure = raw.pendingActivities?.find((a) => a.activityType?.name === 'createInstance' && a.lastFailure)?.lastFailure;
-        if (failure) return failure;
-      }
-      return undefined;
-    }, 20_000, 100);
-  }
 });

@@ -56,6 +56,17 @@ function checkText(name: string, value: unknown, { allowEmpty }: { allowEmpty: b
   return value;
 }
 
+const OPTION_TEXT = /^[^\u0000-\u001f\u007f]+$/;
+
+/** An optional text option of a driver's configuration: 1 to 255 characters without control characters; throws naming it. */
+export function optionalTextOption(driver: string, name: string, value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || !OPTION_TEXT.test(value) || value.length > MAX_NAME) {
+    throw new Error(`${driver} driver: ${name} must be a non-empty string without control characters`);
+  }
+  return value;
+}
+
 /** A create request every driver can rely on: names of at most 255 characters without control characters. */
 export type CheckedCreateRequest = Required<Omit<CreateRequest, 'instanceID'>> & Pick<CreateRequest, 'instanceID'>;
 

@@ -7,6 +7,7 @@ import {
   type EndpointFailureReason,
   InvalidRequestError,
   checkCreateRequest,
+  optionalTextOption,
   parseEndpointName,
 } from './driver';
 import { type ComputeAccess, ComputeSession, type OpenStackAuth, checkAuth, checkUrl, describeAuth } from './openstack-auth';
@@ -201,13 +202,7 @@ function firstAddress(server: Server, type: 'fixed' | 'floating'): string {
 
 const TEXT = /^[^\u0000-\u001f\u007f]+$/;
 
-function optionalText(name: string, value: unknown): string | undefined {
-  if (value === undefined) return undefined;
-  if (typeof value !== 'string' || !TEXT.test(value) || value.length > 255) {
-    throw new Error(`openstack driver: ${name} must be a non-empty string without control characters`);
-  }
-  return value;
-}
+const optionalText = (name: string, value: unknown) => optionalTextOption('openstack', name, value);
 
 function textArray(name: string, value: unknown): string[] {
   if (!Array.isArray(value) || !value.every((v) => typeof v === 'string' && TEXT.test(v) && v.length <= 255)) {

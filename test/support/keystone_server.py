@@ -16,7 +16,8 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
+
+import wsgi_helpers  # beside this script
 
 PARSER = argparse.ArgumentParser()
 PARSER.add_argument('--admin-password', required=True)
@@ -54,16 +55,6 @@ def manage(config, *args):
     subprocess.run([MANAGE, '--config-file', config, *args], check=True, stdout=sys.stderr, stderr=sys.stderr)
 
 
-def watch_parent(stop):
-    """Stops when standard input closes: a parent that died without SIGTERM leaves no Keystone behind."""
-    def wait():
-        while os.read(0, 4096):
-            pass
-        stop()
-
-    threading.Thread(target=wait, daemon=True).start()
-
-
 def main():
     folder = tempfile.mkdtemp(prefix='vmdb-keystone-')
 
@@ -72,7 +63,7 @@ def main():
         os._exit(0)
 
     signal.signal(signal.SIGTERM, stop)
-    watch_parent(stop)
+    wsgi_helpers.watch_parent(stop)
     config = write_config(folder)
     port = free_port()
     url = f'http://127.0.0.1:{port}/v3'
@@ -88,17 +79,7 @@ def main():
     from keystone.server import wsgi
     app = wsgi.initialize_public_application()
 
-    from socketserver import ThreadingMixIn
-    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
-
-    class Server(ThreadingMixIn, WSGIServer):
-        daemon_threads = True
-
-    class Handler(WSGIRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    httpd = make_server('127.0.0.1', port, app, server_class=Server, handler_class=Handler)
+    httpd = wsgi_helpers.serve(app, port)
     print(json.dumps({'port': port, 'url': url}), flush=True)
     httpd.serve_forever()
 

@@ -1,9 +1,10 @@
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import http from 'node:http';
-import type net from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { closeServer, forward, listenLocal, readBody } from './http-proxy';
+import { venvTool } from './venv-tools';
 
 /**
  * A real OpenStack for the openstack driver tests: Nova's Compute API (and Keystone, when asked),
@@ -13,17 +14,9 @@ import { createInterface } from 'node:readline';
 
 const ROOT = join(__dirname, '..', '..', '..');
 
-let python: string | undefined;
-
 /** The Python of the project's OpenStack venv, installed on first use. */
 export function openstackPython(): string {
-  if (!python) {
-    const out = execFileSync('bash', [join(ROOT, 'scripts', 'openstack-env.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
-    const line = out.split('\n').find((l) => l.startsWith('OPENSTACK_PYTHON='));
-    if (!line) throw new Error('scripts/openstack-env.sh printed no OPENSTACK_PYTHON');
-    python = line.slice('OPENSTACK_PYTHON='.length).trim();
-  }
-  return python;
+  return venvTool('openstack-env.sh', 'OPENSTACK_PYTHON');
 }
 
 /** A Python service of the test: it prints one JSON line when it serves, and stops with it. */
@@ -194,11 +187,8 @@ export class ComputeFaultProxy {
   constructor(private readonly upstream: string) {}
 
   async start(): Promise<this> {
-    this.server = http.createServer((req, res) => this.handle(req, res));
-    this.server.listen(0, '127.0.0.1');
-    await once(this.server, 'listening');
-    const base = new URL(this.upstream);
-    this.url = `http://127.0.0.1:${(this.server.address() as net.AddressInfo).port}${base.pathname}`;
+    this.server = http.createServer((req, res) => void this.handle(req, res));
+    this.url = `${await listenLocal(this.server)}${new URL(this.upstream).pathname}`;
     return this;
   }
 
@@ -212,13 +202,11 @@ export class ComputeFaultProxy {
   }
 
   async stop(): Promise<void> {
-    if (!this.server) return;
-    this.server.closeAllConnections();
-    this.server.close();
-    await once(this.server, 'close').catch(() => undefined);
+    await closeServer(this.server);
   }
 
-  private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const body = await readBody(req);
     const method = req.method ?? '';
     const path = req.url ?? '';
     this.seen.push({ method, path, token: String(req.headers['x-auth-token'] ?? '') });
@@ -231,18 +219,6 @@ export class ComputeFaultProxy {
       res.end(fault.body);
       return;
     }
-    const upstream = new URL(this.upstream);
-    const forwarded = http.request({ host: upstream.hostname, port: upstream.port, method, path, headers: req.headers });
-    forwarded.on('response', (answer) => {
-      if (fault === 'lose-answer') {
-        answer.resume();
-        answer.on('end', () => req.socket.destroy());
-        return;
-      }
-      res.writeHead(answer.statusCode ?? 502, answer.headers);
-      answer.pipe(res);
-    });
-    forwarded.on('error', () => req.socket.destroy());
-    req.pipe(forwarded);
+    forward(req, res, this.upstream, body, fault === 'lose-answer');
   }
 }

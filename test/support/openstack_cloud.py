@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -33,7 +34,7 @@ os.environ['OS_TEST_TIMEOUT'] = '0'
 
 from nova.tests.functional import integrated_helpers  # noqa: E402  (patches the runtime first)
 from nova.tests import fixtures as nova_fixtures  # noqa: E402
-import nova  # noqa: E402
+import wsgi_helpers  # noqa: E402  (beside this script)
 
 VENV_PASTE = os.path.join(sys.prefix, 'etc', 'nova', 'api-paste.ini')
 
@@ -82,36 +83,15 @@ class Cloud(integrated_helpers._IntegratedTestBase):
         pass
 
 
-def serve(app):
-    from socketserver import ThreadingMixIn
-    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
-
-    class Server(ThreadingMixIn, WSGIServer):
-        daemon_threads = True
-
-    class Handler(WSGIRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    return make_server('127.0.0.1', ARGS.port, app, server_class=Server, handler_class=Handler)
-
-
 def watch_parent(stop):
-    """Stops when standard input closes: a parent that died without SIGTERM leaves no Nova behind."""
     import eventlet.patcher
-    real_os = eventlet.patcher.original('os')
-    real_threading = eventlet.patcher.original('threading')
-
-    def wait():
-        while real_os.read(0, 4096):
-            pass
-        stop()
-
-    real_threading.Thread(target=wait, daemon=True).start()
+    wsgi_helpers.watch_parent(stop, eventlet.patcher.original('os'), eventlet.patcher.original('threading'))
 
 
 def main():
     folder = tempfile.mkdtemp(prefix='vmdb-nova-')
+    # Every temporary folder of the fixtures goes in here, and goes when Nova stops.
+    tempfile.tempdir = folder
     cloud = Cloud(write_paste(folder))
     cloud.setUp()
     # The base turns warnings into errors and keeps every log line in memory: a test run wants neither.
@@ -122,9 +102,10 @@ def main():
         root.removeHandler(handler)
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
 
-    httpd = serve(cloud.api_fixture.app())
+    httpd = wsgi_helpers.serve(cloud.api_fixture.app(), ARGS.port)
 
     def stop(*_):
+        shutil.rmtree(folder, ignore_errors=True)
         os._exit(0)
 
     signal.signal(signal.SIGTERM, stop)
@@ -133,7 +114,6 @@ def main():
         'port': httpd.server_port,
         'imageId': nova_fixtures.GlanceFixture.image1['id'],
         'networkId': nova_fixtures.NeutronFixture.network_1['id'],
-        'nova': nova.__version__ if hasattr(nova, '__version__') else '',
     }), flush=True)
     httpd.serve_forever()
 
