@@ -422,6 +422,7 @@ describe('openstack driver with a real Keystone', function () {
   this.timeout(240_000);
   const adminPassword = `admin-${randomBytes(8).toString('hex')}`;
   const userPassword = `vmdb-${randomBytes(8).toString('hex')}`;
+  const TOKEN_LIFE_SECONDS = 60;
   let keystone: Keystone;
   let nova: Nova;
   let proxy: ComputeFaultProxy;
@@ -431,7 +432,8 @@ describe('openstack driver with a real Keystone', function () {
 
   before(async function () {
     this.timeout(900_000); // the first run installs Nova and Keystone (scripts/openstack-env.sh)
-    keystone = await startKeystone(adminPassword);
+    // Tokens live a minute: the driver renews its own after 30 s.
+    keystone = await startKeystone(adminPassword, TOKEN_LIFE_SECONDS);
     // Nova's authtoken middleware checks every token with Keystone, as the bootstrap admin.
     nova = await startNova({ url: keystone.url, user: 'admin', password: adminPassword, project: 'admin' });
     proxy = await new ComputeFaultProxy(nova.url).start();
@@ -503,6 +505,16 @@ describe('openstack driver with a real Keystone', function () {
     assert.equal(revoke.status, 204);
     assert.deepEqual(await d.listInstances(), []);
     assert.deepEqual(proxy.seen.map((s) => s.token === first), [true, true, false], 'the refused call is sent again with a new token');
+  });
+
+  it('renews its token at half its life, before Nova would refuse it', async function () {
+    const d = driver(appCredAuth());
+    assert.deepEqual(await d.listInstances(), []);
+    const first = proxy.seen[0].token;
+    assert.deepEqual(await d.listInstances(), []);
+    await sleep((TOKEN_LIFE_SECONDS / 2 + 1) * 1000);
+    assert.deepEqual(await d.listInstances(), []);
+    assert.deepEqual(proxy.seen.map((s) => s.token === first), [true, true, false], 'the third call has a new token, and no call was refused');
   });
 
   it('refuses wrong credentials and a catalog without the region as `auth`, without showing the secret', async function () {

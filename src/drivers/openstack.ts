@@ -165,7 +165,6 @@ function statusOf(status: string | undefined): CloudInstance['status'] {
     case 'REVERT_RESIZE':
       return 'running';
     case 'SHUTOFF':
-    case 'STOPPED':
     case 'PAUSED':
     case 'SUSPENDED':
     case 'SHELVED':

@@ -21,6 +21,7 @@ import wsgi_helpers  # beside this script
 
 PARSER = argparse.ArgumentParser()
 PARSER.add_argument('--admin-password', required=True)
+PARSER.add_argument('--token-expiration', type=int, default=3600, help='seconds a token lives')
 ARGS = PARSER.parse_args()
 sys.argv = sys.argv[:1]
 
@@ -47,6 +48,8 @@ def write_config(folder):
             f'key_repository = {folder}/fernet-receipts\n'
             '[credential]\n'
             f'key_repository = {folder}/credential-keys\n'
+            '[token]\n'
+            f'expiration = {ARGS.token_expiration}\n'
         )
     return path
 

@@ -126,8 +126,9 @@ export async function keystoneCall<T = unknown>(url: string, token: string, meth
 }
 
 /** Starts Keystone, bootstrapped with an admin user `admin` of project `admin` with this password. */
-export async function startKeystone(adminPassword: string): Promise<Keystone> {
-  const service = await PythonService.start<{ port: number; url: string }>('keystone', 'keystone_server.py', ['--admin-password', adminPassword]);
+export async function startKeystone(adminPassword: string, tokenExpirationSeconds = 3600): Promise<Keystone> {
+  const args = ['--admin-password', adminPassword, '--token-expiration', String(tokenExpirationSeconds)];
+  const service = await PythonService.start<{ port: number; url: string }>('keystone', 'keystone_server.py', args);
   const { url } = service.ready;
   const { token } = await keystoneToken(url, 'admin', adminPassword, 'admin');
   return { url, service, admin: (method, path, body) => keystoneCall(url, token, method, path, body) };
