@@ -282,6 +282,9 @@ describe('openstack driver against a real Nova API', function () {
     const d = driver({}, 'CERN::openstack', quotaProject);
     const created = [];
     for (let i = 0; i < 10; i++) created.push(await d.createInstance(request(uniqueName(`quota-${i}`))));
+    // Nova counts the servers its cells hold: once scheduled, the ten are counted (a create racing
+    // their scheduling passes the first check and fails Nova's recheck, in ERROR).
+    for (const vm of created) await becomes(d, vm.uniqueID, 'running');
     const over = uniqueName('quota-over');
     const err = await rejectsWith(d.createInstance(request(over)), isReason('quota'), 'create over the instances quota');
     assert.match(err.message, /create server failed: HTTP 403 forbidden: Quota exceeded for instances: Requested 1, but already used 10 of 10 instances/);

@@ -375,12 +375,16 @@ export class OpenStackDriver implements CloudDriver {
     return servers.filter((s) => this.isOwn(s) && s.metadata?.[OPENSTACK_METADATA.instanceName] === name && !GONE_STATES.has(s.status ?? '')).sort(createdOrder);
   }
 
-  /** Deletes servers that failed to build, then says why the first failed: no host is `capacity`, anything else `unavailable`. */
+  /**
+   * Deletes servers that failed to build, then says why the first failed: no host is `capacity`, a
+   * quota (Nova's recheck after scheduling, when concurrent creates got past its first check) is
+   * `quota`, anything else `unavailable`.
+   */
   private async failBuild(failed: Server[]): Promise<never> {
     for (const { id } of failed) await this.call('DELETE', `/servers/${encodeURIComponent(id)}`, 'delete failed server', undefined, [202, 204, 404]);
     const server = failed[0];
     const fault = faultText(server);
-    const reason: EndpointFailureReason = /no valid host/i.test(fault) ? 'capacity' : 'unavailable';
+    const reason: EndpointFailureReason = /no valid host/i.test(fault) ? 'capacity' : QUOTA.test(fault) ? 'quota' : 'unavailable';
     throw new EndpointError(reason, `openstack driver (${this.endpoint}): server ${server.id} (${server.name ?? ''}) went to ERROR: ${fault}; it was deleted`);
   }
 
