@@ -122,9 +122,9 @@ describe('driver registry', function () {
   });
 
   const bad: [string, unknown, RegExp][] = [
-    ['an unknown driver type', [{ endpoint: 'S::c', driver: 'openstack' }], /#1 \(S::c\): unknown driver type "openstack" \(known: local, ec2\)/],
+    ['an unknown driver type', [{ endpoint: 'S::c', driver: 'azure' }], /#1 \(S::c\): unknown driver type "azure" \(known: local, ec2, openstack\)/],
     ['a prototype key as driver type', [{ endpoint: 'S::c', driver: 'toString' }], /unknown driver type "toString"/],
-    ['a missing driver type', [{ endpoint: 'S::c' }], /#1 \(S::c\): "driver" must name a driver type \(known: local, ec2\)/],
+    ['a missing driver type', [{ endpoint: 'S::c' }], /#1 \(S::c\): "driver" must name a driver type \(known: local, ec2, openstack\)/],
     ['a bad endpoint name', [{ endpoint: 'S::c' , driver: 'local', stateDir: '/x' }, { endpoint: 'nocolons', driver: 'local' }], /#2: Endpoint name "nocolons" must be "Site::CE"/],
     ['a duplicate endpoint', [{ endpoint: 'S::c', driver: 'local' }, { endpoint: 'S::c', driver: 'local' }], /#2: endpoint S::c is configured more than once/],
     ['a config that is not an object', [null], /#1 must be an object/],

@@ -1,8 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { inspect } from 'node:util';
 import {
   CreateKeyPairCommand,
@@ -24,7 +22,8 @@ import { EndpointError, InvalidRequestError, createDrivers } from '../src/driver
 import { EC2_TAGS, Ec2Driver, type Ec2DriverOptions, classifyEc2Error, ec2ClientToken } from '../src/drivers/ec2';
 import { type EndpointConfig, driverConfigs, validateFleet } from '../src/fleet-config';
 import { ok } from './support/backends';
-import { LifecycleRig } from './support/lifecycle-rig';
+import { directorPassWithFailedCreate, exampleRig, isReason, readmeFleet, rejectsWith } from './support/drivers';
+import type { LifecycleRig } from './support/lifecycle-rig';
 import { Ec2FaultProxy, type MotoServer, motoPython, startMoto } from './support/moto';
 import { startDevServer } from './support/temporal';
 
@@ -52,15 +51,6 @@ async function describeOne(admin: EC2Client, id: string): Promise<Instance> {
   return vm;
 }
 
-/** The fleet of README's "EC2 endpoints" section, as written there. */
-function readmeEc2Fleet(): unknown {
-  const readme = readFileSync(join(__dirname, '..', '..', 'README.md'), 'utf8');
-  const section = readme.slice(readme.indexOf('### EC2 endpoints'));
-  const block = /```json\n([\s\S]*?)\n```/.exec(section);
-  assert.ok(block, 'README has a JSON fleet under "EC2 endpoints"');
-  return JSON.parse(block[1]);
-}
-
 const tagsOf = (vm: Instance) => Object.fromEntries((vm.Tags ?? []).map((t) => [t.Key, t.Value]));
 
 /** What a test needs of the cloud: an AMI, a key pair, a security group and a subnet that exist. */
@@ -85,20 +75,6 @@ async function cloudFixture(admin: EC2Client): Promise<CloudFixture> {
 }
 
 const request = (instanceName: string, extra: { userData?: string; instanceID?: number } = {}) => ({ instanceName, imageName: 'CernVM4', runningPod: 'lhcb', ...extra });
-
-async function rejectsWith(promise: Promise<unknown>, check: (err: Error) => boolean, what: string): Promise<Error> {
-  let caught: Error | undefined;
-  try {
-    await promise;
-  } catch (err) {
-    caught = err as Error;
-  }
-  assert.ok(caught, `${what}: expected a failure`);
-  assert.ok(check(caught), `${what}: got ${caught.name}: ${caught.message}`);
-  return caught;
-}
-
-const isReason = (reason: string) => (err: Error) => err instanceof EndpointError && err.reason === reason;
 
 describe('ec2 driver against moto', function () {
   this.timeout(120_000);
@@ -390,7 +366,7 @@ describe('ec2 driver against moto', function () {
 
   describe('configuration', function () {
     it('README\'s EC2 fleet is valid and builds an ec2 driver for each endpoint', function () {
-      const fleet = validateFleet(readmeEc2Fleet());
+      const fleet = validateFleet(readmeFleet('### EC2 endpoints'));
       const drivers = createDrivers(driverConfigs(fleet));
       assert.deepEqual([...drivers.keys()], ['AWS::eu-west-1', 'CERN::ec2']);
       for (const d of drivers.values()) assert.ok(d instanceof Ec2Driver);
@@ -529,7 +505,7 @@ describe('Director launches through the ec2 driver [mariadb]', function () {
   this.timeout(180_000);
   const secret = 'test-secret-for-ec2-vm-tokens';
   // README's example endpoint, pointed at moto.
-  const example = validateFleet(readmeEc2Fleet()).endpoints.find((e) => e.endpoint === 'AWS::eu-west-1') as EndpointConfig;
+  const example = validateFleet(readmeFleet('### EC2 endpoints')).endpoints.find((e) => e.endpoint === 'AWS::eu-west-1') as EndpointConfig;
   const ENDPOINT = example.endpoint;
   let moto: MotoServer;
   let proxy: Ec2FaultProxy;
@@ -546,23 +522,14 @@ describe('Director launches through the ec2 driver [mariadb]', function () {
     admin = adminClient(moto.url, example.driver.region as string);
     fixture = await cloudFixture(admin);
     env = await startDevServer();
-    rig = new LifecycleRig(env, {
-      maxInstances: 2,
-      tokenSecret: secret,
-      endpoint: {
-        endpoint: ENDPOINT,
-        image: example.image,
-        driver: {
-          ...example.driver,
-          // What must point at moto instead of AWS; everything else is README's.
-          endpointUrl: proxy.url,
-          credentials: TEST_CREDENTIALS,
-          imageId: fixture.imageId,
-          keyName: fixture.keyName,
-          securityGroupIds: [fixture.securityGroupId],
-          subnetId: fixture.subnetId,
-        },
-      },
+    // What must point at moto instead of AWS; everything else is README's.
+    rig = exampleRig(env, example, secret, {
+      endpointUrl: proxy.url,
+      credentials: TEST_CREDENTIALS,
+      imageId: fixture.imageId,
+      keyName: fixture.keyName,
+      securityGroupIds: [fixture.securityGroupId],
+      subnetId: fixture.subnetId,
     });
     await rig.setUp();
   });
@@ -577,12 +544,9 @@ describe('Director launches through the ec2 driver [mariadb]', function () {
   it('fills the endpoint with EC2 VMs that carry their instance, token and tags; stop and cancel terminate them', async function () {
     // The cloud throttles the first create: the workflow shows why, and Temporal's retry boots the VM.
     proxy.inject('RunInstances', { kind: 'error', status: 503, code: 'RequestLimitExceeded', message: 'Request limit exceeded.' });
-    const reports = (await env.client.workflow.execute('directorPass', { workflowId: `director-ec2-${RUN}`, taskQueue: rig.taskQueue, args: [] })) as { endpoint: string; reserved: number[] }[];
-    const reserved = reports.flatMap((r) => r.reserved);
+    const { reserved, type, details } = await directorPassWithFailedCreate(env, rig, `director-ec2-${RUN}`);
     assert.equal(reserved.length, 2);
-    const throttled = await waitForPendingFailure(reserved);
-    assert.equal(throttled.applicationFailureInfo?.type, 'EndpointError');
-    const details = throttled.applicationFailureInfo?.details?.payloads?.map((p) => JSON.parse(Buffer.from(p.data ?? new Uint8Array()).toString('utf8')));
+    assert.equal(type, 'EndpointError');
     assert.deepEqual(details, [{ endpoint: ENDPOINT, reason: 'throttled' }]);
 
     const vms = new Map<number, Instance>();
@@ -636,17 +600,4 @@ describe('Director launches through the ec2 driver [mariadb]', function () {
     assert.ok(['shutting-down', 'terminated'].includes((await describeOne(admin, vms.get(second)!.InstanceId!)).State?.Name ?? ''), 'terminated at EC2');
   });
 
-  /** The last failure of a pending createInstance among these instances' workflows, while it waits for its retry. */
-  async function waitForPendingFailure(instanceIDs: number[]) {
-    const deadline = Date.now() + 20_000;
-    for (;;) {
-      for (const id of instanceIDs) {
-        const { raw } = await env.client.workflow.getHandle(`vm-${id}`).describe();
-        const failure = raw.pendingActivities?.find((a) => a.activityType?.name === 'createInstance' && a.lastFailure)?.lastFailure;
-        if (failure) return failure;
-      }
-      if (Date.now() > deadline) throw new Error('no createInstance failure seen while it waited for its retry');
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
 });

@@ -19,6 +19,8 @@ export interface CloudInstance {
   /** The vmdb instance the VM was created for, where the endpoint keeps it (EC2 tags); for reconciliation. */
   instanceName?: string;
   instanceID?: number;
+  /** Why the cloud gave up on the VM, where it says (an OpenStack server in ERROR, which is 'stopped'). */
+  fault?: string;
 }
 
 /**
@@ -51,6 +53,17 @@ function checkText(name: string, value: unknown, { allowEmpty }: { allowEmpty: b
   if (!allowEmpty && value === '') throw new InvalidRequestError(`${name} must not be empty`);
   if (value.length > MAX_NAME) throw new InvalidRequestError(`${name} is too long (${value.length} characters, at most ${MAX_NAME})`);
   if (/[\u0000-\u001f\u007f]/.test(value)) throw new InvalidRequestError(`${name} contains control characters`);
+  return value;
+}
+
+const OPTION_TEXT = /^[^\u0000-\u001f\u007f]+$/;
+
+/** An optional text option of a driver's configuration: 1 to 255 characters without control characters; throws naming it. */
+export function optionalTextOption(driver: string, name: string, value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || !OPTION_TEXT.test(value) || value.length > MAX_NAME) {
+    throw new Error(`${driver} driver: ${name} must be a non-empty string without control characters`);
+  }
   return value;
 }
 
@@ -136,13 +149,14 @@ export interface EndpointDriverConfig {
 /** Builds a driver from the options of its config (endpoint and driver keys removed); throws on bad options. */
 export type DriverFactory = (endpoint: string, options: Record<string, unknown>) => CloudDriver;
 
-// Adding a driver type (openstack, ...) is one line here plus its own file (docs/drivers.md). The
-// arrows defer the lookup: local.ts imports this module too, and whichever loads first sees the other
-// half-built. The EC2 driver is loaded only when an endpoint uses it, so processes without one (the
-// API, the CLI) never load the AWS SDK.
+// Adding a driver type is one line here plus its own file (docs/drivers.md). The arrows defer the
+// lookup: local.ts imports this module too, and whichever loads first sees the other half-built. The
+// cloud drivers are loaded only when an endpoint uses them, so processes without one (the API, the
+// CLI) never load the AWS SDK.
 const FACTORIES: Readonly<Record<string, DriverFactory>> = {
   local: (endpoint, options) => localDriverFromConfig(endpoint, options),
   ec2: (endpoint, options) => (require('./ec2') as typeof import('./ec2')).ec2DriverFromConfig(endpoint, options),
+  openstack: (endpoint, options) => (require('./openstack') as typeof import('./openstack')).openstackDriverFromConfig(endpoint, options),
 };
 
 export const DRIVER_TYPES: readonly string[] = Object.keys(FACTORIES);

@@ -20,6 +20,7 @@ import {
   type EndpointFailureReason,
   InvalidRequestError,
   checkCreateRequest,
+  optionalTextOption,
   parseEndpointName,
 } from './driver';
 
@@ -225,13 +226,7 @@ function launchOrder(a: Instance, b: Instance): number {
 
 const TEXT = /^[^\u0000-\u001f\u007f]+$/;
 
-function optionalText(name: string, value: unknown): string | undefined {
-  if (value === undefined) return undefined;
-  if (typeof value !== 'string' || !TEXT.test(value) || value.length > 255) {
-    throw new Error(`ec2 driver: ${name} must be a non-empty string without control characters`);
-  }
-  return value;
-}
+const optionalText = (name: string, value: unknown) => optionalTextOption('ec2', name, value);
 
 /** The options with their defaults filled in. */
 type CheckedOptions = Ec2DriverOptions & Required<Pick<Ec2DriverOptions, 'securityGroupIds' | 'tags' | 'stopAction' | 'maxAttempts' | 'requestTimeoutMs'>>;

@@ -1,9 +1,11 @@
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import http from 'node:http';
 import net from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { closeServer, forward, listenLocal, readBody } from './http-proxy';
+import { venvTool } from './venv-tools';
 
 /**
  * moto's EC2 API server (PyPI `moto[server]`), installed into .moto-venv by scripts/moto-env.sh on
@@ -11,19 +13,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
  * EC2 Query requests over HTTP.
  */
 
-const ROOT = join(__dirname, '..', '..', '..');
-
-let serverPath: string | undefined;
-
 /** The moto_server executable of the project's moto venv, installed on first use. */
 export function motoServerPath(): string {
-  if (!serverPath) {
-    const out = execFileSync('bash', [join(ROOT, 'scripts', 'moto-env.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
-    const line = out.split('\n').find((l) => l.startsWith('MOTO_SERVER='));
-    if (!line) throw new Error('scripts/moto-env.sh printed no MOTO_SERVER');
-    serverPath = line.slice('MOTO_SERVER='.length).trim();
-  }
-  return serverPath;
+  return venvTool('moto-env.sh', 'MOTO_SERVER');
 }
 
 /** The Python of the moto venv; moto[server] brings boto3, which the tests use for IAM set-up. */
@@ -156,9 +148,7 @@ export class Ec2FaultProxy {
 
   async start(): Promise<this> {
     this.server = http.createServer((req, res) => void this.handle(req, res));
-    this.server.listen(0, '127.0.0.1');
-    await once(this.server, 'listening');
-    this.url = `http://127.0.0.1:${(this.server.address() as net.AddressInfo).port}`;
+    this.url = await listenLocal(this.server);
     return this;
   }
 
@@ -177,16 +167,11 @@ export class Ec2FaultProxy {
   }
 
   async stop(): Promise<void> {
-    if (!this.server) return;
-    this.server.closeAllConnections();
-    this.server.close();
-    await once(this.server, 'close').catch(() => undefined);
+    await closeServer(this.server);
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const chunks: Buffer[] = [];
-    for await (const chunk of req) chunks.push(chunk as Buffer);
-    const body = Buffer.concat(chunks);
+    const body = await readBody(req);
     const params = new URLSearchParams(body.toString('utf8'));
     const action = params.get('Action') ?? '';
     this.seen.push({ action, params });
@@ -207,18 +192,6 @@ export class Ec2FaultProxy {
       res.end('<html><body><h1>502 Bad Gateway</h1></body></html>');
       return;
     }
-    const upstream = new URL(this.upstream);
-    const forwarded = http.request({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers });
-    forwarded.on('response', (answer) => {
-      if (fault?.kind === 'lose-answer') {
-        answer.resume();
-        answer.on('end', () => req.socket.destroy());
-        return;
-      }
-      res.writeHead(answer.statusCode ?? 502, answer.headers);
-      answer.pipe(res);
-    });
-    forwarded.on('error', () => req.socket.destroy());
-    forwarded.end(body);
+    forward(req, res, this.upstream, body, fault?.kind === 'lose-answer');
   }
 }
