@@ -1,6 +1,7 @@
 import type { Client } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/common';
 import type { CloudDriver } from '../src/drivers/driver';
+import { userDataWithStopPolicy } from '../src/elastic/config';
 import type { EndpointConfig } from '../src/fleet-config';
 import { activityLogger } from '../src/log';
 import { directorFailures, directorLaunches, endpointBackoff } from '../src/metrics';
@@ -101,7 +102,7 @@ export function createDirectorActivities(deps: DirectorDeps) {
       imageName: config.image,
       endpoint: config.endpoint,
       runningPod: config.runningPod,
-      userData: config.userData,
+      userData: userDataWithStopPolicy(config.userData, config.stopPolicy),
       contextualization: config.contextualization,
       stallingIntervalSeconds: db.stallingInterval,
       maxLifetimeSeconds: config.maxLifetimeSeconds,

@@ -20,6 +20,7 @@ const ACCESS: Record<string, Role | 'vm'> = {
   'POST /api/v1/vms/{instanceID}/running': 'vm',
   'POST /api/v1/vms/{instanceID}/heartbeat': 'vm',
   'POST /api/v1/vms/{instanceID}/halting': 'vm',
+  'POST /api/v1/vms/{instanceID}/halt-reason': 'vm',
   'GET /api/v1/instances': 'read',
   'GET /api/v1/instances/counters': 'read',
   'GET /api/v1/instances/by-status/{status}': 'read',

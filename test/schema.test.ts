@@ -17,9 +17,9 @@ const SEED_DIR = process.env.VMDB_SEED_DIR ?? resolve(ROOT, '..', 'shared', 'see
 
 type TableName = keyof typeof VirtualMachineDB.tablesDesc;
 const TABLES = Object.keys(VirtualMachineDB.tablesDesc) as TableName[];
-const MIGRATION_NAMES = ['InitialSchema1732838400000', 'LookupIndexes1732838500000', 'FleetQueryIndexes1732838600000', 'FleetSafety1764460800000'];
-/** The fleet-safety tables (migration FleetSafety), beside the seed's three. */
-const SAFETY_TABLES = ['vm_EndpointControl', 'vm_FleetControl', 'vm_InstanceControl'];
+const MIGRATION_NAMES = ['InitialSchema1732838400000', 'LookupIndexes1732838500000', 'FleetQueryIndexes1732838600000', 'FleetSafety1764460800000', 'ElasticFleet1765100000000'];
+/** The fleet-safety tables (migrations FleetSafety and ElasticFleet), beside the seed's three. */
+const SAFETY_TABLES = ['vm_EndpointControl', 'vm_FleetControl', 'vm_InstanceControl', 'vm_InstanceHalts'];
 
 /** The indexes the later migrations add (not part of the seed): lookups, then fleet-size queries. */
 const LOOKUP_INDEXES: Record<TableName, Record<string, string[]>> = {

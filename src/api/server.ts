@@ -14,6 +14,7 @@ import { installDashboard } from './dashboard';
 import { errorSchema, formatValidation, installErrorHandling } from './errors';
 import { installMethodNotAllowed } from './methods';
 import directorRoutes from './routes/director';
+import haltReasonRoutes from './routes/halt-reason';
 import healthRoutes from './routes/health';
 import historyRoutes from './routes/history';
 import imageRoutes from './routes/images';
@@ -119,7 +120,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   await app.register(healthRoutes, { deps });
   if (deps.safety) installPulse(app, deps.db, deps.safety);
   installMetrics(app, deps);
-  for (const routes of [vmRoutes, instanceRoutes, historyRoutes, imageRoutes, directorRoutes, sessionRoutes, safetyRoutes]) {
+  for (const routes of [vmRoutes, haltReasonRoutes, instanceRoutes, historyRoutes, imageRoutes, directorRoutes, sessionRoutes, safetyRoutes]) {
     await app.register(routes, { prefix: API_PREFIX, deps });
   }
   await app.register(installDashboard, { dir: deps.dashboardDir, log: logger });
