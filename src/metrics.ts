@@ -82,6 +82,20 @@ export const endpointBackoff = new Gauge({
   registers: [registry],
 });
 
+export const directorDemand = new Gauge({
+  name: 'vmdb_director_demand_jobs',
+  help: 'Waiting jobs the demand source of an endpoint gave at the Director\'s last pass (no series: no source; -1: the source failed)',
+  labelNames: ['endpoint'] as const,
+  registers: [registry],
+});
+
+export const directorTarget = new Gauge({
+  name: 'vmdb_director_target_instances',
+  help: 'Instances the Director launches toward at an endpoint with a demand source, as of its last pass',
+  labelNames: ['endpoint'] as const,
+  registers: [registry],
+});
+
 export const reconcileFindings = new Counter({
   name: 'vmdb_reconcile_findings_total',
   help: 'Reconciliation findings: zombies (in the cloud, not alive in the database), ghosts (alive in the database, gone from the cloud), failed listings',

@@ -1,18 +1,9 @@
 import { strict as assert } from 'node:assert';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { ElasticStopPolicy, inHaltMargin, validateStopPolicy } from '../src/agent/stop-policy';
-import { newSecret } from '../src/auth/tokens';
 import { userDataWithStopPolicy } from '../src/elastic/config';
 import { HaltStore } from '../src/elastic/halts';
 import { ok } from './support/backends';
-import { LifecycleRig } from './support/lifecycle-rig';
-import { freePort } from './support/sshd';
-import { startDevServer } from './support/temporal';
-
-const MAIN_JS = join(__dirname, '..', 'src', 'agent', 'main.js');
+import { AgentVms } from './support/agent-vms';
 
 describe('stop policies: settings and decisions', function () {
   it('elastic takes DIRAC\'s defaults; bad or unknown settings are refused by name', function () {
@@ -83,88 +74,38 @@ describe('stop policies: settings and decisions', function () {
 // The real vmdb-agent process as a local-driver VM: API -> Temporal dev server -> worker -> MariaDB.
 describe('stop policies with the real agent under the local driver [mariadb]', function () {
   this.timeout(180_000);
-  let env: TestWorkflowEnvironment;
-  let rig: LifecycleRig;
-  let dir: string;
-  const saved: Record<string, string | undefined> = {};
+  const vms = new AgentVms();
   const ELASTIC = { policy: 'elastic', loadAverageTimespan: 2, haltPeriod: 4, haltBeforeMargin: 2, minWorkingLoad: 0.5 } as const;
 
   before(async function () {
-    dir = mkdtempSync(join(tmpdir(), 'vmdb-elastic-'));
-    // The local driver passes its environment on to the VMs it starts: the agent's settings.
-    const agentEnv: Record<string, string> = {
-      VMDB_AGENT_PERIOD: '1',
-      VMDB_AGENT_LOAD_FILE: join(dir, 'load'),
-      VMDB_AGENT_UPTIME: 'agent',
-      VMDB_AGENT_JOBS_COMMAND: JSON.stringify([
-        process.execPath,
-        '-e',
-        `try { process.stdout.write(require('fs').readFileSync(${JSON.stringify(dir)} + '/jobs-' + process.env.VMDB_UNIQUE_ID, 'utf8')) } catch { console.log(0) }`,
-      ]),
-      VMDB_AGENT_HALT_COMMAND: '["true"]',
-      VMDB_AGENT_STOP_FILE: join(dir, 'stop'),
-      VMDB_AGENT_SHUTDOWN_FILE: join(dir, 'shutdown-at'),
-    };
-    for (const [name, value] of Object.entries(agentEnv)) {
-      saved[name] = process.env[name];
-      process.env[name] = value;
-    }
-    writeFileSync(join(dir, 'load'), '2.00 1.00 0.50 1/100 1234\n');
-    env = await startDevServer();
-    const port = await freePort();
-    const secret = newSecret();
-    rig = new LifecycleRig(env, { tokenSecret: secret, apiUrl: `http://127.0.0.1:${port}`, maxInstances: 3, driver: { command: [process.execPath, MAIN_JS] } });
-    await rig.setUp();
-    const app = await rig.api([], secret, { logger: false });
-    await app.listen({ port, host: '127.0.0.1' });
+    await vms.setUp({ maxInstances: 3 });
   });
   after(async function () {
-    await rig?.tearDown();
-    await env?.teardown();
-    for (const [name, value] of Object.entries(saved)) {
-      if (value === undefined) delete process.env[name];
-      else process.env[name] = value;
-    }
-    rmSync(dir, { recursive: true, force: true });
+    await vms.tearDown();
   });
 
-  const runningRows = async (instanceID: number) => (await rig.history(instanceID)).filter((s) => s === 'Running').length;
-
-  async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-    const until = Date.now() + timeoutMs;
-    while (!(await check())) {
-      if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
-
-  /** Waits until each instance has sent `more` heartbeats beyond what it has now: more than one halt period each. */
-  async function heartbeatsPass(ids: number[], more: number): Promise<void> {
-    const start = await Promise.all(ids.map(runningRows));
-    await waitFor(`${more} heartbeats of ${ids.join(', ')}`, async () => (await Promise.all(ids.map(runningRows))).every((n, i) => n >= start[i] + more));
-  }
-
   it('elastic halts an idle VM with no jobs in its margin and records why; a busy or working VM and a "never" VM run on', async function () {
+    const { rig } = vms;
     const elastic = userDataWithStopPolicy(undefined, ELASTIC);
     const idle = await rig.launch({ userData: elastic });
     const working = await rig.launch({ userData: elastic });
     const never = await rig.launch({ userData: JSON.stringify({ vmdb: { stopPolicy: { policy: 'never' } } }) });
     for (const vm of [idle, working, never]) await rig.waitForStatus(vm.instanceID, 'Running', 60_000);
-    writeFileSync(join(dir, `jobs-${await rig.uniqueID(working.instanceID)}`), '1\n');
+    await vms.setJobs(working.instanceID, 1);
 
     // Load 2.0 over two halt periods: nobody halts.
-    await heartbeatsPass([idle.instanceID, working.instanceID, never.instanceID], 9);
+    await vms.heartbeatsPass([idle.instanceID, working.instanceID, never.instanceID], 9);
     for (const vm of [idle, working, never]) assert.equal(await rig.status(vm.instanceID), 'Running', `instance ${vm.instanceID} is busy`);
 
     // The load drops: the idle VM halts itself at its next margin; the one with a job and the "never" one do not.
-    writeFileSync(join(dir, 'load'), '0.00 0.00 0.00 1/100 1234\n');
+    vms.setLoad(0);
     await rig.waitForStatus(idle.instanceID, 'Halted', 60_000);
-    await heartbeatsPass([working.instanceID, never.instanceID], 9);
+    await vms.heartbeatsPass([working.instanceID, never.instanceID], 9);
     assert.equal(await rig.status(working.instanceID), 'Running', 'a VM running a job is not idle');
     assert.equal(await rig.status(never.instanceID), 'Running', 'the never policy waits for a stop');
 
     // Its job ends: it halts too. The "never" VM halts only when told to stop.
-    writeFileSync(join(dir, `jobs-${await rig.uniqueID(working.instanceID)}`), '0\n');
+    await vms.setJobs(working.instanceID, 0);
     await rig.waitForStatus(working.instanceID, 'Halted', 60_000);
     assert.deepEqual(await rig.lifecycle.stop(never.instanceID), { OK: true, Value: 'Stopping' });
     await rig.waitForStatus(never.instanceID, 'Halted', 60_000);

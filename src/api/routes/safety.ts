@@ -28,10 +28,14 @@ export const endpointHealthSchema = {
     paused: { type: 'boolean' },
     pauseReason: { type: 'string' },
     failures: { type: 'integer', description: 'consecutive failed creations since the last success' },
-    lastReason: { type: 'string', description: 'throttled, quota, auth, capacity, unavailable, or error (unclassified)' },
+    lastReason: { type: 'string', description: 'throttled, quota, auth, capacity, unavailable, error (unclassified), or idle (its VMs halted idle soon after boot)' },
     lastMessage: { type: 'string' },
     lastFailure: { type: ['string', 'null'], format: 'date-time' },
     backoffUntil: { type: ['string', 'null'], format: 'date-time', description: 'the Director launches nothing here before this time' },
+    demand: { type: ['integer', 'null'], description: 'waiting jobs its demand source gave at the last Director pass (null: no source, or it failed)' },
+    target: { type: ['integer', 'null'], description: 'instances the Director launched toward at that pass (null: no demand source, it fills maxInstances)' },
+    demandMessage: { type: 'string', description: 'why the demand source gave no figure' },
+    demandAt: { type: ['string', 'null'], format: 'date-time' },
   },
 } as const;
 
