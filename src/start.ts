@@ -8,6 +8,7 @@ import { newSecret } from './auth/tokens';
 import { loadConfig } from './config';
 import { createDrivers } from './drivers/driver';
 import { DEFAULT_FLEET, type FleetConfig, driverConfigs, loadFleetConfig } from './fleet-config';
+import { usagePrices } from './elastic/usage';
 import { LifecycleClient } from './lifecycle-client';
 import { exitOnFatal, processLogger } from './log';
 import { closeApi } from './graceful';
@@ -118,6 +119,7 @@ async function main(): Promise<void> {
     logger: log.child({ component: 'api' }),
     temporalUi: temporalUi ? { url: temporalUi, namespace: temporal.namespace } : undefined,
     safety: fleet.safety,
+    prices: usagePrices(fleet),
   });
   try {
     await app.listen({ host: api.host, port: api.port });

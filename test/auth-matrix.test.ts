@@ -33,6 +33,7 @@ const ACCESS: Record<string, Role | 'vm'> = {
   'GET /api/v1/director': 'read',
   'POST /api/v1/director/trigger': 'admin',
   'GET /api/v1/me': 'read',
+  'GET /api/v1/usage': 'read',
   'GET /api/v1/safety': 'read',
   'PUT /api/v1/safety/mode': 'admin',
   'POST /api/v1/safety/endpoints/{endpoint}/pause': 'operate',
