@@ -86,7 +86,7 @@ export function createDirectorActivities(deps: DirectorDeps) {
     const until = new Date(halt.at.getTime() + rule.backoffSeconds * 1000);
     const message = `instance ${halt.instanceID} halted idle ${halt.uptime} s after boot (under ${rule.withinSeconds} s)`;
     const before = await store.endpoint(config.endpoint);
-    const after = await store.recordIdleBackoff(config.endpoint, until, message, now());
+    const after = await store.recordIdleBackoff(config.endpoint, halt.at, until, message, now());
     if (after.backoffUntil !== before.backoffUntil) activityLogger().warn({ endpoint: config.endpoint, instanceID: halt.instanceID, backoffUntil: after.backoffUntil }, 'VMs halt idle soon after boot: the Director backs off the endpoint');
   }
 

@@ -329,7 +329,7 @@ describe('dashboard in headless Chromium [mariadb]', function () {
     const store = SafetyStore.of(rig.db);
     await store.setMode('no-launch');
     await store.pauseEndpoint('Cloud::cern.ch', 'network maintenance');
-    await store.recordIdleBackoff('Cloud::in2p3.fr', new Date(Date.now() + 3_600_000), 'instance 7 halted idle 120 s after boot (under 600 s)');
+    await store.recordIdleBackoff('Cloud::in2p3.fr', new Date(Date.now() - 60_000), new Date(Date.now() + 3_600_000), 'instance 7 halted idle 120 s after boot (under 600 s)');
     await store.recordDemand('Cloud::in2p3.fr', null, 0, 'demand URL answered HTTP 500');
     await store.recordDemand(ENDPOINT, 12, 3, '');
     await store.setMark('guard:endpoint:Cloud::cern.ch', 'tripped');

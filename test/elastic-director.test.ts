@@ -9,7 +9,7 @@ import { validateElastic } from '../src/elastic/config';
 import { atPath, demandTarget, readDemand } from '../src/elastic/demand';
 import { HaltStore } from '../src/elastic/halts';
 import { ok } from './support/backends';
-import { AgentVms, waitFor } from './support/agent-vms';
+import { AgentVms } from './support/agent-vms';
 
 describe('demand: sources, targets and settings', function () {
   let server: Server;
@@ -133,12 +133,11 @@ describe('the Director follows a demand command [mariadb]', function () {
     assert.deepEqual([endpoint.demand, endpoint.target, endpoint.lastReason, endpoint.failures], [8, 4, 'idle', 0]);
     assert.match(endpoint.lastMessage, new RegExp(`instance ${c} halted idle`));
 
-    // Once the backoff is over, the Director grows the fleet to the target.
-    let regrow = held;
-    await waitFor('the backoff to end', async () => {
-      [regrow] = await director().launchFreeSlots();
-      return regrow.held === undefined;
-    });
+    // An operator resumes the endpoint: the same idle halt does not back it off again, and the fleet grows to the target.
+    const resumed = await app.inject({ method: 'POST', url: `/api/v1/safety/endpoints/${encodeURIComponent(rig.endpoint)}/resume`, headers: { authorization: `Bearer ${admin}` } });
+    assert.equal(resumed.statusCode, 200, resumed.body);
+    const [regrow] = await director().launchFreeSlots();
+    assert.equal(regrow.held, undefined);
     assert.equal(regrow.reserved.length, 2);
     assert.equal(await live(), 4);
     for (const id of [a, b]) assert.equal(await rig.status(id), 'Running');

@@ -127,11 +127,16 @@ export class SafetyStore {
   }
 
   /**
-   * VMs of the endpoint halt idle soon after boot (vcycle's rule): launch nothing before `until`.
-   * Never shortens a longer backoff that is already on record; the failure count is left alone.
+   * A VM of the endpoint halted idle soon after boot, at `haltAt` (vcycle's rule): launch nothing
+   * before `until`. A halt no newer than the endpoint's last change is already applied, or an
+   * operator resumed the endpoint since: it is not applied again. Never shortens a longer backoff;
+   * the failure count is left alone.
    */
-  async recordIdleBackoff(endpoint: string, until: Date, message: string, now = new Date()): Promise<EndpointHealth> {
+  async recordIdleBackoff(endpoint: string, haltAt: Date, until: Date, message: string, now = new Date()): Promise<EndpointHealth> {
     const current = await this.endpoint(endpoint);
+    const [row] = await this.ex.select('SELECT `LastUpdate` FROM `vm_EndpointControl` WHERE `Endpoint` = ?', [endpoint]);
+    const changed = fromSqlTime(row?.LastUpdate);
+    if (changed && changed.getTime() >= haltAt.getTime()) return current;
     if (current.backoffUntil !== null && Date.parse(current.backoffUntil) >= until.getTime() - 999) return current;
     await this.upsert('vm_EndpointControl', 'Endpoint', { Endpoint: endpoint, LastReason: 'idle', LastMessage: clip(message, 255), BackoffUntil: toSqlTime(until), LastUpdate: toSqlTime(now) });
     return this.endpoint(endpoint);
