@@ -1,5 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { ElasticStopPolicy, inHaltMargin, validateStopPolicy } from '../src/agent/stop-policy';
+import { makeVmToken } from '../src/auth/tokens';
 import { userDataWithStopPolicy } from '../src/elastic/config';
 import { HaltStore } from '../src/elastic/halts';
 import { ok } from './support/backends';
@@ -124,6 +125,13 @@ describe('stop policies with the real agent under the local driver [mariadb]', f
       assert.ok(inHaltMargin(reason!.uptime, ELASTIC.haltPeriod, ELASTIC.haltBeforeMargin), `decided in a margin (uptime ${reason!.uptime})`);
       assert.equal((await vm.handle.result()).status, 'Halted', 'the workflow ends');
     }
+    // Only a live VM records why it halts, and the first report stays.
+    const reasonOf = (id: number, body: object) => vms.app.inject({ method: 'POST', url: `/api/v1/vms/${id}/halt-reason`, headers: { authorization: `Bearer ${makeVmToken(vms.secret, id)}` }, payload: body });
+    const late = await reasonOf(idle.instanceID, { reason: 'idle', load: 0, uptime: 5 });
+    assert.deepEqual([late.statusCode, late.json().state], [409, 'Halted']);
+    const first = await halts.of(idle.instanceID);
+    assert.equal(await halts.record(idle.instanceID, 'idle', 'again', 1), false, 'the first report wins');
+    assert.deepEqual(await halts.of(idle.instanceID), first);
     assert.equal((await never.handle.result()).status, 'Halted');
     assert.deepEqual((await rig.history(never.instanceID)).slice(-2), ['Stopping', 'Halted']);
     assert.equal(await halts.of(never.instanceID), null, 'a drained VM gives no idle reason');

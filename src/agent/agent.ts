@@ -457,7 +457,8 @@ export class VmAgent {
   private async haltIdle(decision: { load: number; uptime: number; detail: string }): Promise<AgentOutcome> {
     this.log(`stop policy: ${decision.detail}; halting`);
     const reply = await this.withRetry('halt-reason', () => this.post('halt-reason', { reason: 'idle', load: decision.load, uptime: decision.uptime, detail: decision.detail }), Date.now() + this.haltingRetryMs / 2);
-    if (reply.kind !== 'ok') this.log(`halt reason not recorded (${reply.kind === 'aborted' ? 'aborted' : `${'status' in reply && reply.status ? `HTTP ${reply.status}: ` : ''}${reply.message}`}); halting anyway`);
+    if (reply.kind === 'aborted') this.log('halt reason not recorded (stopped by signal)');
+    else if (reply.kind !== 'ok') this.log(`halt reason not recorded (${reply.status ? `HTTP ${reply.status}: ` : ''}${reply.message}); halting anyway`);
     return this.halt(decision.load);
   }
 

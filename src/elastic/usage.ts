@@ -1,3 +1,4 @@
+import { INSTANCE_STATES } from '../../entities/states';
 import type { Dialect, Executor } from '../database';
 import type { FleetConfig } from '../fleet-config';
 import { fromSqlTime, toSqlTime } from '../time';
@@ -47,9 +48,35 @@ export function usagePrices(fleet: Pick<FleetConfig, 'endpoints'>): UsagePrice[]
   return fleet.endpoints.flatMap((e) => (e.pricePerHour === undefined ? [] : [{ endpoint: e.endpoint, image: e.image, pricePerHour: e.pricePerHour }]));
 }
 
-/** Each instance's first non-New row and last row, as a subquery; the `New` status is bound. */
-const SPANS = 'SELECT h.`InstanceID` AS InstanceID, MIN(CASE WHEN h.`Status` <> ? THEN h.`Update` END) AS First, MAX(h.`Update`) AS Last FROM `vm_History` h GROUP BY h.`InstanceID`';
+/** Every status but New, bound in this order wherever a query names "the rows other than New". */
+const NOT_NEW = INSTANCE_STATES.filter((status) => status !== 'New');
+const marks = (n: number) => Array(n).fill('?').join(', ');
+
+/**
+ * Each instance's span over the whole history: its first and last rows other than New (New is only
+ * ever an instance's first row, so the last such row is its last row). Read from the
+ * (Status, Update, InstanceID) index alone, one range per status.
+ */
+const ALL_SPANS = `SELECT h.\`InstanceID\` AS InstanceID, MIN(h.\`Update\`) AS First, MAX(h.\`Update\`) AS Last FROM \`vm_History\` h WHERE h.\`Status\` IN (${marks(NOT_NEW.length)}) GROUP BY h.\`InstanceID\``;
+
+/**
+ * The spans of the instances with a row since a time (only they can be up then): found on the
+ * (Status, Update, InstanceID) index, then two seeks each on (InstanceID, Update). Grouping the whole
+ * history instead costs a scan of all of it. Binds: 'New', every status, the time.
+ */
+const SPANS_SINCE =
+  'SELECT ids.InstanceID, ' +
+  '(SELECT h.`Update` FROM `vm_History` h WHERE h.`InstanceID` = ids.InstanceID AND h.`Status` <> ? ORDER BY h.`Update` LIMIT 1) AS First, ' +
+  '(SELECT MAX(h.`Update`) FROM `vm_History` h WHERE h.`InstanceID` = ids.InstanceID) AS Last ' +
+  `FROM (SELECT DISTINCT r.\`InstanceID\` AS InstanceID FROM \`vm_History\` r WHERE r.\`Status\` IN (${marks(INSTANCE_STATES.length)}) AND r.\`Update\` >= ?) ids`;
+
 const LABELS = 'JOIN `vm_Instances` i ON i.`InstanceID` = s.InstanceID JOIN `vm_Images` img ON img.`VMImageID` = i.`VMImageID`';
+/**
+ * The same join for ALL_SPANS. Joining on `s.InstanceID + 0` keeps MariaDB from splitting the grouped
+ * table per instance ("lateral derived"), which reads every history row through the InstanceID
+ * index: 5.5 s instead of 2.0 s on 1,000,000 rows.
+ */
+const LABELS_OF_ALL = 'JOIN `vm_Instances` i ON i.`InstanceID` = s.InstanceID + 0 JOIN `vm_Images` img ON img.`VMImageID` = i.`VMImageID`';
 
 const round = (value: number, digits = 4) => Math.round(value * 10 ** digits) / 10 ** digits;
 
@@ -58,14 +85,14 @@ export async function usageByDay(ex: Executor, filter: UsageFilter, prices: read
   const start = Date.parse(`${filter.from}T00:00:00Z`);
   const end = Date.parse(`${filter.to}T00:00:00Z`) + DAY_MS;
   const where: string[] = ['s.First IS NOT NULL', 's.First < ?', 's.Last >= ?'];
-  const params: unknown[] = ['New', toSqlTime(new Date(end)), toSqlTime(new Date(start))];
+  const params: unknown[] = ['New', ...INSTANCE_STATES, toSqlTime(new Date(start)), toSqlTime(new Date(end)), toSqlTime(new Date(start))];
   for (const [column, value] of [['i.`Endpoint`', filter.endpoint], ['img.`Name`', filter.image], ['i.`RunningPod`', filter.pod]] as const) {
     if (value === undefined) continue;
     where.push(`${column} = ?`);
     params.push(value);
   }
   const rows = await ex.select(
-    `SELECT s.InstanceID, s.First, s.Last, i.\`Endpoint\` AS Endpoint, img.\`Name\` AS Image, i.\`RunningPod\` AS Pod FROM (${SPANS}) s ${LABELS} WHERE ${where.join(' AND ')}`,
+    `SELECT s.InstanceID, s.First, s.Last, i.\`Endpoint\` AS Endpoint, img.\`Name\` AS Image, i.\`RunningPod\` AS Pod FROM (${SPANS_SINCE}) s ${LABELS} WHERE ${where.join(' AND ')}`,
     params,
   );
   const cells = new Map<string, UsageRow>();
@@ -104,8 +131,8 @@ export interface UsageTotal {
 /** Every instance's whole span, summed per endpoint, image and pod: the counter's value. */
 export async function usageTotals(ex: Executor): Promise<UsageTotal[]> {
   const rows = await ex.select(
-    `SELECT i.\`Endpoint\` AS Endpoint, img.\`Name\` AS Image, i.\`RunningPod\` AS Pod, SUM(${secondsBetween(ex.dialect, 's.First', 's.Last')}) AS Seconds FROM (${SPANS}) s ${LABELS} WHERE s.First IS NOT NULL GROUP BY i.\`Endpoint\`, img.\`Name\`, i.\`RunningPod\``,
-    ['New'],
+    `SELECT i.\`Endpoint\` AS Endpoint, img.\`Name\` AS Image, i.\`RunningPod\` AS Pod, SUM(${secondsBetween(ex.dialect, 's.First', 's.Last')}) AS Seconds FROM (${ALL_SPANS}) s ${LABELS_OF_ALL} GROUP BY i.\`Endpoint\`, img.\`Name\`, i.\`RunningPod\``,
+    NOT_NEW,
   );
   return rows.map((row) => ({ endpoint: String(row.Endpoint), image: String(row.Image), pod: String(row.Pod), vmSeconds: Number(row.Seconds ?? 0) }));
 }

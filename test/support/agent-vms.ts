@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { FastifyInstance } from 'fastify';
 import { newSecret } from '../../src/auth/tokens';
 import { LifecycleRig } from './lifecycle-rig';
 import { freePort } from './sshd';
@@ -18,6 +19,9 @@ export class AgentVms {
   readonly dir = mkdtempSync(join(tmpdir(), 'vmdb-agent-vms-'));
   env!: TestWorkflowEnvironment;
   rig!: LifecycleRig;
+  /** The API the VMs call, and the secret their tokens are signed with. */
+  app!: FastifyInstance;
+  readonly secret = newSecret();
   private readonly saved = new Map<string, string | undefined>();
 
   async setUp(rigOptions: ConstructorParameters<typeof LifecycleRig>[1] = {}): Promise<void> {
@@ -41,11 +45,10 @@ export class AgentVms {
     this.setLoad(2);
     this.env = await startDevServer();
     const port = await freePort();
-    const secret = newSecret();
-    this.rig = new LifecycleRig(this.env, { tokenSecret: secret, apiUrl: `http://127.0.0.1:${port}`, ...rigOptions, driver: { command: [process.execPath, MAIN_JS], ...rigOptions.driver } });
+    this.rig = new LifecycleRig(this.env, { tokenSecret: this.secret, apiUrl: `http://127.0.0.1:${port}`, ...rigOptions, driver: { command: [process.execPath, MAIN_JS], ...rigOptions.driver } });
     await this.rig.setUp();
-    const app = await this.rig.api([], secret, { logger: false });
-    await app.listen({ port, host: '127.0.0.1' });
+    this.app = await this.rig.api([], this.secret, { logger: false });
+    await this.app.listen({ port, host: '127.0.0.1' });
   }
 
   async tearDown(): Promise<void> {

@@ -43,6 +43,8 @@ interface UsageReply {
   totals: UsageRow[];
 }
 
+const USAGE_EVERY_MS = 60_000;
+
 const row = (attrs: Record<string, string>, ...cells: (string | Node)[]) => h('tr', attrs, ...cells.map((cell) => h('td', {}, cell)));
 const none = (columns: number, text: string) => h('tr', {}, h('td', { colspan: columns, class: 'muted' }, text));
 
@@ -95,8 +97,20 @@ export function fleetPage(): Page {
 
   const cost = (value: number | undefined) => (value === undefined ? '—' : value.toFixed(2));
 
+  // VM-hours change slowly and cost a scan of the recent history: asked for at most once a minute.
+  let usageAt = 0;
+
   async function refresh(): Promise<void> {
-    const [safety, usage] = await Promise.all([call<SafetyReply>('/safety'), call<UsageReply>('/usage')]);
+    const stale = Date.now() - usageAt >= USAGE_EVERY_MS;
+    const [safety, fresh] = await Promise.all([call<SafetyReply>('/safety'), stale ? call<UsageReply>('/usage') : Promise.resolve(undefined)]);
+    showSafety(safety);
+    if (fresh) {
+      usageAt = Date.now();
+      showUsage(fresh);
+    }
+  }
+
+  function showSafety(safety: SafetyReply): void {
     const now = Date.now();
     setText(mode, safety.mode);
     const notes: [string, string][] = [];
@@ -120,6 +134,9 @@ export function fleetPage(): Page {
         : [none(6, 'No endpoint on record')]),
     );
     replaceChildren(manual, ...(safety.manual.length ? safety.manual.map((m) => row({}, h('a', { href: `#/instances/${m.instanceID}` }, String(m.instanceID)), m.reason || '—', formatTime(m.since))) : [none(3, 'None')]));
+  }
+
+  function showUsage(usage: UsageReply): void {
 
     setText(usageSpan, `${usage.from} to ${usage.to} (UTC)`);
     setText(definition, usage.definition);
