@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { type Server, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -8,6 +8,7 @@ import { hashToken, newSecret } from '../src/auth/tokens';
 import { validateElastic } from '../src/elastic/config';
 import { atPath, demandTarget, readDemand } from '../src/elastic/demand';
 import { HaltStore } from '../src/elastic/halts';
+import { validateFleet } from '../src/fleet-config';
 import { ok } from './support/backends';
 import { AgentVms } from './support/agent-vms';
 
@@ -43,6 +44,15 @@ describe('demand: sources, targets and settings', function () {
     reply = '!oops';
     assert.match((await readDemand({ url, timeoutSeconds: 10 }) as { error: string }).error, /HTTP 500/);
     assert.equal(atPath({ a: { b: [1] } }, 'a.b.0'), 1);
+  });
+
+  it('README\'s elastic endpoint entry is valid, as written', function () {
+    const readme = readFileSync(join(__dirname, '..', '..', 'README.md'), 'utf8');
+    const block = /```json\n([\s\S]*?)\n```/.exec(readme.slice(readme.indexOf('## Elastic fleet')));
+    assert.ok(block, 'README has a JSON endpoint entry under "Elastic fleet"');
+    const [entry] = validateFleet({ endpoints: [JSON.parse(block[1])] }).endpoints;
+    assert.deepEqual([entry.stopPolicy?.policy, entry.jobsPerInstance, entry.minInstances, entry.pricePerHour], ['elastic', 4, 1, 0.12]);
+    assert.deepEqual(entry.demand, { url: 'https://queue.example.org/api/queues', field: 'lhcb.waiting', timeoutSeconds: 10 });
   });
 
   it('fleet-file keys: https only (http to loopback), one source, bounds named', function () {
