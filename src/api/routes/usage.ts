@@ -1,12 +1,13 @@
 import type { FastifyInstance } from 'fastify';
 import { MAX_USAGE_DAYS, USAGE_DEFINITION, type UsageRow, usageByDay } from '../../elastic/usage';
 import { requireRole } from '../auth';
-import { badRequest, unavailable } from '../errors';
+import { unavailable } from '../errors';
 import { errorReplies } from '../schemas';
 import type { ApiDeps } from '../server';
 
 const DAY_MS = 86_400_000;
-const DATE = '^\\d{4}-\\d{2}-\\d{2}$';
+// Days from 1970 to 2999, and real ones (format date): the database's DATETIME holds them all.
+const DAY = { type: 'string', pattern: '^(19[7-9][0-9]|2[0-9]{3})-[0-9]{2}-[0-9]{2}$', format: 'date' } as const;
 const label = (what: string) => ({ type: 'string', minLength: 1, maxLength: 255, description: `only this ${what}` }) as const;
 
 const usageRow = {
@@ -23,28 +24,21 @@ const usageRow = {
   required: ['day', 'endpoint', 'image', 'pod', 'vmHours', 'instances'],
 } as const;
 
-/** A YYYY-MM-DD that is a real day, as its UTC midnight in ms. */
-function dayOf(name: string, text: string): number {
-  const ms = Date.parse(`${text}T00:00:00Z`);
-  if (Number.isNaN(ms) || new Date(ms).toISOString().slice(0, 10) !== text) throw badRequest(`${name} is not a date (YYYY-MM-DD): ${JSON.stringify(text)} (querystring)`);
-  return ms;
-}
-
 /** VM-hours per day, endpoint, image and pod, from the history. */
 export default async function usageRoutes(app: FastifyInstance, { deps }: { deps: ApiDeps }): Promise<void> {
-  app.get<{ Querystring: { from?: string; to?: string; endpoint?: string; image?: string; pod?: string } }>(
+  app.get<{ Querystring: { to?: string; days: number; endpoint?: string; image?: string; pod?: string } }>(
     '/usage',
     {
       onRequest: requireRole('read'),
       schema: {
         tags: ['usage'],
         summary: 'VM-hours per UTC day, endpoint, image and pod, with their cost where the fleet file gives a price',
-        description: `${USAGE_DEFINITION} At most ${MAX_USAGE_DAYS} days; by default the last 7 (today included).`,
+        description: `${USAGE_DEFINITION} The \`days\` days that end with \`to\` (at most ${MAX_USAGE_DAYS}); by default the last 7, today included.`,
         querystring: {
           type: 'object',
           properties: {
-            from: { type: 'string', pattern: DATE, description: 'first day (UTC, YYYY-MM-DD); default 6 days before `to`' },
-            to: { type: 'string', pattern: DATE, description: 'last day (UTC, YYYY-MM-DD), included; default today' },
+            to: { ...DAY, description: 'last day (UTC, YYYY-MM-DD), included; default today' },
+            days: { type: 'integer', minimum: 1, maximum: MAX_USAGE_DAYS, default: 7, description: 'how many days, ending with `to`' },
             endpoint: label('endpoint'),
             image: label('image'),
             pod: label('running pod'),
@@ -68,11 +62,9 @@ export default async function usageRoutes(app: FastifyInstance, { deps }: { deps
       },
     },
     async (request) => {
-      const { endpoint, image, pod } = request.query;
-      const toMs = request.query.to === undefined ? Math.floor(Date.now() / DAY_MS) * DAY_MS : dayOf('to', request.query.to);
-      const fromMs = request.query.from === undefined ? toMs - 6 * DAY_MS : dayOf('from', request.query.from);
-      if (fromMs > toMs) throw badRequest('from must not be after to (querystring)');
-      if ((toMs - fromMs) / DAY_MS + 1 > MAX_USAGE_DAYS) throw badRequest(`from..to spans more than ${MAX_USAGE_DAYS} days (querystring)`);
+      const { endpoint, image, pod, days } = request.query;
+      const toMs = request.query.to === undefined ? Math.floor(Date.now() / DAY_MS) * DAY_MS : Date.parse(`${request.query.to}T00:00:00Z`);
+      const fromMs = toMs - (days - 1) * DAY_MS;
       const from = new Date(fromMs).toISOString().slice(0, 10);
       const to = new Date(toMs).toISOString().slice(0, 10);
       let rows: UsageRow[];

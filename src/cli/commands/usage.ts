@@ -14,6 +14,11 @@ function day(raw: string): string {
   return raw;
 }
 
+function dayCount(raw: string): number {
+  if (!/^\d{1,2}$/.test(raw) || Number(raw) < 1 || Number(raw) > 92) throw new InvalidArgumentError(`"${raw}" is not a number of days (1 to 92).`);
+  return Number(raw);
+}
+
 function label(raw: string): string {
   if (!raw.trim()) throw new InvalidArgumentError('an empty value matches nothing.');
   return raw;
@@ -24,15 +29,15 @@ export function registerUsageCommand(program: Command): void {
     program
       .command('usage')
       .description('VM-hours per day, endpoint, image and pod (and their cost, where the fleet file prices them)')
-      .option('--from <day>', 'first day (YYYY-MM-DD, UTC); default 6 days before --to', day)
       .option('--to <day>', 'last day, included (YYYY-MM-DD, UTC); default today', day)
+      .option('--days <n>', 'how many days, ending with --to (1 to 92; default 7)', dayCount)
       .option('--endpoint <endpoint>', 'only this endpoint (Site::CE)', label)
       .option('--image <image>', 'only this image', label)
       .option('--pod <pod>', 'only this running pod', label)
       .option('--totals', 'one line per endpoint, image and pod over the whole span'),
-  ).action(async (options: { from?: string; to?: string; endpoint?: string; image?: string; pod?: string; totals?: boolean; json?: boolean }, command: Command) => {
-    const { from, to, endpoint, image, pod } = options;
-    const reply = await apiClient(command).get<UsageReply>('/api/v1/usage', { from, to, endpoint, image, pod });
+  ).action(async (options: { to?: string; days?: number; endpoint?: string; image?: string; pod?: string; totals?: boolean; json?: boolean }, command: Command) => {
+    const { to, days, endpoint, image, pod } = options;
+    const reply = await apiClient(command).get<UsageReply>('/api/v1/usage', { to, days, endpoint, image, pod });
     if (options.json) return write(json(reply));
     if (!reply.rows.length) return write(`no VM-hours from ${reply.from} to ${reply.to}\n`);
     const priced = reply.rows.some((row) => row.cost !== undefined);
