@@ -9,6 +9,7 @@ import { validateElastic } from '../src/elastic/config';
 import { atPath, demandTarget, readDemand } from '../src/elastic/demand';
 import { HaltStore } from '../src/elastic/halts';
 import { validateFleet } from '../src/fleet-config';
+import { renderMetrics } from '../src/metrics';
 import { ok } from './support/backends';
 import { AgentVms } from './support/agent-vms';
 
@@ -135,7 +136,11 @@ describe('the Director follows a demand command [mariadb]', function () {
     assert.deepEqual([held.demand, held.target, held.reserved], [8, 4, []]);
     assert.match(held.held ?? '', new RegExp(`^backing off for \\d+ s: instance ${c} halted idle \\d+ s after boot \\(under 3600 s\\)$`));
 
-    // The status says so.
+    // The status says so: the metrics of this pass, and the API.
+    const metrics = (await renderMetrics()).body;
+    const series = (name: string) => new RegExp(`^${name}\\{endpoint="${rig.endpoint}"\\} (-?\\d+)$`, 'm').exec(metrics)?.[1];
+    assert.deepEqual([series('vmdb_director_demand_jobs'), series('vmdb_director_target_instances')], ['8', '4']);
+    assert.ok(Number(series('vmdb_endpoint_backoff_seconds')) > 0, 'the backoff gauge counts down');
     const admin = newSecret();
     const app = await rig.api([{ name: 'admin', role: 'admin', sha256: hashToken(admin) }], newSecret());
     const safety = await app.inject({ method: 'GET', url: '/api/v1/safety', headers: { authorization: `Bearer ${admin}` } });
@@ -157,5 +162,6 @@ describe('the Director follows a demand command [mariadb]', function () {
     const [broken] = await director().launchFreeSlots();
     assert.deepEqual([broken.demand, broken.target, broken.reserved], [null, 0, []]);
     assert.match(broken.demandMessage ?? '', /not a number of waiting jobs/);
+    assert.match((await renderMetrics()).body, new RegExp(`^vmdb_director_demand_jobs\\{endpoint="${rig.endpoint}"\\} -1$`, 'm'));
   });
 });
