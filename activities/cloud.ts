@@ -32,7 +32,9 @@ export function withVmCredentials(userData: string | undefined, instanceID: numb
       return userData;
     }
   }
-  const vmdb = { apiUrl: credentials.apiUrl, instanceID, token: makeVmToken(credentials.tokenSecret, instanceID) };
+  // Keep what the Director put in the block (the stop policy); the credentials are ours to set.
+  const given = document.vmdb !== null && typeof document.vmdb === 'object' && !Array.isArray(document.vmdb) ? document.vmdb : {};
+  const vmdb = { ...given, apiUrl: credentials.apiUrl, instanceID, token: makeVmToken(credentials.tokenSecret, instanceID) };
   return JSON.stringify({ ...document, vmdb });
 }
 

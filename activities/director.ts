@@ -1,9 +1,12 @@
 import type { Client } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/common';
 import type { CloudDriver } from '../src/drivers/driver';
+import { userDataWithStopPolicy } from '../src/elastic/config';
 import type { EndpointConfig } from '../src/fleet-config';
 import { activityLogger } from '../src/log';
-import { directorFailures, directorLaunches, endpointBackoff } from '../src/metrics';
+import { readDemand, demandTarget } from '../src/elastic/demand';
+import { HaltStore } from '../src/elastic/halts';
+import { directorDemand, directorFailures, directorLaunches, directorTarget, endpointBackoff } from '../src/metrics';
 import { DEFAULT_SAFETY, type SafetyConfig } from '../src/safety/config';
 import { FleetGuard } from '../src/safety/guard';
 import { type FleetMode, SafetyStore } from '../src/safety/store';
@@ -29,6 +32,10 @@ export interface LaunchReport {
   started: number[];
   /** Why nothing was launched here this pass: the fleet mode, a manual pause or a backoff. */
   held?: string;
+  /** With a demand source: the waiting jobs it gave (null: it failed, see demandMessage) and the target launched toward. */
+  demand?: number | null;
+  target?: number;
+  demandMessage?: string;
   /** Instances told to stop (drain mode) or to halt (halt mode) by this pass. */
   stopped?: number[];
   halted?: number[];
@@ -51,6 +58,7 @@ export function createDirectorActivities(deps: DirectorDeps) {
   const { db, client, taskQueue } = deps;
   const safety = deps.safety ?? DEFAULT_SAFETY;
   const store = SafetyStore.of(db);
+  const halts = HaltStore.of(db);
   const guard = new FleetGuard(db, safety, undefined, deps.now);
   const now = deps.now ?? (() => new Date());
 
@@ -61,8 +69,39 @@ export function createDirectorActivities(deps: DirectorDeps) {
     endpointBackoff.set({ endpoint }, left);
     if (mode !== 'normal') return `fleet mode is ${mode}`;
     if (health.paused) return `paused by an operator${health.pauseReason ? `: ${health.pauseReason}` : ''}`;
+    if (left > 0 && health.lastReason === 'idle' && health.failures === 0) return `backing off for ${left} s: ${health.lastMessage}`;
     if (left > 0) return `backing off for ${left} s after ${health.failures} failed creation(s), last ${health.lastReason}: ${health.lastMessage}`;
     return undefined;
+  }
+
+  /**
+   * vcycle's rule: a VM of the endpoint that halted idle within `withinSeconds` of boot means there is
+   * no work for more of them; launch nothing for `backoffSeconds` after that halt.
+   */
+  async function noteIdleHalts(config: EndpointConfig): Promise<void> {
+    const rule = config.idleBackoff;
+    if (!rule || rule.backoffSeconds === 0) return;
+    const halt = await halts.latestIdleHalt(config.endpoint, rule.withinSeconds, new Date(now().getTime() - rule.backoffSeconds * 1000));
+    if (!halt) return;
+    const until = new Date(halt.at.getTime() + rule.backoffSeconds * 1000);
+    const message = `instance ${halt.instanceID} halted idle ${halt.uptime} s after boot (under ${rule.withinSeconds} s)`;
+    const before = await store.endpoint(config.endpoint);
+    const after = await store.recordIdleBackoff(config.endpoint, halt.at, until, message, now());
+    if (after.backoffUntil !== before.backoffUntil) activityLogger().warn({ endpoint: config.endpoint, instanceID: halt.instanceID, backoffUntil: after.backoffUntil }, 'VMs halt idle soon after boot: the Director backs off the endpoint');
+  }
+
+  /** The endpoint's demand and the target it gives, recorded for the status; undefined without a source. */
+  async function demandOf(config: EndpointConfig): Promise<{ demand: number | null; target: number; demandMessage?: string } | undefined> {
+    if (!config.demand) return undefined;
+    const reading = await readDemand(config.demand);
+    const target = demandTarget(reading, { jobsPerInstance: config.jobsPerInstance ?? 1, minInstances: config.minInstances ?? 0, maxInstances: config.maxInstances });
+    const demand = 'waiting' in reading ? reading.waiting : null;
+    const message = 'error' in reading ? reading.error : '';
+    await store.recordDemand(config.endpoint, demand, target, message, now());
+    directorDemand.set({ endpoint: config.endpoint }, demand ?? -1);
+    directorTarget.set({ endpoint: config.endpoint }, target);
+    if (message) activityLogger().warn({ endpoint: config.endpoint, problem: message, target }, 'demand source failed: launching toward minInstances');
+    return message ? { demand, target, demandMessage: message } : { demand, target };
   }
 
   /** Drain or halt mode: every live instance of the endpoint not under manual control is told to stop, or halted. */
@@ -101,7 +140,7 @@ export function createDirectorActivities(deps: DirectorDeps) {
       imageName: config.image,
       endpoint: config.endpoint,
       runningPod: config.runningPod,
-      userData: config.userData,
+      userData: userDataWithStopPolicy(config.userData, config.stopPolicy),
       contextualization: config.contextualization,
       stallingIntervalSeconds: db.stallingInterval,
       maxLifetimeSeconds: config.maxLifetimeSeconds,
@@ -134,16 +173,19 @@ export function createDirectorActivities(deps: DirectorDeps) {
       for (const config of deps.endpoints) {
         const { endpoint } = config;
         try {
+          const demand = await demandOf(config);
+          await noteIdleHalts(config);
           const held = await launchHold(mode, endpoint);
           if (held) {
-            const report: LaunchReport = { endpoint, reserved: [], started: [], held };
+            const report: LaunchReport = { endpoint, reserved: [], started: [], held, ...demand };
             if (mode === 'drain') report.stopped = await applyMode('drain', endpoint);
             if (mode === 'halt') report.halted = await applyMode('halt', endpoint);
             log.info({ endpoint, held }, 'Director launches nothing at the endpoint');
             reports.push(report);
             continue;
           }
-          const reserved = must(`reserve ${endpoint}`, await db.reserveInstances(endpoint, config.image, config.runningPod, config.maxInstances));
+          // Toward the demand's target when there is a source; never below the live count: nothing is stopped to shrink.
+          const reserved = must(`reserve ${endpoint}`, await db.reserveInstances(endpoint, config.image, config.runningPod, demand?.target ?? config.maxInstances));
           // New rows without a running workflow (reserved now, or left by a pass that died midway) get one.
           const waiting = must('list New instances', await db.getFields('vm_Instances', ['InstanceID', 'Name'], { Endpoint: endpoint, Status: 'New' }));
           const started: number[] = [];
@@ -160,7 +202,7 @@ export function createDirectorActivities(deps: DirectorDeps) {
               if ((err as Error).name !== 'WorkflowExecutionAlreadyStartedError') throw err;
             }
           }
-          reports.push({ endpoint, reserved, started });
+          reports.push({ endpoint, reserved, started, ...demand });
         } catch (err) {
           directorFailures.inc({ endpoint });
           log.error({ endpoint, err }, 'Director pass failed for the endpoint');

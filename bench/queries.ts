@@ -16,6 +16,7 @@ import { performance } from 'node:perf_hooks';
 import { createBenchDatabase, latencySummary, machineInfo, numberOption, round, writeResult } from './support';
 import { withMysql } from '../test/support/backends';
 import { PERFORMANCE_INDEXES } from '../entities/migrations/performance-indexes';
+import { usageByDay, usageTotals } from '../src/elastic/usage';
 import { VirtualMachineDB } from '../src/vmdb';
 
 const TARGETS = { contentPageMs: 20, runningHistoryMs: 1000 };
@@ -109,7 +110,19 @@ function probes(spanSeconds: number, instances: number): Probe[] {
     { name: 'counters: Running by Endpoint', run: (db) => db.getInstanceCounters('Endpoint', { Status: 'Running' }) },
     { name: 'running history: whole span, daily', run: (db) => db.getRunningInstancesHistory(whole, 86_400) },
     { name: 'running history: last day, hourly', run: (db) => db.getRunningInstancesHistory(86_400, 3600) },
+    { name: 'usage: last 7 days, per day', run: (db) => usageOK(usageByDay(db.executor, lastDays(7))) },
+    { name: 'usage: totals (vmdb_vm_seconds_total)', run: (db) => usageOK(usageTotals(db.executor)) },
   ];
+}
+
+/** The last `n` UTC days, today included, as GET /usage takes them. */
+function lastDays(n: number): { from: string; to: string } {
+  const day = (ms: number) => new Date(ms).toISOString().slice(0, 10);
+  return { from: day(Date.now() - (n - 1) * 86_400_000), to: day(Date.now()) };
+}
+
+async function usageOK(query: Promise<unknown[]>): Promise<{ OK: boolean; Message?: string }> {
+  return (await query).length > 0 ? { OK: true } : { OK: false, Message: 'no usage rows' };
 }
 
 async function measure(db: VirtualMachineDB, list: Probe[], repeat: number, log: (line: string) => void) {

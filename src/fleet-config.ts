@@ -1,11 +1,12 @@
 import { readFileSync } from 'node:fs';
 import type { SshContextualization } from '../workflows/definitions';
 import { type EndpointDriverConfig, parseEndpointName } from './drivers/driver';
+import { type ElasticEndpointConfig, validateElastic } from './elastic/config';
 import { DEFAULT_SAFETY, type SafetyConfig, validateSafety } from './safety/config';
 import { settingsFor } from './settings';
 
-/** One endpoint the Director keeps filled. */
-export interface EndpointConfig {
+/** One endpoint the Director keeps filled (up to maxInstances, or toward its demand: src/elastic/config.ts). */
+export interface EndpointConfig extends Partial<ElasticEndpointConfig> {
   /** DIRAC style "Site::CE". */
   endpoint: string;
   image: string;
@@ -67,12 +68,14 @@ export function validateFleet(raw: unknown): FleetConfig {
       positive(`${where}.contextualization.timeoutSeconds`, ctx.timeoutSeconds);
       if (!Array.isArray(ctx.files)) throw new Error(`${where}.contextualization.files must be an array`);
     }
+    const maxInstances = positive(`${where}.maxInstances`, entry.maxInstances)!;
     return {
       ...entry,
       endpoint,
       image: text(`${where}.image`, entry.image),
       runningPod: text(`${where}.runningPod`, entry.runningPod),
-      maxInstances: positive(`${where}.maxInstances`, entry.maxInstances)!,
+      maxInstances,
+      ...validateElastic(where, entry as unknown as Record<string, unknown>, maxInstances),
       maxLifetimeSeconds: positive(`${where}.maxLifetimeSeconds`, entry.maxLifetimeSeconds, true),
       maxStartupSeconds: positive(`${where}.maxStartupSeconds`, entry.maxStartupSeconds, true),
       drainDeadlineSeconds: positive(`${where}.drainDeadlineSeconds`, entry.drainDeadlineSeconds, true),

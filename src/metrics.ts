@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { INSTANCE_STATES } from '../entities/states';
+import { type UsageTotal, usageTotals } from './elastic/usage';
 import { observeTransitions } from './lifecycle';
 import type { VirtualMachineDB } from './vmdb';
 
@@ -96,6 +97,20 @@ export const endpointBackoff = new Gauge({
   registers: [registry],
 });
 
+export const directorDemand = new Gauge({
+  name: 'vmdb_director_demand_jobs',
+  help: 'Waiting jobs the demand source of an endpoint gave at the Director\'s last pass (no series: no source; -1: the source failed)',
+  labelNames: ['endpoint'] as const,
+  registers: [registry],
+});
+
+export const directorTarget = new Gauge({
+  name: 'vmdb_director_target_instances',
+  help: 'Instances the Director launches toward at an endpoint with a demand source, as of its last pass',
+  labelNames: ['endpoint'] as const,
+  registers: [registry],
+});
+
 export const reconcileFindings = new Counter({
   name: 'vmdb_reconcile_findings_total',
   help: 'Reconciliation findings: zombies (in the cloud, not alive in the database), ghosts (alive in the database, gone from the cloud), failed listings',
@@ -110,7 +125,7 @@ observeTransitions((kind, from, to) => transitions.inc({ kind, from, to }));
 
 export const instanceScrapeErrors = new Counter({
   name: 'vmdb_instances_scrape_errors_total',
-  help: 'Scrapes at which the instance counts could not be read from the database',
+  help: 'Scrapes at which the instance counts or the usage totals could not be read from the database',
   registers: [registry],
 });
 
@@ -151,6 +166,36 @@ export const haltPending = new Gauge({
     else instanceScrapeErrors.inc();
   },
 });
+
+/** The usage totals are a full aggregate of vm_History: read at most once per this many ms. */
+const USAGE_CACHE_MS = 60_000;
+let usageCache: { at: number; totals: UsageTotal[] } | undefined;
+
+export const vmSeconds = new Counter({
+  name: 'vmdb_vm_seconds_total',
+  help: 'VM-seconds used per endpoint, image and pod, from vm_History (each instance from its first row other than New to its last row; /3600 for VM-hours), read at most once a minute',
+  labelNames: ['endpoint', 'image', 'pod'] as const,
+  registers: [registry],
+  async collect() {
+    const db = instanceSources.at(-1);
+    if (!db) return;
+    if (!usageCache || Date.now() - usageCache.at >= USAGE_CACHE_MS) {
+      try {
+        usageCache = { at: Date.now(), totals: await usageTotals(db.executor) };
+      } catch {
+        instanceScrapeErrors.inc();
+        return; // the last values stay: a counter must not go down
+      }
+    }
+    this.reset();
+    for (const t of usageCache.totals) this.inc({ endpoint: t.endpoint, image: t.image, pod: t.pod }, t.vmSeconds);
+  },
+});
+
+/** Forgets the cached usage totals (tests). */
+export function refreshUsageTotals(): void {
+  usageCache = undefined;
+}
 
 /** Makes `vmdb_instances` count the instances of `db` (until the returned function is called). */
 export function trackInstances(db: VirtualMachineDB): () => void {

@@ -7,7 +7,9 @@ import { loadApiConfig } from './api/config';
 import { buildApi } from './api/server';
 import { newSecret } from './auth/tokens';
 import { loadConfig } from './config';
-import { DEFAULT_FLEET, type FleetConfig, loadFleetConfig } from './fleet-config';
+import { createDrivers } from './drivers/driver';
+import { DEFAULT_FLEET, type FleetConfig, driverConfigs, loadFleetConfig } from './fleet-config';
+import { usagePrices } from './elastic/usage';
 import { LifecycleClient } from './lifecycle-client';
 import { LocalVms } from './local-vms';
 import { type Logger, exitOnFatal, processLogger } from './log';
@@ -141,6 +143,7 @@ async function main(): Promise<void> {
     logger: log.child({ component: 'api' }),
     temporalUi: temporalUi ? { url: temporalUi, namespace: temporal.namespace } : undefined,
     safety: fleet.safety,
+    prices: usagePrices(fleet),
   });
   try {
     await app.listen({ host: api.host, port: api.port });

@@ -44,6 +44,7 @@ const CONTRACT = [
   'post /api/v1/vms/{instanceID}/running',
   'post /api/v1/vms/{instanceID}/heartbeat',
   'post /api/v1/vms/{instanceID}/halting',
+  'post /api/v1/vms/{instanceID}/halt-reason',
   'get /api/v1/instances',
   'get /api/v1/instances/counters',
   'get /api/v1/instances/by-status/{status}',
@@ -57,6 +58,7 @@ const CONTRACT = [
   'post /api/v1/director/trigger',
   'get /api/v1/me',
   'get /api/v1/safety',
+  'get /api/v1/usage',
   'put /api/v1/safety/mode',
   'post /api/v1/safety/endpoints/{endpoint}/pause',
   'post /api/v1/safety/endpoints/{endpoint}/resume',
@@ -160,6 +162,7 @@ describe('HTTP API on a dev server [mariadb]', function () {
       { method: 'GET', url: '/api/v1/images', role: 'read' },
       { method: 'GET', url: '/api/v1/director', role: 'read' },
       { method: 'GET', url: '/api/v1/me', role: 'read' },
+      { method: 'GET', url: '/api/v1/usage', role: 'read' },
       // Harmless when allowed: an unknown instance, and a trigger that finds no Schedule yet (or an idle one).
       { method: 'POST', url: '/api/v1/instances/stop', role: 'operate', body: { instanceIDs: [NO_SUCH] } },
       { method: 'POST', url: '/api/v1/director/trigger', role: 'admin' },
@@ -175,6 +178,7 @@ describe('HTTP API on a dev server [mariadb]', function () {
       { url: `/api/v1/vms/${id}/running`, body: {} },
       { url: `/api/v1/vms/${id}/heartbeat`, body: beat() },
       { url: `/api/v1/vms/${id}/halting`, body: { load: 0 } },
+      { url: `/api/v1/vms/${id}/halt-reason`, body: { reason: 'idle', load: 0, uptime: 60 } },
     ];
 
     before(async function () {

@@ -412,7 +412,7 @@ describe('vmdb migrate', function () {
         const first = await runCli(['migrate', '--json'], { VMDB_DATABASE_URL: url });
         assert.equal(first.code, 0, first.stderr);
         const report = JSON.parse(first.stdout);
-        assert.deepEqual(report.applied, ['InitialSchema1732838400000', 'LookupIndexes1732838500000', 'FleetQueryIndexes1732838600000', 'FleetSafety1764460800000', 'InstanceLife1765000000000']);
+        assert.deepEqual(report.applied, ['InitialSchema1732838400000', 'LookupIndexes1732838500000', 'FleetQueryIndexes1732838600000', 'FleetSafety1764460800000', 'InstanceLife1765000000000', 'ElasticFleet1765100000000']);
         assert.deepEqual(report.migrations, report.applied);
         assert.doesNotMatch(report.database, /secret/);
         const second = await runCli(['migrate'], { VMDB_DATABASE_URL: url });

@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { DASHBOARD_CSP, DASHBOARD_MISSING } from '../src/api/dashboard';
 import { buildApi } from '../src/api/server';
+import { SafetyStore } from '../src/safety/store';
 import { ROLES, type Role, hashToken, makeVmToken, newSecret } from '../src/auth/tokens';
 import { ok, forceStatus } from './support/backends';
 import { artifactPath, eventually, launchChromium } from './support/browser';
@@ -322,6 +323,50 @@ describe('dashboard in headless Chromium [mariadb]', function () {
       assert.equal((await texts('[data-testid=count-Status-New]'))[0], String(before.New ?? 0));
     });
     assert.equal(await page.evaluate(() => window.notReloaded), true, 'the same page, not a reload');
+  });
+
+  it('fleet control: mode, paused and backed-off endpoints with reasons, demand and target, held stalls, guards and VM-hours are the API’s', async function () {
+    const store = SafetyStore.of(rig.db);
+    await store.setMode('no-launch');
+    await store.pauseEndpoint('Cloud::cern.ch', 'network maintenance');
+    await store.recordIdleBackoff('Cloud::in2p3.fr', new Date(Date.now() - 60_000), new Date(Date.now() + 3_600_000), 'instance 7 halted idle 120 s after boot (under 600 s)');
+    await store.recordDemand('Cloud::in2p3.fr', null, 0, 'demand URL answered HTTP 500');
+    await store.recordDemand(ENDPOINT, 12, 3, '');
+    await store.setMark('guard:endpoint:Cloud::cern.ch', 'tripped');
+    await store.setMark('outage:worker', 'down since a while ago');
+    try {
+      await signIn(TOKENS.read);
+      await open('#/fleet', 'fleet');
+      const safety = await api<{ mode: string; stallsHeld: string | null; endpoints: { endpoint: string; demand: number | null; target: number | null; demandAt: string | null }[] }>('/safety');
+      assert.equal((await texts('[data-testid=fleet-mode]'))[0], safety.mode);
+      assert.equal(safety.mode, 'no-launch');
+      const alerts = await texts('[data-testid=safety-alerts] li');
+      assert.ok(safety.stallsHeld, 'the outage holds stalls');
+      assert.ok(alerts.includes(`Stalls held: ${safety.stallsHeld}`), alerts.join('\n'));
+      assert.ok(alerts.some((a) => /^Guard tripped for endpoint:Cloud::cern\.ch since .*: too many Running instances are silent/.test(a)));
+      assert.ok(alerts.includes('Cloud::cern.ch paused: network maintenance'));
+      assert.ok(alerts.some((a) => /^Cloud::in2p3\.fr backing off: until .*: instance 7 halted idle 120 s after boot \(under 600 s\)$/.test(a)));
+      assert.ok(alerts.includes('Cloud::in2p3.fr: demand source failed: demand URL answered HTTP 500'));
+
+      const rows = await page.$$eval('[data-testid=endpoint-state] tr[data-endpoint]', (trs) => trs.map((tr) => [tr.getAttribute('data-endpoint'), tr.getAttribute('data-state'), ...[...tr.querySelectorAll('td')].slice(3, 5).map((td) => td.textContent)]));
+      assert.deepEqual(
+        rows,
+        safety.endpoints.map((e) => [e.endpoint, e.endpoint === 'Cloud::cern.ch' ? 'paused' : e.endpoint === 'Cloud::in2p3.fr' ? 'backing off' : 'launching', e.demand === null ? (e.demandAt ? 'unknown' : '—') : String(e.demand), e.target === null ? '—' : String(e.target)]),
+      );
+      assert.deepEqual(rows.find((r) => r[0] === ENDPOINT), [ENDPOINT, 'launching', '12', '3']);
+
+      const usage = await api<{ totals: { endpoint: string; image: string; pod: string; vmHours: number }[] }>('/usage');
+      assert.ok(usage.totals.length >= 3 && usage.totals.every((t) => t.vmHours > 0), 'the fleet rows give VM-hours');
+      const shownUsage = await page.$$eval('[data-testid=usage-totals] tr[data-endpoint]', (trs) => trs.map((tr) => [...tr.querySelectorAll('td')].slice(0, 4).map((td) => td.textContent)));
+      assert.deepEqual(shownUsage, usage.totals.map((t) => [t.endpoint, t.image, t.pod, t.vmHours.toFixed(2)]));
+      assert.ok((await page.$$('.fleet .chart canvas')).length > 0, 'the VM-hours plot is drawn');
+      await shot('fleet');
+    } finally {
+      await store.setMode('normal');
+      for (const endpoint of ['Cloud::cern.ch', 'Cloud::in2p3.fr']) await store.resumeEndpoint(endpoint);
+      await store.deleteMark('guard:endpoint:Cloud::cern.ch');
+      await store.deleteMark('outage:worker');
+    }
   });
 });
 

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { UINT32_MAX } from '../../entities/heartbeat';
 import { type AgentConfig, describeAgentConfig } from './config';
+import { ElasticStopPolicy, readLoad } from './stop-policy';
 
 /**
  * The VM monitor agent, successor of DIRAC's VirtualMachineMonitorAgent. It runs on the VM, declares
@@ -253,7 +254,42 @@ export class VmAgent {
   async run(signal?: AbortSignal): Promise<AgentOutcome> {
     this.signal = signal;
     this.log(`starting: ${describeAgentConfig(this.config)}`);
+    const policy = this.startStopPolicy();
+    try {
+      return await this.loop(policy);
+    } finally {
+      policy?.stop();
+    }
+  }
+
+  /** The `elastic` stop policy, sampling beside the loop; undefined for `never`. */
+  private startStopPolicy(): ElasticStopPolicy | undefined {
+    const settings = this.config.stopPolicy;
+    if (settings?.policy !== 'elastic') return undefined;
+    const agentStart = Date.now();
+    const policy = new ElasticStopPolicy(
+      settings,
+      {
+        load: () => readLoad(this.config.loadFile),
+        uptime: () => (this.config.uptimeFrom === 'agent' ? (Date.now() - agentStart) / 1000 : os.uptime()),
+        jobs: () => this.countJobs(),
+      },
+      this.log,
+    );
+    policy.start();
+    return policy;
+  }
+
+  /** Jobs running now for the stop policy: 0 without a jobs command, null when the command fails. */
+  private async countJobs(): Promise<number | null> {
+    if (!this.config.jobsCommand) return 0;
+    const result = await runCommand(this.config.jobsCommand, this.commandTimeoutMs, this.signal);
+    return (result.ok ? parseJobs(result.stdout) : undefined) ?? null;
+  }
+
+  private async loop(policy: ElasticStopPolicy | undefined): Promise<AgentOutcome> {
     while (!this.aborted) {
+      if (policy?.decision) return this.haltIdle(policy.decision);
       let next: 'continue' | 'halt';
       try {
         next = await this.cycle();
@@ -264,7 +300,7 @@ export class VmAgent {
       }
       if (this.aborted) break;
       if (next === 'halt') return this.halt();
-      if (!(await this.pause(this.periodMs))) break;
+      if (!(await this.pause(this.periodMs, policy?.decided))) break;
     }
     this.log('stopped by signal');
     return { reason: 'aborted' };
@@ -419,9 +455,20 @@ export class VmAgent {
     }
   }
 
+  /**
+   * The stop policy found the VM idle: records why (best effort, the halt does not wait on it), then
+   * declares halting with the load it judged, so the Halted history row carries that load.
+   */
+  private async haltIdle(decision: { load: number; uptime: number; detail: string }): Promise<AgentOutcome> {
+    this.log(`stop policy: ${decision.detail}; halting`);
+    const reply = await this.withRetry('halt-reason', () => this.post('halt-reason', { reason: 'idle', load: decision.load, uptime: decision.uptime, detail: decision.detail }), Date.now() + this.haltingRetryMs / 2);
+    if (reply.kind === 'aborted') this.log('halt reason not recorded (stopped by signal)');
+    else if (reply.kind !== 'ok') this.log(`halt reason not recorded (${reply.status ? `HTTP ${reply.status}: ` : ''}${reply.message}); halting anyway`);
+    return this.halt(decision.load);
+  }
+
   /** Declares halting (retrying a while if the service is unreachable), then runs the halt command. */
-  private async halt(): Promise<AgentOutcome> {
-    const load = currentLoad();
+  private async halt(load = currentLoad()): Promise<AgentOutcome> {
     const deadline = Date.now() + this.haltingRetryMs;
     const reply = await this.withRetry('halting', () => this.post('halting', { load }), deadline);
     switch (reply.kind) {
@@ -530,20 +577,22 @@ export class VmAgent {
     }
   }
 
-  /** Sleeps `ms`; false when the signal aborted it. */
-  private async pause(ms: number): Promise<boolean> {
+  /** Sleeps `ms`, or until `wake` aborts; false when the agent's signal aborted it. */
+  private async pause(ms: number, wake?: AbortSignal): Promise<boolean> {
     if (this.aborted) return false;
+    if (wake?.aborted) return true;
+    const signals = [this.signal, wake].filter((s): s is AbortSignal => s !== undefined);
     try {
-      await sleep(ms, undefined, { signal: this.signal });
+      await sleep(ms, undefined, { signal: signals.length > 1 ? AbortSignal.any(signals) : signals[0] });
       return true;
     } catch (err) {
-      if (isAbort(err)) return false;
+      if (isAbort(err)) return !this.aborted;
       throw err;
     }
   }
 
   /** POSTs to one of this instance's VM routes and classifies the outcome; never throws. */
-  async post(route: 'running' | 'heartbeat' | 'halting', body: unknown): Promise<Reply> {
+  async post(route: 'running' | 'heartbeat' | 'halting' | 'halt-reason', body: unknown): Promise<Reply> {
     if (this.aborted) return { kind: 'aborted' };
     const url = `${this.config.apiUrl}/api/v1/vms/${this.config.instanceID}/${route}`;
     const timeout = AbortSignal.timeout(this.requestTimeoutMs);

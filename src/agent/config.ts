@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { type StopPolicy, validateStopPolicy } from './stop-policy';
 
 /**
  * Settings of the VM monitor agent (`vmdb-agent`), from the VM's user data and its environment.
@@ -27,6 +28,12 @@ export interface AgentConfig {
   shutdownFile?: string;
   /** VMDB_AGENT_HALT_COMMAND: argv that powers the VM off. */
   haltCommand: string[];
+  /** `vmdb.stopPolicy` of the user data, or VMDB_AGENT_STOP_POLICY (JSON); default `never`. */
+  stopPolicy?: StopPolicy;
+  /** VMDB_AGENT_LOAD_FILE: where the stop policy reads the load (first number, as /proc/loadavg); default the system's. */
+  loadFile?: string;
+  /** VMDB_AGENT_UPTIME: `system` (since boot, default) or `agent` (since the agent started: VMs that are processes). */
+  uptimeFrom?: 'system' | 'agent';
 }
 
 export const DEFAULT_PERIOD_SECONDS = 300;
@@ -63,6 +70,7 @@ interface UserDataSettings {
   apiUrl?: unknown;
   instanceID?: unknown;
   token?: unknown;
+  stopPolicy?: unknown;
 }
 
 /**
@@ -85,8 +93,8 @@ function readUserData(raw: string | undefined, problems: string[]): { settings: 
     problems.push(`VMDB_USER_DATA: "vmdb" must be an object with apiUrl, instanceID and token, got ${show(vmdb)}`);
     return { settings: {} };
   }
-  const { apiUrl, instanceID, token } = vmdb as Record<string, unknown>;
-  return { settings: { apiUrl, instanceID, token } };
+  const { apiUrl, instanceID, token, stopPolicy } = vmdb as Record<string, unknown>;
+  return { settings: { apiUrl, instanceID, token, stopPolicy } };
 }
 
 function checkApiUrl(source: string, value: unknown, problems: string[]): string | undefined {
@@ -255,11 +263,50 @@ export function loadAgentConfig(env: Env = process.env): AgentConfig {
   const transferFile = fromEnv(env, 'VMDB_AGENT_TRANSFER_FILE') === undefined ? undefined : fileSetting('VMDB_AGENT_TRANSFER_FILE', '');
   if (transferFile !== undefined && transferCommand !== undefined) problems.push('Set VMDB_AGENT_TRANSFER_COMMAND or VMDB_AGENT_TRANSFER_FILE, not both');
   const shutdownFile = fileSetting('VMDB_AGENT_SHUTDOWN_FILE', DEFAULT_SHUTDOWN_FILE);
+  const loadFile = fromEnv(env, 'VMDB_AGENT_LOAD_FILE') === undefined ? undefined : fileSetting('VMDB_AGENT_LOAD_FILE', '');
+  const stopPolicy = readStopPolicy(env, settings.stopPolicy, problems);
+  const uptimeRaw = fromEnv(env, 'VMDB_AGENT_UPTIME');
+  if (uptimeRaw !== undefined && uptimeRaw !== 'system' && uptimeRaw !== 'agent') problems.push(`VMDB_AGENT_UPTIME must be "system" or "agent", got ${show(uptimeRaw)}`);
+  const uptimeFrom = uptimeRaw === 'agent' ? 'agent' : undefined;
 
   if (problems.length > 0 || apiUrl === undefined || instanceID === undefined || token === undefined) {
     throw new AgentConfigError(problems.length ? problems : ['incomplete configuration']);
   }
-  return { apiUrl, instanceID, token, periodSeconds, jobsCommand, transferCommand, ...(transferFile ? { transferFile } : {}), stopFile, shutdownFile, haltCommand };
+  return {
+    apiUrl,
+    instanceID,
+    token,
+    periodSeconds,
+    jobsCommand,
+    transferCommand,
+    ...(transferFile ? { transferFile } : {}),
+    stopFile,
+    shutdownFile,
+    haltCommand,
+    ...(stopPolicy ? { stopPolicy } : {}),
+    ...(loadFile ? { loadFile } : {}),
+    ...(uptimeFrom ? { uptimeFrom } : {}),
+  };
+}
+
+/** VMDB_AGENT_STOP_POLICY (JSON) wins over the user data's `vmdb.stopPolicy`; neither: undefined (`never`). */
+function readStopPolicy(env: Env, fromUserData: unknown, problems: string[]): StopPolicy | undefined {
+  const raw = fromEnv(env, 'VMDB_AGENT_STOP_POLICY');
+  try {
+    if (raw !== undefined) {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(raw);
+      } catch {
+        throw new Error(`VMDB_AGENT_STOP_POLICY must be JSON such as {"policy":"elastic"}, got ${show(raw)}`);
+      }
+      return validateStopPolicy('VMDB_AGENT_STOP_POLICY', parsed);
+    }
+    return fromUserData === undefined ? undefined : validateStopPolicy('VMDB_USER_DATA vmdb.stopPolicy', fromUserData);
+  } catch (err) {
+    problems.push((err as Error).message);
+    return undefined;
+  }
 }
 
 /** The configuration as it may be logged: everything but the token. */
@@ -274,5 +321,7 @@ export function describeAgentConfig(config: AgentConfig): string {
     `stopFile=${config.stopFile}`,
     `shutdownFile=${config.shutdownFile}`,
     `halt=${argv(config.haltCommand)}`,
+    `stopPolicy=${config.stopPolicy?.policy ?? 'never'}`,
+    ...(config.loadFile ? [`loadFile=${config.loadFile}`] : []),
   ].join(' ');
 }

@@ -6,6 +6,7 @@ import type { OperatorToken } from '../auth/tokens';
 import type { LifecycleClient } from '../lifecycle-client';
 import { type Logger, createLogger, processLogger } from '../log';
 import { renderMetrics, trackInstances } from '../metrics';
+import type { UsagePrice } from '../elastic/usage';
 import type { SafetyConfig } from '../safety/config';
 import { startPulse } from '../safety/pulse';
 import type { VirtualMachineDB } from '../vmdb';
@@ -14,12 +15,14 @@ import { installDashboard } from './dashboard';
 import { errorSchema, formatValidation, installErrorHandling } from './errors';
 import { installMethodNotAllowed } from './methods';
 import directorRoutes from './routes/director';
+import haltReasonRoutes from './routes/halt-reason';
 import healthRoutes from './routes/health';
 import historyRoutes from './routes/history';
 import imageRoutes from './routes/images';
 import instanceRoutes from './routes/instances';
 import sessionRoutes from './routes/session';
 import safetyRoutes from './routes/safety';
+import usageRoutes from './routes/usage';
 import vmRoutes from './routes/vm';
 import { installValidators } from './validator';
 
@@ -42,6 +45,8 @@ export interface ApiDeps {
   dashboardDir?: string;
   /** When set, the API records its pulse (src/safety/pulse.ts) while it listens: VMs report through it. */
   safety?: SafetyConfig;
+  /** Prices per VM-hour of the fleet file's endpoints, for `GET /usage` (usagePrices); absent: no costs. */
+  prices?: UsagePrice[];
 }
 
 function isLogger(value: unknown): value is Logger {
@@ -109,7 +114,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
           bearer: { type: 'http', scheme: 'bearer', description: 'An operator token (role read, operate or admin) or the VM token of one instance' },
         },
       },
-      tags: ['vm', 'instances', 'history', 'images', 'director', 'health', 'metrics', 'session'].map((name) => ({ name })),
+      tags: ['vm', 'instances', 'history', 'images', 'director', 'health', 'metrics', 'session', 'usage'].map((name) => ({ name })),
     },
     refResolver: { buildLocalReference: (json, _base, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
   });
@@ -119,7 +124,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   await app.register(healthRoutes, { deps });
   if (deps.safety) installPulse(app, deps.db, deps.safety);
   installMetrics(app, deps);
-  for (const routes of [vmRoutes, instanceRoutes, historyRoutes, imageRoutes, directorRoutes, sessionRoutes, safetyRoutes]) {
+  for (const routes of [vmRoutes, haltReasonRoutes, instanceRoutes, historyRoutes, imageRoutes, directorRoutes, sessionRoutes, safetyRoutes, usageRoutes]) {
     await app.register(routes, { prefix: API_PREFIX, deps });
   }
   await app.register(installDashboard, { dir: deps.dashboardDir, log: logger });

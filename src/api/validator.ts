@@ -8,9 +8,16 @@ import type { FastifyInstance } from 'fastify';
 // those are coerced ("42" -> 42), and "NaN" or "1.5" still fail an integer schema.
 // The formats the schemas use, checked as Node checks addresses. verbose: an error carries its
 // schema, whose description makes the message for anyOf and pattern (formatValidation).
-const common: Options = { useDefaults: true, removeAdditional: false, allErrors: false, verbose: true, formats: { ipv4: isIPv4, ipv6: isIPv6 } };
+const common: Options = { useDefaults: true, removeAdditional: false, allErrors: false, verbose: true, formats: { ipv4: isIPv4, ipv6: isIPv6, date: isCalendarDay } };
 const strict = new Ajv({ ...common, coerceTypes: false });
 const coercing = new Ajv({ ...common, coerceTypes: 'array' });
+
+/** YYYY-MM-DD naming a day that exists (not 2026-02-30). */
+export function isCalendarDay(text: string): boolean {
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(text)) return false;
+  const ms = Date.parse(`${text}T00:00:00Z`);
+  return !Number.isNaN(ms) && new Date(ms).toISOString().slice(0, 10) === text;
+}
 
 export function installValidators(app: FastifyInstance): void {
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strict : coercing).compile(schema));

@@ -8,6 +8,7 @@ import { registerReadCommands } from './commands/read';
 import { registerSafetyCommands } from './commands/safety';
 import { registerServerCommand } from './commands/server';
 import { registerStopCommand } from './commands/stop';
+import { registerUsageCommand } from './commands/usage';
 import { addGlobalOptions } from './context';
 
 function version(): string {
@@ -44,6 +45,7 @@ export function buildProgram(): Command {
   registerReadCommands(program);
   registerStopCommand(program);
   registerDirectorCommand(program);
+  registerUsageCommand(program);
   registerSafetyCommands(program);
   registerServerCommand(program);
   registerProcessCommands(program);

@@ -17,6 +17,13 @@ export interface EndpointHealth {
   lastFailure: string | null;
   /** The Director launches nothing here before this time (ISO), or null. */
   backoffUntil: string | null;
+  /** The waiting jobs the demand source gave at the Director's last pass (null: no source, or it failed). */
+  demand: number | null;
+  /** The number of instances the Director launched toward at that pass (null: no demand source: maxInstances). */
+  target: number | null;
+  /** Why there is no demand figure, when the source failed. */
+  demandMessage: string;
+  demandAt: string | null;
 }
 
 export interface ManualControl {
@@ -73,6 +80,10 @@ export class SafetyStore {
       lastMessage: String(row?.LastMessage ?? ''),
       lastFailure: iso(row?.LastFailure),
       backoffUntil: iso(row?.BackoffUntil),
+      demand: row?.Demand === null || row?.Demand === undefined ? null : Number(row.Demand),
+      target: row?.Target === null || row?.Target === undefined ? null : Number(row.Target),
+      demandMessage: String(row?.DemandMessage ?? ''),
+      demandAt: iso(row?.DemandAt),
     };
   }
 
@@ -107,12 +118,33 @@ export class SafetyStore {
     return this.endpoint(endpoint);
   }
 
-  /** A creation worked: the failure count and the backoff are cleared (the last failure stays for the record). */
+  /** A creation worked: the failure count and its backoff are cleared (the last failure stays for the record). */
   async recordCreateSuccess(endpoint: string, now = new Date()): Promise<void> {
-    // The common case writes nothing: most creations follow a success.
-    const [row] = await this.ex.select('SELECT `Failures`, `BackoffUntil` FROM `vm_EndpointControl` WHERE `Endpoint` = ?', [endpoint]);
-    if (!row || (Number(row.Failures) === 0 && row.BackoffUntil === null)) return;
+    // The common case writes nothing: most creations follow a success. An idle backoff (no failures) is not the cloud's to lift.
+    const [row] = await this.ex.select('SELECT `Failures` FROM `vm_EndpointControl` WHERE `Endpoint` = ?', [endpoint]);
+    if (!row || Number(row.Failures) === 0) return;
     await this.ex.write('UPDATE `vm_EndpointControl` SET `Failures` = 0, `BackoffUntil` = NULL, `LastUpdate` = ? WHERE `Endpoint` = ?', [toSqlTime(now), endpoint]);
+  }
+
+  /**
+   * A VM of the endpoint halted idle soon after boot, at `haltAt` (vcycle's rule): launch nothing
+   * before `until`. A halt no newer than the endpoint's last change is already applied, or an
+   * operator resumed the endpoint since: it is not applied again. Never shortens a longer backoff;
+   * the failure count is left alone.
+   */
+  async recordIdleBackoff(endpoint: string, haltAt: Date, until: Date, message: string, now = new Date()): Promise<EndpointHealth> {
+    const current = await this.endpoint(endpoint);
+    const [row] = await this.ex.select('SELECT `LastUpdate` FROM `vm_EndpointControl` WHERE `Endpoint` = ?', [endpoint]);
+    const changed = fromSqlTime(row?.LastUpdate);
+    if (changed && changed.getTime() >= haltAt.getTime()) return current;
+    if (current.backoffUntil !== null && Date.parse(current.backoffUntil) >= until.getTime() - 999) return current;
+    await this.upsert('vm_EndpointControl', 'Endpoint', { Endpoint: endpoint, LastReason: 'idle', LastMessage: clip(message, 255), BackoffUntil: toSqlTime(until), LastUpdate: toSqlTime(now) });
+    return this.endpoint(endpoint);
+  }
+
+  /** The Director's demand reading and target for the endpoint at this pass. */
+  async recordDemand(endpoint: string, demand: number | null, target: number, message: string, now = new Date()): Promise<void> {
+    await this.upsert('vm_EndpointControl', 'Endpoint', { Endpoint: endpoint, Demand: demand, Target: target, DemandMessage: clip(message, 255), DemandAt: toSqlTime(now) });
   }
 
   async pauseEndpoint(endpoint: string, reason: string, now = new Date()): Promise<EndpointHealth> {

@@ -57,6 +57,8 @@ export class LifecycleRig {
       driver?: Record<string, unknown>;
       /** A database url (default: a fresh MariaDB database). */
       url?: string;
+      /** The API URL written into each VM's user data (default http://127.0.0.1:8080). */
+      apiUrl?: string;
     } = {},
   ) {}
 
@@ -90,7 +92,7 @@ export class LifecycleRig {
       fleet: this.fleet,
       drivers: this.drivers,
       sshPrivateKey: this.options.sshPrivateKey,
-      vmCredentials: { apiUrl: 'http://127.0.0.1:8080', tokenSecret: this.options.tokenSecret },
+      vmCredentials: { apiUrl: this.options.apiUrl ?? 'http://127.0.0.1:8080', tokenSecret: this.options.tokenSecret },
       workflowBundle: await workflowBundle(),
     });
     this.workerDone = this.worker.run();

@@ -1,5 +1,6 @@
 import './style.css';
 import { type Me, call, forgetToken, storeToken, storedToken, whenUnauthorized } from './api';
+import { fleetPage } from './pages/fleet';
 import { instancePage } from './pages/instance';
 import { instancesPage } from './pages/instances';
 import { overviewPage } from './pages/overview';
@@ -72,10 +73,10 @@ function route(): void {
   const [path, search = ''] = location.hash.replace(/^#/, '').split('?');
   const ctx: PageContext = { me, query: new URLSearchParams(search), refreshNow };
   const instance = /^\/instances\/(\d+)$/.exec(path);
-  const name = instance ? 'instance' : path === '/instances' ? 'instances' : 'overview';
+  const name = instance ? 'instance' : path === '/instances' ? 'instances' : path === '/fleet' ? 'fleet' : 'overview';
   page?.dispose?.();
   clearTimeout(timer);
-  page = instance ? instancePage(ctx, Number(instance[1])) : name === 'instances' ? instancesPage(ctx) : overviewPage(ctx);
+  page = instance ? instancePage(ctx, Number(instance[1])) : name === 'instances' ? instancesPage(ctx) : name === 'fleet' ? fleetPage() : overviewPage(ctx);
   for (const link of nav.querySelectorAll<HTMLAnchorElement>('a')) link.classList.toggle('active', link.dataset.nav === (name === 'instance' ? 'instances' : name));
   document.body.dataset.page = name;
   delete document.body.dataset.refreshedAt; // set again once this page has its data

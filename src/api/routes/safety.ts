@@ -1,5 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { parseEndpointName } from '../../drivers/driver';
+import { DEFAULT_SAFETY } from '../../safety/config';
+import { FleetGuard } from '../../safety/guard';
 import { FLEET_MODES, type FleetMode, SafetyStore } from '../../safety/store';
 import { requireRole } from '../auth';
 import { ApiError, badRequest, unwrap } from '../errors';
@@ -28,10 +30,14 @@ export const endpointHealthSchema = {
     paused: { type: 'boolean' },
     pauseReason: { type: 'string' },
     failures: { type: 'integer', description: 'consecutive failed creations since the last success' },
-    lastReason: { type: 'string', description: 'throttled, quota, auth, capacity, unavailable, or error (unclassified)' },
+    lastReason: { type: 'string', description: 'throttled, quota, auth, capacity, unavailable, error (unclassified), or idle (its VMs halted idle soon after boot)' },
     lastMessage: { type: 'string' },
     lastFailure: { type: ['string', 'null'], format: 'date-time' },
     backoffUntil: { type: ['string', 'null'], format: 'date-time', description: 'the Director launches nothing here before this time' },
+    demand: { type: ['integer', 'null'], description: 'waiting jobs its demand source gave at the last Director pass (null: no source, or it failed)' },
+    target: { type: ['integer', 'null'], description: 'instances the Director launched toward at that pass (null: no demand source, it fills maxInstances)' },
+    demandMessage: { type: 'string', description: 'why the demand source gave no figure' },
+    demandAt: { type: ['string', 'null'], format: 'date-time' },
   },
 } as const;
 
@@ -42,9 +48,20 @@ const manualSchema = {
 
 const modeSchema = { type: 'string', enum: [...FLEET_MODES] } as const;
 
+const guardSchema = {
+  type: 'object',
+  properties: {
+    scope: { type: 'string' },
+    tripped: { type: 'boolean', description: 'true: too many Running instances are silent at once; their stalls and halts are held' },
+    since: { type: ['string', 'null'], format: 'date-time', description: 'when it tripped or cleared' },
+  },
+} as const;
+
 /** The fleet-safety controls: the global mode, per-endpoint pauses, per-instance manual control. */
 export default async function safetyRoutes(app: FastifyInstance, { deps }: { deps: ApiDeps }): Promise<void> {
   const store = SafetyStore.of(deps.db);
+  // Reads only: the API's guard answers why stalls are held, it never trips or clears anything here.
+  const guard = new FleetGuard(deps.db, deps.safety ?? DEFAULT_SAFETY);
 
   function endpointParam(raw: string): string {
     try {
@@ -69,13 +86,25 @@ export default async function safetyRoutes(app: FastifyInstance, { deps }: { dep
         response: {
           200: {
             type: 'object',
-            properties: { mode: modeSchema, endpoints: { type: 'array', items: endpointHealthSchema }, manual: { type: 'array', items: manualSchema } },
+            properties: {
+              mode: modeSchema,
+              endpoints: { type: 'array', items: endpointHealthSchema },
+              manual: { type: 'array', items: manualSchema },
+              stallsHeld: { type: ['string', 'null'], description: 'why every stall is held now (an outage of vmdb, or its recovery grace); null: none' },
+              guards: { type: 'array', items: guardSchema, description: 'the mass-silence guard per scope (fleet, endpoint:<Site::CE>) that has ever tripped' },
+            },
           },
           ...errorReplies(),
         },
       },
     },
-    async () => ({ mode: await store.mode(), endpoints: await store.endpoints(), manual: await store.manualInstances() }),
+    async () => ({
+      mode: await store.mode(),
+      endpoints: await store.endpoints(),
+      manual: await store.manualInstances(),
+      stallsHeld: (await guard.outageReason()) ?? null,
+      guards: [...(await store.marksStartingWith('guard:')).entries()].map(([name, mark]) => ({ scope: name.slice('guard:'.length), tripped: mark.value === 'tripped', since: mark.at?.toISOString() ?? null })),
+    }),
   );
 
   app.put<{ Body: { mode: FleetMode } }>(

@@ -19,11 +19,17 @@ function endpointArg(raw: string): string {
 
 const when = (iso: string | null) => (iso ? iso.slice(0, 19).replace('T', ' ') : undefined);
 
-/** One line per endpoint with a pause or a failure on record (shared with `vmdb director`). */
+/** The demand source's last reading: waiting jobs -> target, or why there is none. */
+function demandOf(e: EndpointHealth): string | undefined {
+  if (e.demandAt === null || e.demandAt === undefined) return undefined;
+  return `${e.demand ?? '?'} -> ${e.target ?? '?'}${e.demandMessage ? ` (${e.demandMessage})` : ''}`;
+}
+
+/** One line per endpoint with a pause, a failure or a demand reading on record (shared with `vmdb director`). */
 export function endpointTable(endpoints: readonly EndpointHealth[]): string {
   return table(
-    ['Endpoint', 'Paused', 'Failures', 'Last reason', 'Backoff until (UTC)', 'Detail'],
-    endpoints.map((e) => [e.endpoint, e.paused ? 'yes' : 'no', e.failures, e.lastReason || undefined, when(e.backoffUntil), e.paused ? e.pauseReason : e.lastMessage]),
+    ['Endpoint', 'Paused', 'Failures', 'Last reason', 'Backoff until (UTC)', 'Demand -> target', 'Detail'],
+    endpoints.map((e) => [e.endpoint, e.paused ? 'yes' : 'no', e.failures, e.lastReason || undefined, when(e.backoffUntil), demandOf(e), e.paused ? e.pauseReason : e.lastMessage]),
   );
 }
 

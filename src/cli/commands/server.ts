@@ -1,4 +1,5 @@
 import { type Command, InvalidArgumentError } from 'commander';
+import type * as UsageModule from '../../elastic/usage';
 import type * as FleetConfigModule from '../../fleet-config';
 import type * as ApiConfigModule from '../../api/config';
 import type * as ApiServerModule from '../../api/server';
@@ -100,6 +101,7 @@ export function registerServerCommand(program: Command): void {
           throw new Error(`cannot connect to Temporal at ${temporal.address}: ${(err as Error).message}`);
         }
         cleanups.push(() => client.connection.close());
+        const fleet = (require('../../fleet-config') as typeof FleetConfigModule).loadFleetConfig();
         const app = await api.server.buildApi({
           db,
           lifecycle: new LifecycleClient(client, db),
@@ -109,7 +111,8 @@ export function registerServerCommand(program: Command): void {
           logger: options.quiet ? false : { level: 'info' },
           temporalUi: settings.temporalUiUrl ? { url: settings.temporalUiUrl, namespace: temporal.namespace } : undefined,
           // The API's pulse tells the stall guard that VMs can report (fleet file: safety.pulse).
-          safety: (require('../../fleet-config') as typeof FleetConfigModule).loadFleetConfig().safety,
+          safety: fleet.safety,
+          prices: (require('../../elastic/usage') as typeof UsageModule).usagePrices(fleet),
         });
         const { closeApi } = require('../../graceful') as typeof GracefulModule;
         cleanups.push(() => closeApi(app));
