@@ -159,6 +159,7 @@ describe('fault injection under heartbeat load: kill -9 worker, kill -9 Temporal
     const leaks = load.sent.filter((s) => s.phase === fault && s.status !== 0 && INTERNALS.test(s.body ?? ''));
     assert.deepEqual(leaks, [], `internal error text sent to a VM during ${fault}`);
     assert.equal(report.lost, 0, `acknowledged heartbeats without a history row after ${fault}`);
+    assert.equal(report.duplicateRows, 0, `heartbeats recorded twice after ${fault} (a retry reuses its number)`);
     assert.ok(report.acknowledged > 0);
     await assertLifecyclesHealthy();
     return report;

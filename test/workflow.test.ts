@@ -254,6 +254,44 @@ describe('instanceLifecycle on a dev server [mariadb]', function () {
     assert.equal((await rig.drivers.get(ENDPOINT)!.getInstanceStatus(uniqueID)).status, 'stopped');
   });
 
+  it('a VM that never reports is stopped at its startup deadline: Stalled, then Halted, with a short history', async function () {
+    const { instanceID, handle } = await rig.launch({ maxStartupSeconds: 3 });
+    await rig.waitForStatus(instanceID, 'Submitted');
+    const uniqueID = await rig.uniqueID(instanceID);
+    const final = await handle.result();
+    assert.equal(final.status, 'Halted');
+    assert.deepEqual(await rig.history(instanceID), ['New', 'Submitted', 'Stalled', 'Halted']);
+    assert.equal((await rig.drivers.get(ENDPOINT)!.getInstanceStatus(uniqueID)).status, 'stopped', 'the VM is stopped at its endpoint');
+    const events = (await handle.fetchHistory()).events?.length ?? 0;
+    assert.ok(events < 80, `${events} history events: no loop on a deadline in the past`);
+  });
+
+  it('a Running VM that never drains is stopped at its drain deadline, not at the next stall', async function () {
+    const { instanceID, handle } = await rig.launch({ drainDeadlineSeconds: 3 });
+    await rig.waitForStatus(instanceID, 'Submitted');
+    const uniqueID = await rig.uniqueID(instanceID);
+    const busy = { ...beat(1), jobs: 1 };
+    assert.deepEqual(await rig.lifecycle.heartbeatWithNotice(uniqueID, busy), { OK: true, Value: { directive: 'ok' } });
+    assert.deepEqual(await rig.lifecycle.stop(instanceID), { OK: true, Value: 'Stopping' });
+    const told = await rig.lifecycle.heartbeatWithNotice(uniqueID, busy);
+    assert.ok(told.OK && told.Value.directive === 'stop' && told.Value.shutdownAt, `told to drain, with the deadline: ${JSON.stringify(told)}`);
+    let answers = 0;
+    while ((await handle.describe()).status.name === 'RUNNING') {
+      await rig.lifecycle.heartbeat(uniqueID, busy); // still busy: jobs 1
+      answers++;
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    const final = await handle.query(stateQuery);
+    assert.equal(final.status, 'Halted');
+    const stopAt = (await handle.fetchHistory()).events!.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'stopInstance')!;
+    const stoppedMs = Number(stopAt.eventTime!.seconds) * 1000 + Math.floor((stopAt.eventTime!.nanos ?? 0) / 1e6);
+    const late = stoppedMs - (final.stopRequestedAt! + 3000);
+    assert.ok(late >= 0 && late <= 1000, `stopped at its endpoint ${late} ms after the drain deadline (workflow time)`);
+    assert.ok(Date.parse(told.OK ? told.Value.shutdownAt! : '') <= final.stopRequestedAt! + 3000, 'the announced shutdown is not later than the deadline');
+    assert.ok(answers > 0);
+    assert.equal((await rig.drivers.get(ENDPOINT)!.getInstanceStatus(uniqueID)).status, 'stopped');
+  });
+
   it('the VmStatus search attribute follows the status', async function () {
     const { instanceID, handle } = await rig.launch();
     await rig.waitForStatus(instanceID, 'Submitted');

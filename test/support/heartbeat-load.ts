@@ -1,7 +1,7 @@
 /**
  * A steady heartbeat load over HTTP, one sender per instance, that remembers
  * what became of every request. Each heartbeat carries its sequence number in
- * `jobs`, so that its vm_History row can be found again afterwards.
+ * `jobs` (and as its `seq`), so that its vm_History row can be found again afterwards.
  */
 
 export interface Sent {
@@ -50,11 +50,13 @@ export class HeartbeatLoad {
     const pause = this.options.pauseMs ?? 100;
     while (this.active) {
       const seq = this.next.get(instanceID)!;
-      this.next.set(instanceID, seq + 1);
       const outcome = await this.beat(instanceID, token, seq);
       this.sent.push(outcome);
-      // A failed request is retried as a new heartbeat (the agent does the same), after a longer pause.
-      await new Promise((r) => setTimeout(r, outcome.status === 200 ? pause : pause * 5));
+      // As the agent does: a heartbeat that got no answer or a 5xx is sent again with the same
+      // number (recorded once, whatever became of the first try), after a longer pause.
+      const retry = outcome.status === 0 || outcome.status >= 500;
+      if (!retry) this.next.set(instanceID, seq + 1);
+      await new Promise((r) => setTimeout(r, retry ? pause * 5 : pause));
     }
   }
 
@@ -64,7 +66,7 @@ export class HeartbeatLoad {
       const res = await fetch(`${this.apiUrl}/api/v1/vms/${instanceID}/heartbeat`, {
         method: 'POST',
         headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ load: 0.25, jobs: seq, transferredFiles: 0, transferredBytes: seq, uptime: seq }),
+        body: JSON.stringify({ load: 0.25, jobs: seq, transferredFiles: 0, transferredBytes: seq, uptime: seq, bootId: `load-${instanceID}`, seq }),
         signal: AbortSignal.timeout(this.options.timeoutMs ?? 15_000),
       });
       const body = await res.text();
