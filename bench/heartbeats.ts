@@ -33,6 +33,7 @@ import {
   ok,
   pool,
   round,
+  settle,
   startPersistentDevServer,
   stringOption,
   workflowBundle,
@@ -346,26 +347,30 @@ async function main(): Promise<void> {
     const setupSeconds = (performance.now() - setupStarted) / 1000;
 
     const meter = cpuMeter({ 'this process (API, workers, load)': process.pid, 'Temporal server': temporal.pid, MariaDB: databaseServerPid() });
+    // Temporal answers a signal once it is stored; the workflow task behind it runs later. Each phase
+    // starts quiet and is measured until quiet again, so that its queued work counts in it and in no other.
+    const quiet = () => settle([process.pid, temporal.pid], { maxMs: 60_000 });
+    const finish = async (name: string, run: RunFigures) => {
+      const settled = await quiet();
+      const cpu = cpuFigures(meter, run.succeeded, run.elapsedSeconds + settled.seconds);
+      loadAverages[`after ${name}`] = loadavg().map((v) => round(v));
+      log(`${name}: ${run.succeeded}/${run.sent} ok in ${run.elapsedSeconds.toFixed(1)} s (+${settled.seconds} s to settle), ${cpu.msPerOperation.total} ms CPU each`);
+      return { run, cpu, settled };
+    };
     const closed = { durationMs: options.durationSeconds * 1000 };
     /** A closed-loop phase after its warm-up, with its CPU. */
     const measured = async (name: string, call: Call, afterWarmup?: () => Promise<void>, profileFile?: string) => {
       if (options.warmupSeconds > 0) await closedLoop(options.concurrency, { durationMs: options.warmupSeconds * 1000 }, call);
+      await quiet();
       await afterWarmup?.();
       meter.start();
       const loop = () => closedLoop(options.concurrency, closed, call);
-      const run = await (profileFile ? profiled(profileFile, loop) : loop());
-      const cpu = cpuFigures(meter, run.succeeded, run.elapsedSeconds);
-      loadAverages[`after ${name}`] = loadavg().map((v) => round(v));
-      log(`${name}: ${run.succeeded}/${run.sent} ok in ${run.elapsedSeconds.toFixed(1)} s, ${cpu.msPerOperation.total} ms CPU each`);
-      return { run, cpu };
+      return finish(name, await (profileFile ? profiled(profileFile, loop) : loop()));
     };
     const atRate = async (name: string, call: Call) => {
+      await quiet();
       meter.start();
-      const run = await openLoop(options.rate, options.rateDurationSeconds * 1000, Math.max(1, options.vms - 1), call);
-      const cpu = cpuFigures(meter, run.succeeded, run.elapsedSeconds);
-      loadAverages[`after ${name}`] = loadavg().map((v) => round(v));
-      log(`${name}: ${run.succeeded}/${run.sent} ok in ${run.elapsedSeconds.toFixed(1)} s`);
-      return { run, cpu };
+      return finish(name, await openLoop(options.rate, options.rateDurationSeconds * 1000, Math.max(1, options.vms - 1), call));
     };
 
     // A. The floor: a signal as HeartbeatPath sends it (same client, deadline and news size), to a workflow that ignores it.
@@ -418,18 +423,24 @@ async function main(): Promise<void> {
     const httpRate = await atRate('C at rate: heartbeats over HTTP', httpCall);
     const rateCheck = verification(rateBefore, await tally(database.url), httpRate.run.succeeded);
 
-    const report = (path: string, m: { run: RunFigures; cpu: ReturnType<typeof cpuFigures> }) => ({ ...summarise(path, m.run), cpu: m.cpu });
+    const report = (path: string, m: Awaited<ReturnType<typeof finish>>) => ({
+      ...summarise(path, m.run),
+      // Over the load and the time its queued work took to finish: what the path can keep up.
+      sustainedPerSecond: round(m.run.succeeded / (m.run.elapsedSeconds + m.settled.seconds), 1),
+      settle: m.settled,
+      cpu: m.cpu,
+    });
     const bareFigures = report('bare signal to a no-op workflow (Temporal floor)', bare);
     const directFigures = report('facade db.recordHeartbeat -> MariaDB', direct);
     const httpFigures = report('HTTP -> API: record (MariaDB) + signal vm-<InstanceID>', http);
     const bareRateFigures = report(`bare signals at ${options.rate}/s (open loop)`, bareRate);
     const httpRateFigures = report(`HTTP heartbeats at ${options.rate}/s (open loop)`, httpRate);
-    const ratio = bareFigures.perSecond ? round((httpFigures.perSecond ?? 0) / bareFigures.perSecond, 3) : null;
+    const ratio = bareFigures.sustainedPerSecond ? round((httpFigures.sustainedPerSecond ?? 0) / bareFigures.sustainedPerSecond, 3) : null;
     const httpCpu = httpFigures.cpu.msPerOperation.total;
     const rateP99 = httpRateFigures.latencyMs.p99;
     const verified = httpCheck.consistent && rateCheck.consistent && http.run.errors === 0 && httpRate.run.errors === 0;
     const verdicts = {
-      throughput: (httpFigures.perSecond ?? 0) >= TARGETS.httpPerSecond,
+      throughput: (httpFigures.sustainedPerSecond ?? 0) >= TARGETS.httpPerSecond,
       ratioToBareSignal: ratio !== null && ratio >= TARGETS.ratioToBareSignal,
       cpuPerHeartbeat: httpCpu !== null && httpCpu <= TARGETS.cpuMsPerHeartbeat,
       // Only a run at the target's rate can meet it.
@@ -451,11 +462,12 @@ async function main(): Promise<void> {
       direct: { ...directFigures, verification: directCheck },
       http: { ...httpFigures, verification: httpCheck, ...(profileFile ? { profile: { file: profileFile, ...summariseProfile(JSON.parse(readFileSync(profileFile, 'utf8')), 15) } } : {}) },
       ratioToBareSignal: ratio,
-      ratioToDirect: directFigures.perSecond ? round((httpFigures.perSecond ?? 0) / directFigures.perSecond, 3) : null,
+      ratioToDirect: directFigures.sustainedPerSecond ? round((httpFigures.sustainedPerSecond ?? 0) / directFigures.sustainedPerSecond, 3) : null,
       atRate: { rate: options.rate, bareSignal: bareRateFigures, http: { ...httpRateFigures, verification: rateCheck } },
       cpuNote:
         'msPerOperation: CPU each process used during the phase divided by the operations that succeeded. MariaDB is the machine-wide server, shared with anything else using it. ' +
         'machineBusyCores: the whole machine busy meanwhile (of cpuCount); otherBusyCores: the part not used by the measured processes (other work, the kernel). ' +
+        'Each phase starts with the processes quiet and is measured until they are quiet again (settle); sustainedPerSecond divides by that whole time, and the targets use it. ' +
         'Open-loop latency counts from each call\'s scheduled start (latencyFromSendMs: from when it was sent).',
       targets: TARGETS,
       met: { ...verdicts, all: Object.values(verdicts).every(Boolean) },
@@ -468,8 +480,8 @@ async function main(): Promise<void> {
     const mark = (okay: boolean) => (okay ? 'MET' : 'NOT MET');
     console.log(
       `heartbeats N=${options.vms} c=${options.concurrency}: ` +
-        `HTTP ${httpFigures.perSecond}/s (>= ${TARGETS.httpPerSecond}: ${mark(verdicts.throughput)}), ` +
-        `${ratio}x the bare-signal floor ${bareFigures.perSecond}/s (>= ${TARGETS.ratioToBareSignal}: ${mark(verdicts.ratioToBareSignal)}), ` +
+        `HTTP ${httpFigures.sustainedPerSecond}/s sustained (${httpFigures.perSecond}/s answered; >= ${TARGETS.httpPerSecond}: ${mark(verdicts.throughput)}), ` +
+        `${ratio}x the bare-signal floor ${bareFigures.sustainedPerSecond}/s sustained (${bareFigures.perSecond}/s answered) (>= ${TARGETS.ratioToBareSignal}: ${mark(verdicts.ratioToBareSignal)}), ` +
         `CPU ${httpCpu} ms per heartbeat (<= ${TARGETS.cpuMsPerHeartbeat}: ${mark(verdicts.cpuPerHeartbeat)}; bare signal ${bareFigures.cpu.msPerOperation.total}, facade ${directFigures.cpu.msPerOperation.total}), ` +
         `p99 ${rateP99} ms at ${options.rate}/s (<= ${TARGETS.p99AtRateMs} at ${TARGETS.atRate}/s: ${mark(verdicts.p99AtRate)}); ` +
         `p50/p99 at saturation: HTTP ${httpFigures.latencyMs.p50}/${httpFigures.latencyMs.p99}, bare ${bareFigures.latencyMs.p50}/${bareFigures.latencyMs.p99}, facade ${directFigures.latencyMs.p50}/${directFigures.latencyMs.p99} ms; ` +

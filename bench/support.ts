@@ -319,6 +319,28 @@ export function cpuMeter(pids: Record<string, number | null>) {
   };
 }
 
+/**
+ * Waits until the named processes are quiet: under `idleCores` of CPU together over each of two
+ * consecutive `windowMs` windows (work a phase queued, such as workflow tasks behind accepted
+ * signals, runs after its last answer). Gives up after `maxMs`; returns the seconds until the quiet began.
+ */
+export async function settle(pids: readonly number[], options: { idleCores?: number; windowMs?: number; maxMs?: number } = {}): Promise<{ seconds: number; settled: boolean }> {
+  const { idleCores = 0.2, windowMs = 1000, maxMs = 120_000 } = options;
+  const used = () => pids.reduce((sum, pid) => sum + (cpuSeconds(pid) ?? 0), 0);
+  const started = Date.now();
+  let quietWindows = 0;
+  while (Date.now() - started < maxMs) {
+    const before = used();
+    const t0 = Date.now();
+    await new Promise((r) => setTimeout(r, windowMs));
+    const cores = (used() - before) / ((Date.now() - t0) / 1000);
+    quietWindows = cores < idleCores ? quietWindows + 1 : 0;
+    // The work ended when the quiet windows began.
+    if (quietWindows >= 2) return { seconds: round(Math.max(0, Date.now() - started - 2 * windowMs) / 1000, 1)!, settled: true };
+  }
+  return { seconds: round((Date.now() - started) / 1000, 1)!, settled: false };
+}
+
 /** The Value of a facade result; a failure throws, naming what was asked. */
 export function ok<T>(result: { OK: true; Value: T } | { OK: false; Message: string }, what: string): T {
   if (!result.OK) throw new Error(`${what}: ${result.Message}`);
