@@ -283,14 +283,18 @@ async function main(): Promise<void> {
       workflowBundle: await workflowBundle(),
       tuning: process.env.BENCH_WORKER_TUNING ? JSON.parse(process.env.BENCH_WORKER_TUNING) : undefined,
     });
-    const workerDone = worker.run();
-    cleanups.push({
-      what: 'worker',
-      fn: async () => {
-        if (worker.getState() === 'RUNNING') worker.shutdown();
-        await workerDone;
-      },
-    });
+    /** Runs a worker until clean-up, which shuts it down and waits for it. */
+    const run = (what: string, w: Worker) => {
+      const done = w.run();
+      cleanups.push({
+        what,
+        fn: async () => {
+          if (w.getState() === 'RUNNING') w.shutdown();
+          await done;
+        },
+      });
+    };
+    run('worker', worker);
     log('worker running');
 
     // Baseline A's workflows: their own bundle, worker and task queue.
@@ -301,14 +305,7 @@ async function main(): Promise<void> {
       taskQueue: bareQueue,
       workflowBundle: await benchWorkflowBundle(require.resolve('./bare-signal-workflow')),
     });
-    const bareDone = bareWorker.run();
-    cleanups.push({
-      what: 'bare-signal worker',
-      fn: async () => {
-        if (bareWorker.getState() === 'RUNNING') bareWorker.shutdown();
-        await bareDone;
-      },
-    });
+    run('bare-signal worker', bareWorker);
 
     // N instances: inserted through the facade, their workflows started as the Director would, Submitted, then Running.
     const phase = performance.now();
