@@ -6,18 +6,27 @@
 // First: quiets the Temporal SDK runtime and vmdb's logger (warnings and errors still show).
 import { temporalBinaries, workflowBundle } from '../test/support/temporal';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, platform, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection } from '@temporalio/worker';
+import { NativeConnection, type WorkflowBundleWithSourceMap, bundleWorkflowCode } from '@temporalio/worker';
 import type { CloudDriver, CloudInstance, CreateRequest } from '../src/drivers/driver';
 import { MYSQL_SERVER_URL, withMysql } from '../test/support/backends';
 import { freePort } from '../test/support/sshd';
 import { devServerArgs } from '../src/dev-server-args';
 
 export { workflowBundle };
+
+/** Bundles a workflow file of the benchmarks' own, apart from vmdb's workflows; only errors are printed. */
+export function benchWorkflowBundle(workflowsPath: string): Promise<WorkflowBundleWithSourceMap> {
+  const quiet = () => undefined;
+  return bundleWorkflowCode({
+    workflowsPath,
+    logger: { log: quiet, trace: quiet, debug: quiet, info: quiet, warn: quiet, error: (message, meta) => console.error(message, meta ?? '') },
+  });
+}
 
 /** `--name value` options with defaults; a number option must parse as a positive number. */
 export function numberOption(argv: readonly string[], name: string, fallback: number | undefined): number | undefined {
@@ -230,27 +239,72 @@ export function cpuSeconds(pid: number): number | null {
 }
 const CLOCK_TICKS = 100; // USER_HZ on Linux
 
-/** The pid of the MariaDB/MySQL server on this host, if one runs here (its CPU counts in a run). */
-export function databaseServerPid(): number | null {
+/**
+ * The pid of the MariaDB/MySQL server listening on `port` on this host, if it runs here (its CPU
+ * counts in a run). Found by its listening socket: other servers (tests start their own) may run too.
+ */
+export function databaseServerPid(port = Number(new URL(MYSQL_SERVER_URL).port || 3306)): number | null {
+  const inodes = new Set<string>();
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text = '';
+    try {
+      text = readFileSync(table, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/); // sl local_address rem_address st ... inode (10th)
+      if (f.length > 9 && f[3] === '0A' && parseInt(f[1].split(':').pop() ?? '', 16) === port) inodes.add(f[9]);
+    }
+  }
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const name = readFileSync(`/proc/${entry}/comm`, 'utf8').trim();
-      if (name === 'mariadbd' || name === 'mysqld') return Number(entry);
+      if (name !== 'mariadbd' && name !== 'mysqld') continue;
+      for (const fd of readdirSync(`/proc/${entry}/fd`)) {
+        const target = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${entry}/fd/${fd}`))?.[1];
+        if (target && inodes.has(target)) return Number(entry);
+      }
     } catch {
-      // gone meanwhile
+      // gone meanwhile, or not ours to read
     }
   }
   return null;
 }
 
-/** CPU used by each named process between `start()` and `stop()`, in milliseconds per operation. */
+/** CPU seconds the whole machine has spent busy (every state but idle and iowait), from /proc/stat (Linux). */
+export function machineBusySeconds(): number | null {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]; // "cpu  user nice system idle iowait irq softirq steal ..."
+    const ticks = line.trim().split(/\s+/).slice(1).map(Number);
+    const busy = ticks.reduce((a, b) => a + b, 0) - ticks[3] - (ticks[4] ?? 0);
+    return busy / CLOCK_TICKS;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * CPU used by each named process between `start()` and the reading, in milliseconds per operation;
+ * `machine` also gives what the whole machine spent, so that other work on a shared machine shows.
+ */
 export function cpuMeter(pids: Record<string, number | null>) {
   const read = () => Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, pid === null ? null : cpuSeconds(pid)]));
   let before = read();
+  let machineBefore = machineBusySeconds();
+  let startedAt = Date.now();
   return {
     start() {
       before = read();
+      machineBefore = machineBusySeconds();
+      startedAt = Date.now();
+    },
+    /** Busy CPU of the whole machine since start, in cores (1.0 = one core busy all along). */
+    machineCores(): number | null {
+      const now = machineBusySeconds();
+      const seconds = (Date.now() - startedAt) / 1000;
+      return now === null || machineBefore === null || seconds <= 0 ? null : round((now - machineBefore) / seconds, 2);
     },
     perOperationMs(operations: number): Record<string, number | null> {
       const after = read();
@@ -263,6 +317,28 @@ export function cpuMeter(pids: Record<string, number | null>) {
       return out;
     },
   };
+}
+
+/**
+ * Waits until the named processes are quiet: under `idleCores` of CPU together over each of two
+ * consecutive `windowMs` windows (work a phase queued, such as workflow tasks behind accepted
+ * signals, runs after its last answer). Gives up after `maxMs`; returns the seconds until the quiet began.
+ */
+export async function settle(pids: readonly number[], options: { idleCores?: number; windowMs?: number; maxMs?: number } = {}): Promise<{ seconds: number; settled: boolean }> {
+  const { idleCores = 0.2, windowMs = 1000, maxMs = 120_000 } = options;
+  const used = () => pids.reduce((sum, pid) => sum + (cpuSeconds(pid) ?? 0), 0);
+  const started = Date.now();
+  let quietWindows = 0;
+  while (Date.now() - started < maxMs) {
+    const before = used();
+    const t0 = Date.now();
+    await new Promise((r) => setTimeout(r, windowMs));
+    const cores = (used() - before) / ((Date.now() - t0) / 1000);
+    quietWindows = cores < idleCores ? quietWindows + 1 : 0;
+    // The work ended when the quiet windows began.
+    if (quietWindows >= 2) return { seconds: round(Math.max(0, Date.now() - started - 2 * windowMs) / 1000, 1)!, settled: true };
+  }
+  return { seconds: round((Date.now() - started) / 1000, 1)!, settled: false };
 }
 
 /** The Value of a facade result; a failure throws, naming what was asked. */
