@@ -42,8 +42,17 @@ export class LifecycleClient {
    * "unavailable" while its VM's own request has not timed out yet, and retries. An update Temporal
    * had already admitted may still be recorded when a worker takes it: at least once, never lost.
    */
-  private vmCall<T>(call: () => Promise<T>): Promise<T> {
-    return this.client.withDeadline(Date.now() + this.vmCallTimeoutMs, call);
+  private async vmCall<T>(call: () => Promise<T>): Promise<T> {
+    const deadline = Date.now() + this.vmCallTimeoutMs;
+    try {
+      return await this.client.withDeadline(deadline, call);
+    } catch (err) {
+      // Past the deadline gRPC says DEADLINE_EXCEEDED, or "Call cancelled" for an update poll it cut short.
+      if (Date.now() >= deadline && !(err instanceof WorkflowUpdateFailedError) && !(err instanceof WorkflowNotFoundError)) {
+        throw new Error(`Deadline exceeded: no answer from the workflow within ${this.vmCallTimeoutMs} ms`);
+      }
+      throw err;
+    }
   }
 
   private async handleFor(uniqueID: string) {

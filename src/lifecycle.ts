@@ -4,7 +4,7 @@ import { type ObjectKind, OCCUPYING_STATES, STALLABLE_STATES, allowedSources, ch
 import type { Executor, Row } from './database';
 import { type HeartbeatMark, bumpVersion, insertLife } from './instance-life';
 import { Refusal, type Result, S_ERROR, S_OK } from './result';
-import { nowSql, secondsAgoSql } from './time';
+import { fromSqlTime, nowSql, secondsAgoSql } from './time';
 
 /**
  * Every state change of images and instances. Each function runs inside one
@@ -240,19 +240,20 @@ export async function heartbeat(ex: Executor, uniqueID: string, beat: Heartbeat)
  * Validated, a history row with the figures, and the instance's Load, Jobs and Uptime.
  */
 export async function heartbeatOfLocked(ex: Executor, instance: InstanceRow, beat: Heartbeat, now: string, mark?: HeartbeatMark): Promise<Result<string>> {
-  const [image] = await ex.select(
-    `SELECT \`VMImageID\`, \`Name\`, \`Status\`, \`ErrorMessage\` FROM \`vm_Images\` WHERE \`VMImageID\` = ?${forUpdate(ex)}`,
-    [instance.VMImageID],
-  );
-  if (image && String(image.Status) === 'Error') {
-    const message = `Image ${String(image.Name)} is in Error: ${String(image.ErrorMessage ?? '')}`;
+  const image = await imageOfHeartbeat(ex, instance.VMImageID, now);
+  if (image && image.Status === 'Error') {
+    const message = `Image ${image.Name} is in Error: ${image.ErrorMessage}`;
     await forceError(ex, 'Instance', instance.InstanceID, message, now, instance.Status);
     return S_ERROR(message);
   }
-  const failure = await applyTransition(ex, 'Instance', instance.InstanceID, instance, 'Running', now);
-  if (failure) return failure;
-  if (image) {
-    const imageFailure = await applyTransition(ex, 'Image', Number(image.VMImageID), rowToStatus(image), 'Validated', now);
+  // The steady state (Running -> Running) is a refresh: its LastUpdate goes with the figures below.
+  const refresh = instance.Status === 'Running';
+  if (!refresh) {
+    const failure = await applyTransition(ex, 'Instance', instance.InstanceID, instance, 'Running', now);
+    if (failure) return failure;
+  }
+  if (image?.locked) {
+    const imageFailure = await applyTransition(ex, 'Image', image.VMImageID, image, 'Validated', now);
     if (imageFailure) return imageFailure;
   }
   await appendHistory(ex, instance.InstanceID, 'Running', beat, now, mark);
@@ -265,13 +266,37 @@ export async function heartbeatOfLocked(ex: Executor, instance: InstanceRow, bea
     );
     uptime = spanSeconds(span?.first, span?.last);
   }
-  await ex.write('UPDATE `vm_Instances` SET `Uptime` = ?, `Jobs` = ?, `Load` = ? WHERE `InstanceID` = ?', [
+  await ex.write(`UPDATE \`vm_Instances\` SET ${refresh ? '`LastUpdate` = ?, ' : ''}\`Uptime\` = ?, \`Jobs\` = ?, \`Load\` = ? WHERE \`InstanceID\` = ?`, [
+    ...(refresh ? [now] : []),
     uptime,
     beat.jobs,
     beat.load,
     instance.InstanceID,
   ]);
   return S_OK('Running');
+}
+
+/**
+ * The image of a heartbeat's instance. All the VMs of an image share its row, so the row is locked
+ * (for its New -> Validated move or its LastUpdate refresh) only when that would change something:
+ * a Validated image refreshed within this second already says what the refresh would write.
+ */
+async function imageOfHeartbeat(
+  ex: Executor,
+  imageID: number,
+  now: string,
+): Promise<{ VMImageID: number; Name: string; Status: string; ErrorMessage: string; locked: boolean } | undefined> {
+  const read = async (lock: boolean) => {
+    const [row] = await ex.select(
+      `SELECT \`VMImageID\`, \`Name\`, \`Status\`, \`ErrorMessage\`, \`LastUpdate\` FROM \`vm_Images\` WHERE \`VMImageID\` = ?${lock ? forUpdate(ex) : ''}`,
+      [imageID],
+    );
+    return row && { VMImageID: Number(row.VMImageID), Name: String(row.Name), ...rowToStatus(row), LastUpdate: row.LastUpdate, locked: lock };
+  };
+  const seen = await read(false);
+  if (!seen || seen.Status === 'Error') return seen;
+  const refreshed = seen.Status === 'Validated' && fromSqlTime(seen.LastUpdate)?.getTime() === fromSqlTime(now)?.getTime();
+  return refreshed ? seen : read(true);
 }
 
 function spanSeconds(first: unknown, last: unknown): number {

@@ -138,7 +138,7 @@ describe('health: /healthz and /readyz [mariadb]', function () {
   });
 
   describe('vmdb server on SIGTERM', function () {
-    it('stops listening, answers the heartbeat in flight once it is committed, then exits 0', async function () {
+    it('stops listening, answers the VM call in flight once it is committed, then exits 0', async function () {
       const launched = await rig.launch();
       await rig.waitForStatus(launched.instanceID, 'Submitted');
       const [{ name }] = ok(await rig.db._query('SELECT DATABASE() AS name')) as { name: string }[];
@@ -156,12 +156,12 @@ describe('health: /healthz and /readyz [mariadb]', function () {
       try {
         await waitFor('vmdb server /readyz', async () => ((await fetch(`${base}/readyz`)).status === 200 ? true : undefined), server.output);
         const vm = { 'content-type': 'application/json', authorization: `Bearer ${makeVmToken(SECRET, launched.instanceID)}` };
-        const running = await fetch(`${base}/api/v1/vms/${launched.instanceID}/running`, { method: 'POST', headers: vm, body: '{}' });
-        assert.deepEqual([running.status, await running.json()], [200, { status: 'Running' }]);
+        const beat = await fetch(`${base}/api/v1/vms/${launched.instanceID}/heartbeat`, { method: 'POST', headers: vm, body: JSON.stringify(BEAT) });
+        assert.deepEqual([beat.status, await beat.json()], [200, { directive: 'ok' }], 'a heartbeat is recorded by the API itself');
 
-        // With the worker away, a heartbeat waits for its workflow to take it: a request in flight.
+        // With the worker away, `running` waits for its workflow to take it: a request in flight.
         await rig.stopWorker();
-        const inFlight = fetch(`${base}/api/v1/vms/${launched.instanceID}/heartbeat`, { method: 'POST', headers: vm, body: JSON.stringify(BEAT) });
+        const inFlight = fetch(`${base}/api/v1/vms/${launched.instanceID}/running`, { method: 'POST', headers: vm, body: '{}' });
         await new Promise((r) => setTimeout(r, 1000));
         server.child.kill('SIGTERM');
         await new Promise((r) => setTimeout(r, 1000));
@@ -170,7 +170,7 @@ describe('health: /healthz and /readyz [mariadb]', function () {
 
         await rig.startWorker();
         const answer = await inFlight;
-        assert.deepEqual([answer.status, await answer.json()], [200, { directive: 'ok' }], 'the accepted heartbeat is answered');
+        assert.deepEqual([answer.status, await answer.json()], [200, { status: 'Running' }], 'the accepted call is answered');
         assert.equal(await server.exited, 0, server.output());
         assert.equal(ok(await rig.db.getInstanceParameter('Jobs', launched.instanceID)), BEAT.jobs, 'and recorded');
       } finally {

@@ -159,7 +159,9 @@ describe('outages of vmdb itself stall no VM (dev server, real time) [mariadb]',
     await outage();
     await sleep(STALL * 2000 + 500);
     await recover();
-    await sleep(1500);
+    // The VMs stay silent until a stall has been asked for and held: heartbeats recorded first would
+    // make the workflows' compare-and-set see fresh news, and no rule would be tried at all.
+    await waitFor('a stall held back', async () => (await heldCount()) > held, STALL * 10_000);
     for (const id of instances) beating.add(id);
     await sleep((config.safety.guard.recoveryGraceSeconds + STALL) * 1000 + 1000);
     assert.deepEqual(await stalledAnyone(), [], 'no VM stalled for an outage of vmdb');

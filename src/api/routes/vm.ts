@@ -122,6 +122,9 @@ export default async function vmRoutes(app: FastifyInstance, { deps }: { deps: A
           },
           required: ['load', 'jobs', 'transferredFiles', 'transferredBytes', 'uptime'],
           additionalProperties: false,
+          // Said in the schema, so that the OpenAPI document tells clients too.
+          description: 'the figures, with bootId and seq together or neither',
+          anyOf: [{ required: ['bootId', 'seq'] }, { not: { anyOf: [{ required: ['bootId'] }, { required: ['seq'] }] } }],
         },
         response: {
           200: {
