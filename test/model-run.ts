@@ -7,7 +7,7 @@ import { join } from 'node:path';
  */
 function main(argv: string[]): number {
   // Failed creates and stops are the point here: the SDK's and vmdb's warnings about them would drown the report.
-  const env: NodeJS.ProcessEnv = { ...process.env, VMDB_TEST_SDK_LOG_LEVEL: 'ERROR', VMDB_LOG_LEVEL: process.env.VMDB_LOG_LEVEL ?? 'error' };
+  const env: NodeJS.ProcessEnv = { ...process.env, VMDB_TEST_SDK_LOG_LEVEL: process.env.VMDB_TEST_SDK_LOG_LEVEL ?? 'ERROR', VMDB_LOG_LEVEL: process.env.VMDB_LOG_LEVEL ?? 'error' };
   for (let i = 0; i < argv.length; i++) {
     const [flag, value] = [argv[i], argv[i + 1]];
     const number = () => {

@@ -86,7 +86,7 @@ describe('fleet safety in the life cycle (time-skipping server) [mariadb]', func
     const { closeTime } = await handle.describe();
     assert.ok(closeTime!.getTime() >= stopRequestedAt! + 300_000, 'halted at the drain deadline, not before');
     assert.ok(closeTime!.getTime() < stopRequestedAt! + STALL * 1000, 'halted by the drain deadline, not by silence');
-    await maybeRecordHistory(handle, 'safety-drain-deadline');
+    await maybeRecordHistory(handle, 'v2-safety-drain-deadline');
     assert.deepEqual(changes(await rig.history(instanceID)), ['New', 'Submitted', 'Running', 'Stopping', 'Halted']);
   });
 
@@ -129,7 +129,7 @@ describe('fleet safety in the life cycle (time-skipping server) [mariadb]', func
     await store().clearManual(instanceID);
     const final = await handle.result();
     assert.equal(final.status, 'Halted');
-    await maybeRecordHistory(handle, 'safety-manual-held');
+    await maybeRecordHistory(handle, 'v2-safety-manual-held');
     // Back under automatic control, silent for longer than the stalling interval: stalled and halted.
     assert.deepEqual(changes(await rig.history(instanceID)), ['New', 'Submitted', 'Running', 'Stalled', 'Halted']);
   });

@@ -64,7 +64,7 @@ describe('instanceLifecycle on a dev server [mariadb]', function () {
     assert.equal(final.status, 'Halted');
     assert.deepEqual(await rig.history(instanceID), ['New', 'Submitted', 'Running', 'Running', 'Stopping', 'Halted']);
     assert.equal((await rig.drivers.get(ENDPOINT)!.getInstanceStatus(uniqueID)).status, 'stopped', 'the VM is gone');
-    await maybeRecordHistory(handle, 'run-stop-halt');
+    await maybeRecordHistory(handle, 'v2-run-stop-halt');
   });
 
   it('the VM declares itself running with its addresses; after a halt that is refused with State halt', async function () {
@@ -95,7 +95,7 @@ describe('instanceLifecycle on a dev server [mariadb]', function () {
     assert.equal(final.status, 'Halted');
     assert.deepEqual(await rig.history(instanceID), ['New', 'Submitted', 'Stalled', 'Halted']);
     assert.equal((await rig.drivers.get(ENDPOINT)!.getInstanceStatus(final.uniqueID)).status, 'stopped');
-    await maybeRecordHistory(handle, 'stalled');
+    await maybeRecordHistory(handle, 'v2-stalled');
   });
 
   it('heartbeats keep a VM alive past the stalling interval', async function () {
@@ -264,6 +264,7 @@ describe('instanceLifecycle on a dev server [mariadb]', function () {
     assert.equal((await rig.drivers.get(ENDPOINT)!.getInstanceStatus(uniqueID)).status, 'stopped', 'the VM is stopped at its endpoint');
     const events = (await handle.fetchHistory()).events?.length ?? 0;
     assert.ok(events < 80, `${events} history events: no loop on a deadline in the past`);
+    await maybeRecordHistory(handle, 'v2-startup-deadline');
   });
 
   it('a Running VM that never drains is stopped at its drain deadline, not at the next stall', async function () {
@@ -290,6 +291,7 @@ describe('instanceLifecycle on a dev server [mariadb]', function () {
     assert.ok(Date.parse(told.OK ? told.Value.shutdownAt! : '') <= final.stopRequestedAt! + 3000, 'the announced shutdown is not later than the deadline');
     assert.ok(answers > 0);
     assert.equal((await rig.drivers.get(ENDPOINT)!.getInstanceStatus(uniqueID)).status, 'stopped');
+    await maybeRecordHistory(handle, 'v2-drain-deadline');
   });
 
   it('the VmStatus search attribute follows the status', async function () {
@@ -346,7 +348,7 @@ describe('SSH contextualization through the workflow [mariadb]', function () {
     await rig.lifecycle.stop(instanceID);
     await rig.lifecycle.halting(uniqueID, 0);
     assert.equal((await handle.result()).status, 'Halted');
-    await maybeRecordHistory(handle, 'ssh-contextualized');
+    await maybeRecordHistory(handle, 'v2-ssh-contextualized');
   });
 
   it('a contextualization that keeps failing puts the instance in Error with the reason, and stops the VM', async function () {
@@ -358,7 +360,7 @@ describe('SSH contextualization through the workflow [mariadb]', function () {
     assert.match(String(ok(await rig.db.getInstanceParameter('ErrorMessage', instanceID))), /Contextualization failed: .*7/);
     assert.deepEqual(await rig.history(instanceID), ['New', 'Submitted', 'Wait_ssh_context', 'Contextualizing', 'Error']);
     assert.equal((await rig.drivers.get(ENDPOINT)!.getInstanceStatus(final.uniqueID)).status, 'stopped');
-    await maybeRecordHistory(handle, 'ssh-failed');
+    await maybeRecordHistory(handle, 'v2-ssh-failed');
   });
 });
 

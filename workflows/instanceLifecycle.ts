@@ -197,6 +197,7 @@ async function planShutdown(life: InstanceLife): Promise<void> {
  */
 async function watch(life: InstanceLife, shouldContinueAsNew: () => boolean): Promise<'end' | 'continue'> {
   const { s } = life;
+  const timers = new DeadlineTimers();
   for (;;) {
     if (life.terminal() || s.ending !== undefined) return 'end';
     if (s.haltRequested) {
@@ -216,7 +217,13 @@ async function watch(life: InstanceLife, shouldContinueAsNew: () => boolean): Pr
     if (shouldContinueAsNew()) return 'continue';
     const deadline = life.nextDeadline();
     const seen = life.wakes;
-    const woken = await condition(() => life.wakes !== seen || shouldContinueAsNew(), Math.max(deadline.at - Date.now(), 1));
+    // The wait for news is dropped when the timer wins (no command: it has no timer of its own).
+    const waiting = new CancellationScope();
+    const woken = await Promise.race([
+      waiting.run(() => condition(() => life.wakes !== seen || shouldContinueAsNew())).then(() => true),
+      timers.until(deadline.at).then(() => false),
+    ]);
+    waiting.cancel();
     if (woken) continue;
     const current = life.nextDeadline();
     if (current.kind !== deadline.kind || current.at > Date.now()) continue;
@@ -227,6 +234,26 @@ async function watch(life: InstanceLife, shouldContinueAsNew: () => boolean): Pr
       log.warn('Deadline changed nothing; looking again later', { instanceID: s.instanceID, deadline: current.kind, status: s.status });
       s.holdUntil = Date.now() + IDLE_DEADLINE_MS;
     }
+  }
+}
+
+/**
+ * The watch's timers, never cancelled: a wake that moves the deadline later lets the pending timer
+ * fire, and the watch then waits for the remainder. A cancel would add two events to every wake, and
+ * a cancel that races the timer's firing strands the run on the time-skipping test server.
+ */
+class DeadlineTimers {
+  private readonly pending = new Map<number, Promise<void>>();
+
+  /** Resolves at `at`, or earlier when an earlier timer is already pending (the caller looks again). */
+  until(at: number): Promise<void> {
+    const earliest = Math.min(...this.pending.keys());
+    if (earliest <= at) return this.pending.get(earliest)!;
+    const timer = CancellationScope.nonCancellable(() => sleep(Math.max(at - Date.now(), 1))).then(() => {
+      this.pending.delete(at);
+    });
+    this.pending.set(at, timer);
+    return timer;
   }
 }
 

@@ -5,7 +5,7 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { DefaultLogger, Runtime, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 
 // Worker chatter (state changes, polls) drowns test output; warnings and errors still show.
-Runtime.install({ logger: new DefaultLogger(process.env.VMDB_TEST_SDK_LOG_LEVEL === 'ERROR' ? 'ERROR' : 'WARN') });
+Runtime.install({ logger: new DefaultLogger((process.env.VMDB_TEST_SDK_LOG_LEVEL as 'ERROR' | 'WARN' | 'INFO' | 'DEBUG' | undefined) ?? 'WARN') });
 // The same for vmdb's own logger (src/log.ts), here and in the processes the tests start.
 process.env.VMDB_LOG_LEVEL ||= 'warn';
 import { ensureSearchAttributes } from '../../src/search-attributes';
