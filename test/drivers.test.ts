@@ -196,6 +196,29 @@ describe('local driver', function () {
     assert.deepEqual(await d.getInstanceStatus(vm.uniqueID), vm);
   });
 
+  it("a VM sees the system basics and the agent's settings, never the service's secrets", async function () {
+    const secrets = { VMDB_TOKEN_SECRET: 'token-secret', VMDB_ADMIN_TOKEN: 'admin-token', VMDB_DB_URL: 'mysql://root:pw@db/vmdb', AWS_SECRET_ACCESS_KEY: 'aws' };
+    const settings = { VMDB_AGENT_PERIOD: '7', LC_ALL: 'C' };
+    const saved = Object.fromEntries(Object.keys({ ...secrets, ...settings }).map((name) => [name, process.env[name]]));
+    Object.assign(process.env, secrets, settings);
+    try {
+      const d = driver();
+      const vm = await d.createInstance(request(uniqueName('environ')));
+      const environ = readFileSync(`/proc/${await pidOf(d, vm.uniqueID)}/environ`, 'utf8').split('\0').filter(Boolean);
+      const names = new Set(environ.map((entry) => entry.slice(0, entry.indexOf('='))));
+      for (const name of Object.keys(secrets)) assert.ok(!names.has(name), `${name} reached the VM`);
+      assert.ok(environ.includes('VMDB_AGENT_PERIOD=7') && environ.includes('LC_ALL=C'), "the agent's settings and the locale pass");
+      assert.ok(names.has('PATH') && names.has('VMDB_UNIQUE_ID') && names.has('VMDB_USER_DATA'));
+      const allowed = /^(PATH|HOME|USER|LOGNAME|SHELL|LANG|LANGUAGE|TZ|TMPDIR|TERM|LC_.*|VMDB_AGENT_.*|VMDB_(INSTANCE_NAME|UNIQUE_ID|IMAGE_NAME|RUNNING_POD|USER_DATA))$/;
+      assert.deepEqual([...names].filter((name) => !allowed.test(name)), [], 'nothing outside the allowlist');
+    } finally {
+      for (const [name, value] of Object.entries(saved)) {
+        if (value === undefined) delete process.env[name];
+        else process.env[name] = value;
+      }
+    }
+  });
+
   it('is idempotent by instance name, within one driver and across driver objects', async function () {
     const first = driver();
     const second = driver();

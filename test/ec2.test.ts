@@ -142,6 +142,12 @@ describe('ec2 driver against moto', function () {
     });
     const run = proxy.seen.find((s) => s.action === 'RunInstances');
     assert.equal(run?.params.get('InstanceInitiatedShutdownBehavior'), 'terminate', 'a VM that powers itself off is terminated');
+    assert.deepEqual(
+      ['HttpEndpoint', 'HttpTokens', 'HttpPutResponseHopLimit'].map((name) => run?.params.get(`MetadataOptions.${name}`)),
+      ['enabled', 'required', '1'],
+      'IMDSv2 only, one hop',
+    );
+    assert.equal(seen.MetadataOptions?.HttpTokens, 'required', 'and the instance has it');
     assert.deepEqual(await d.getInstanceStatus(vm.uniqueID), { ...vm, status: 'running', publicIP: seen.PublicIpAddress ?? '', privateIP: seen.PrivateIpAddress ?? '' });
   });
 

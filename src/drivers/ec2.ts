@@ -373,6 +373,9 @@ export class Ec2Driver implements CloudDriver {
       ClientToken: ec2ClientToken(this.endpoint, request.instanceName),
       // A VM that powers itself off (vmdb-agent's halt) goes the way vmdb stops it.
       InstanceInitiatedShutdownBehavior: this.options.stopAction,
+      // IMDSv2 only, one hop: the user data (with the VM's token) is not readable by a plain GET
+      // from the VM, nor through a container or an SSRF one hop further.
+      MetadataOptions: { HttpEndpoint: 'enabled', HttpTokens: 'required', HttpPutResponseHopLimit: 1 },
       TagSpecifications: [{ ResourceType: 'instance', Tags: tags }],
       ...(request.userData ? { UserData: Buffer.from(request.userData, 'utf8').toString('base64') } : {}),
       ...(this.options.keyName ? { KeyName: this.options.keyName } : {}),

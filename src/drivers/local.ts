@@ -32,6 +32,22 @@ export interface LocalDriverOptions {
 }
 
 /** What is kept about one VM in `<stateDir>/<uniqueID>.json`. */
+/** What a local VM may see of the worker's environment: the system basics and the agent's settings. */
+const VM_ENV_NAMES = new Set(['PATH', 'HOME', 'USER', 'LOGNAME', 'SHELL', 'LANG', 'LANGUAGE', 'TZ', 'TMPDIR', 'TERM']);
+const VM_ENV_PREFIXES = ['LC_', 'VMDB_AGENT_'];
+
+/**
+ * A local VM is a process of the worker's machine, but its workload is not the service: it never
+ * gets the service's secrets (token secret, admin token, database URL) or anything else not listed.
+ */
+export function vmEnvironment(source: NodeJS.ProcessEnv): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [name, value] of Object.entries(source)) {
+    if (value !== undefined && (VM_ENV_NAMES.has(name) || VM_ENV_PREFIXES.some((prefix) => name.startsWith(prefix)))) env[name] = value;
+  }
+  return env;
+}
+
 export interface LocalVmRecord {
   version: 1;
   endpoint: string;
@@ -350,7 +366,7 @@ export class LocalDriver implements CloudDriver {
     const uniqueID = `local-${process.pid}-${randomBytes(6).toString('hex')}`;
     const argv = this.command ?? [process.execPath, '-e', SLEEPER, '--', LOCAL_VM_MARKER, req.instanceName, uniqueID];
     const env = {
-      ...process.env,
+      ...vmEnvironment(process.env),
       VMDB_INSTANCE_NAME: req.instanceName,
       VMDB_UNIQUE_ID: uniqueID,
       VMDB_IMAGE_NAME: req.imageName,
