@@ -1,11 +1,10 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type Client, Connection } from '@temporalio/client';
 import { loadApiConfig } from './api/config';
 import { buildApi } from './api/server';
-import { newSecret } from './auth/tokens';
 import { loadConfig } from './config';
 import { createDrivers } from './drivers/driver';
 import { DEFAULT_FLEET, type FleetConfig, driverConfigs, loadFleetConfig } from './fleet-config';
@@ -17,6 +16,7 @@ import { closeApi } from './graceful';
 import { runWorker } from './run-worker';
 import { applyConfigFile, loadSettings } from './settings';
 import { connectClient, loadTemporalSettings } from './temporal-config';
+import { loadOrCreateSecrets } from './secrets-file';
 import { VirtualMachineDB } from './vmdb';
 import { devServerArgs } from './dev-server-args';
 
@@ -26,18 +26,11 @@ const SERVER_STOP_GRACE_MS = 15_000;
 /** The data folder: databases, the Temporal store, the local VMs' state and the generated secrets. */
 function prepareDataDir(): string {
   const dir = resolve(process.env.VMDB_DATA_DIR || 'data');
-  mkdirSync(dir, { recursive: true });
+  // The secrets, databases and VM states are nobody else's business.
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
   return dir;
 }
 
-/** A token secret and an admin token made on the first start and kept (mode 0600) for the next ones. */
-function secrets(dir: string): { tokenSecret: string; adminToken: string } {
-  const file = join(dir, 'secrets.json');
-  if (existsSync(file)) return JSON.parse(readFileSync(file, 'utf8'));
-  const made = { tokenSecret: newSecret(), adminToken: newSecret() };
-  writeFileSync(file, `${JSON.stringify(made, null, 2)}\n`, { mode: 0o600 });
-  return made;
-}
 
 /** Starts `temporal server start-dev` from the project's venv, with its SQLite file and our search attributes; returns its stop. */
 async function startEmbeddedTemporal(address: string, dbFile: string): Promise<() => Promise<void>> {
@@ -106,7 +99,7 @@ async function main(): Promise<void> {
   // follows, and the local VMs this process starts, see one set of settings.
   applyConfigFile(process.env);
   const dataDir = prepareDataDir();
-  const generated = secrets(dataDir);
+  const generated = loadOrCreateSecrets(dataDir);
   const env = process.env;
   env.VMDB_DATABASE_URL ||= `sqlite:${join(dataDir, 'vmdb.sqlite')}`;
   env.VMDB_TOKEN_SECRET ||= generated.tokenSecret;

@@ -219,6 +219,24 @@ describe('local driver', function () {
     }
   });
 
+  it('refuses a default state folder that others may use, and makes its own 0700', async function () {
+    const savedTmp = process.env.TMPDIR;
+    process.env.TMPDIR = await fs.mkdtemp(path.join(scratch, 'tmp-'));
+    try {
+      const base = path.join(process.env.TMPDIR, `vmdb-local-${process.getuid!()}`);
+      new LocalDriver('Test::defaults');
+      assert.equal((await fs.stat(base)).mode & 0o777, 0o700, 'made 0700');
+      await fs.chmod(base, 0o777);
+      assert.throws(() => new LocalDriver('Test::defaults'), /refusing the default state folder .*others may use it \(mode 777\)/);
+      await fs.rm(base, { recursive: true });
+      await fs.symlink(scratch, base);
+      assert.throws(() => new LocalDriver('Test::defaults'), /refusing the default state folder .*not a folder/);
+    } finally {
+      if (savedTmp === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = savedTmp;
+    }
+  });
+
   it('is idempotent by instance name, within one driver and across driver objects', async function () {
     const first = driver();
     const second = driver();

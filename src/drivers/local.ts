@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { closeSync, existsSync, promises as fs, openSync, readFileSync, readdirSync } from 'node:fs';
+import { closeSync, existsSync, promises as fs, lstatSync, mkdirSync, openSync, readFileSync, readdirSync } from 'node:fs';
 import { isIP } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -196,10 +196,30 @@ function errorCode(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | null)?.code;
 }
 
+/**
+ * `<tmp>/vmdb-local-<uid>/<endpoint>`. The tmp folder is shared, so its `vmdb-local-<uid>` is made
+ * 0700 and used only if it is a real folder of this user's that nobody else can enter: anyone could
+ * have made that predictable name first, and then read or plant VM records.
+ */
 function defaultStateDir(endpoint: string): string {
-  const uid = typeof process.getuid === 'function' ? process.getuid() : 'user';
+  const uid = typeof process.getuid === 'function' ? process.getuid() : undefined;
+  const base = path.join(os.tmpdir(), `vmdb-local-${uid ?? 'user'}`);
+  try {
+    mkdirSync(base, { mode: 0o700 });
+  } catch (err) {
+    if (errorCode(err) !== 'EEXIST') throw err;
+  }
+  const stat = lstatSync(base);
+  const problem = !stat.isDirectory()
+    ? 'it is not a folder'
+    : uid !== undefined && stat.uid !== uid
+      ? `it belongs to uid ${stat.uid}`
+      : (stat.mode & 0o077) !== 0
+        ? `others may use it (mode ${(stat.mode & 0o777).toString(8)})`
+        : undefined;
+  if (problem) throw new Error(`local driver: refusing the default state folder ${base}: ${problem}. Remove it, or set driver.stateDir`);
   // Endpoint names hold only letters, digits, . _ - and one "::", so they are safe as a directory name.
-  return path.join(os.tmpdir(), `vmdb-local-${uid}`, endpoint);
+  return path.join(base, endpoint);
 }
 
 function checkOptions(options: unknown): LocalDriverOptions & { publicIP: string; privateIP: string; stopGraceMs: number } {
