@@ -381,6 +381,18 @@ onEveryBackend('queries: getHistoryValues', (fx) => {
     assert.deepEqual(values.Records, [[B - 1800, (1 + 2 + 3 + 4 + 0.5 + 1.5) / 6, 0]]);
   });
 
+  it('refuses, before loading anything, an answer of more than MAX_HISTORY_VALUES buckets x fields', async function () {
+    const ids = await seedHistory(fx.db);
+    // The history spans B+10 .. B+1500; one row 2 days later makes 1 s buckets far too many.
+    await historyRow(fx.db, ids.i1, B + 2 * 86_400, 'Running', { Load: 1, Jobs: 1, TransferredFiles: 1, TransferredBytes: 1 });
+    const refused = await fx.db.getHistoryValues(1);
+    assert.equal(refused.OK, false);
+    assert.match((refused as { Message: string }).Message, /^Too many values asked for: \d+ \(buckets of 1 s times 4 fields\) is over 100000; ask for larger buckets/);
+    // 2 days in 2 s buckets for one field is 86,401 values: allowed.
+    assert.ok((await fx.db.getHistoryValues(2, {}, ['Load'])).OK);
+    assert.equal(ok(await fx.db.getHistoryValues(2, {}, ['Load'])).Records.length, 7, 'only the buckets with samples are listed');
+  });
+
   it('returns the fields2Get subset in the order asked', async function () {
     await seedHistory(fx.db);
     const values = ok(await fx.db.getHistoryValues(600, {}, ['TransferredBytes', 'Load']));

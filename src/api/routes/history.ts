@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { HISTORY_DATA_FIELDS } from '../../history';
+import { HISTORY_DATA_FIELDS, MAX_HISTORY_VALUES } from '../../history';
 import { requireRole } from '../auth';
 import { badRequest, unwrap } from '../errors';
 import { filtersOf, listOf } from '../filters';
@@ -26,7 +26,7 @@ export default async function historyRoutes(app: FastifyInstance, { deps }: { de
       schema: {
         tags: ['history'],
         summary: 'History figures per time bucket (getHistoryValues)',
-        description: 'Any other query parameter filters on a vm_Instances column; comma-separated values are ORed.',
+        description: `Any other query parameter filters on a vm_Instances column; comma-separated values are ORed. Refused (400) when the answer would hold more than ${MAX_HISTORY_VALUES} values: buckets from the first to the last sample in reach, times the fields.`,
         querystring: withFilters({
           bucket: { type: 'integer', minimum: 1, maximum: MAX_ID, default: 900, description: 'bucket size in seconds' },
           fields: { type: 'string', pattern: FIELDS_PATTERN, description: `a comma-separated list of ${HISTORY_DATA_FIELDS.join(', ')} (absent or empty: all)` },
