@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { linkSync, lstatSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { linkSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { newSecret } from './auth/tokens';
+import { privatePathProblem } from './private-path';
 
 export interface GeneratedSecrets {
   tokenSecret: string;
@@ -30,13 +31,10 @@ export function loadOrCreateSecrets(dir: string): GeneratedSecrets {
 }
 
 function readPrivate(file: string): GeneratedSecrets {
-  const stat = lstatSync(file);
-  if (!stat.isFile()) throw new Error(`${file} is not a regular file: remove it, and a new one is made at the next start`);
-  const uid = typeof process.getuid === 'function' ? process.getuid() : undefined;
-  if (uid !== undefined && stat.uid !== uid) throw new Error(`${file} belongs to uid ${stat.uid}, not to this user (${uid}): refusing its secrets`);
-  if ((stat.mode & 0o077) !== 0) {
-    throw new Error(`${file} can be read by others (mode ${(stat.mode & 0o777).toString(8)}): run chmod 600 ${file}, or remove it to make new secrets`);
-  }
+  const found = privatePathProblem(file, 'file');
+  if (found?.problem === 'kind') throw new Error(`${file} is not a regular file: remove it, and a new one is made at the next start`);
+  if (found?.problem === 'owner') throw new Error(`${file} belongs to uid ${found.owner}, not to this user (${found.uid}): refusing its secrets`);
+  if (found?.problem === 'open') throw new Error(`${file} can be read by others (mode ${found.mode}): run chmod 600 ${file}, or remove it to make new secrets`);
   const parsed = JSON.parse(readFileSync(file, 'utf8')) as Partial<GeneratedSecrets>;
   if (typeof parsed.tokenSecret !== 'string' || typeof parsed.adminToken !== 'string') throw new Error(`${file} lacks tokenSecret or adminToken`);
   return { tokenSecret: parsed.tokenSecret, adminToken: parsed.adminToken };

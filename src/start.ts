@@ -15,8 +15,8 @@ import { type Logger, exitOnFatal, processLogger } from './log';
 import { closeApi } from './graceful';
 import { runWorker } from './run-worker';
 import { applyConfigFile, loadSettings } from './settings';
-import { connectClient, loadTemporalSettings } from './temporal-config';
 import { loadOrCreateSecrets } from './secrets-file';
+import { connectClient, loadTemporalSettings } from './temporal-config';
 import { VirtualMachineDB } from './vmdb';
 import { devServerArgs } from './dev-server-args';
 
@@ -30,7 +30,6 @@ function prepareDataDir(): string {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   return dir;
 }
-
 
 /** Starts `temporal server start-dev` from the project's venv, with its SQLite file and our search attributes; returns its stop. */
 async function startEmbeddedTemporal(address: string, dbFile: string): Promise<() => Promise<void>> {

@@ -1,11 +1,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { closeSync, existsSync, promises as fs, lstatSync, mkdirSync, openSync, readFileSync, readdirSync } from 'node:fs';
+import { closeSync, existsSync, promises as fs, mkdirSync, openSync, readFileSync, readdirSync } from 'node:fs';
 import { isIP } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { privatePathProblem } from '../private-path';
 import { type CheckedCreateRequest, type CloudDriver, type CloudInstance, type CreateRequest, ENDPOINT_FAILURE_REASONS, EndpointError, type EndpointFailureReason, InvalidRequestError, checkCreateRequest, parseEndpointName } from './driver';
 
 /**
@@ -31,7 +32,6 @@ export interface LocalDriverOptions {
   failureFile?: string;
 }
 
-/** What is kept about one VM in `<stateDir>/<uniqueID>.json`. */
 /** What a local VM may see of the worker's environment: the system basics and the agent's settings. */
 const VM_ENV_NAMES = new Set(['PATH', 'HOME', 'USER', 'LOGNAME', 'SHELL', 'LANG', 'LANGUAGE', 'TZ', 'TMPDIR', 'TERM']);
 const VM_ENV_PREFIXES = ['LC_', 'VMDB_AGENT_'];
@@ -48,6 +48,7 @@ export function vmEnvironment(source: NodeJS.ProcessEnv): Record<string, string>
   return env;
 }
 
+/** What is kept about one VM in `<stateDir>/<uniqueID>.json`. */
 export interface LocalVmRecord {
   version: 1;
   endpoint: string;
@@ -209,14 +210,15 @@ function defaultStateDir(endpoint: string): string {
   } catch (err) {
     if (errorCode(err) !== 'EEXIST') throw err;
   }
-  const stat = lstatSync(base);
-  const problem = !stat.isDirectory()
-    ? 'it is not a folder'
-    : uid !== undefined && stat.uid !== uid
-      ? `it belongs to uid ${stat.uid}`
-      : (stat.mode & 0o077) !== 0
-        ? `others may use it (mode ${(stat.mode & 0o777).toString(8)})`
-        : undefined;
+  const found = privatePathProblem(base, 'folder');
+  const problem =
+    found?.problem === 'kind'
+      ? 'it is not a folder'
+      : found?.problem === 'owner'
+        ? `it belongs to uid ${found.owner}`
+        : found?.problem === 'open'
+          ? `others may use it (mode ${found.mode})`
+          : undefined;
   if (problem) throw new Error(`local driver: refusing the default state folder ${base}: ${problem}. Remove it, or set driver.stateDir`);
   // Endpoint names hold only letters, digits, . _ - and one "::", so they are safe as a directory name.
   return path.join(base, endpoint);

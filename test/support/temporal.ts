@@ -5,7 +5,9 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { DefaultLogger, Runtime, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 
 // Worker chatter (state changes, polls) drowns test output; warnings and errors still show.
-Runtime.install({ logger: new DefaultLogger((process.env.VMDB_TEST_SDK_LOG_LEVEL as 'ERROR' | 'WARN' | 'INFO' | 'DEBUG' | undefined) ?? 'WARN') });
+const SDK_LOG_LEVELS = ['ERROR', 'WARN', 'INFO', 'DEBUG'] as const;
+const sdkLogLevel = SDK_LOG_LEVELS.find((level) => level === process.env.VMDB_TEST_SDK_LOG_LEVEL) ?? 'WARN';
+Runtime.install({ logger: new DefaultLogger(sdkLogLevel) });
 // The same for vmdb's own logger (src/log.ts), here and in the processes the tests start.
 process.env.VMDB_LOG_LEVEL ||= 'warn';
 import { ensureSearchAttributes } from '../../src/search-attributes';
