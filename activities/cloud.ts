@@ -1,11 +1,11 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { makeVmToken } from '../src/auth/tokens';
 import { type CloudDriver, type CloudInstance, type CreateRequest, EndpointError, InvalidRequestError } from '../src/drivers/driver';
-import { activityLogger } from '../src/log';
-import { endpointStopFailures } from '../src/metrics';
+import { activityLogger } from '../src/ops/log';
+import { endpointStopFailures } from '../src/ops/metrics';
 import type { SafetyConfig } from '../src/safety/config';
 import { SafetyStore } from '../src/safety/store';
-import type { VirtualMachineDB } from '../src/vmdb';
+import type { VirtualMachineDB } from '../src/db/vmdb';
 
 /** How a new VM finds the API: its address and the secret its token is signed with. */
 export interface VmCredentials {

@@ -1,8 +1,8 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { HeartbeatFigures } from '../entities/heartbeat';
-import { activityLogger } from '../src/log';
-import { type Failure, type Result, isDatabaseError } from '../src/result';
-import type { VirtualMachineDB } from '../src/vmdb';
+import { activityLogger } from '../src/ops/log';
+import { type Failure, type Result, isDatabaseError } from '../src/db/result';
+import type { VirtualMachineDB } from '../src/db/vmdb';
 import type { Directive } from '../workflows/definitions';
 
 /** Where an instance stands in the database after an activity. */

@@ -2,12 +2,12 @@ import { createHash } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/common';
 import type { CloudDriver, CloudInstance } from '../src/drivers/driver';
-import type { EndpointConfig } from '../src/fleet-config';
-import { activityLogger } from '../src/log';
-import { reconcileFindings } from '../src/metrics';
+import type { EndpointConfig } from '../src/config/fleet';
+import { activityLogger } from '../src/ops/log';
+import { reconcileFindings } from '../src/ops/metrics';
 import type { SafetyConfig } from '../src/safety/config';
 import { FleetGuard, type GuardedAction, type Verdict } from '../src/safety/guard';
-import type { VirtualMachineDB } from '../src/vmdb';
+import type { VirtualMachineDB } from '../src/db/vmdb';
 import { haltSignal, lifecycleWorkflowId } from '../workflows/definitions';
 
 export interface SafetyDeps {

@@ -38,7 +38,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
 import type { Logger } from '@temporalio/common';
 import { Client, utils, type ConnectConfig, type SFTPWrapper } from 'ssh2';
-import { sshContextualization } from '../src/metrics';
+import { sshContextualization } from '../src/ops/metrics';
 
 export interface SshActivitiesOptions {
   /** Private key (OpenSSH or PEM format, unencrypted) the worker logs in with. */

@@ -23,7 +23,7 @@ import {
   startPersistentDevServer,
   writeResult,
 } from './support';
-import { VirtualMachineDB } from '../src/vmdb';
+import { VirtualMachineDB } from '../src/db/vmdb';
 import { type LifecycleInput, lifecycleWorkflowId } from '../workflows/definitions';
 
 const ENDPOINT = 'Bench::fake';

@@ -17,7 +17,7 @@ import { createBenchDatabase, latencySummary, machineInfo, numberOption, round, 
 import { withMysql } from '../test/support/backends';
 import { PERFORMANCE_INDEXES } from '../entities/migrations/performance-indexes';
 import { usageByDay, usageTotals } from '../src/elastic/usage';
-import { VirtualMachineDB } from '../src/vmdb';
+import { VirtualMachineDB } from '../src/db/vmdb';
 
 const TARGETS = { contentPageMs: 20, runningHistoryMs: 1000 };
 const ENDPOINTS = 30;

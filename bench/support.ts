@@ -15,7 +15,7 @@ import { NativeConnection, type WorkflowBundleWithSourceMap, bundleWorkflowCode 
 import type { CloudDriver, CloudInstance, CreateRequest } from '../src/drivers/driver';
 import { MYSQL_SERVER_URL, withMysql } from '../test/support/backends';
 import { freePort } from '../test/support/sshd';
-import { devServerArgs } from '../src/dev-server-args';
+import { devServerArgs } from '../src/temporal/dev-server-args';
 
 export { workflowBundle };
 

@@ -9,9 +9,9 @@
 import { temporalBinaries } from '../test/support/temporal'; // first: quiets the SDK runtime's logs
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
-import { validateFleet } from '../src/fleet-config';
-import { VirtualMachineDB } from '../src/vmdb';
-import { type WorkerTuning, createVmdbWorker } from '../src/worker';
+import { validateFleet } from '../src/config/fleet';
+import { VirtualMachineDB } from '../src/db/vmdb';
+import { type WorkerTuning, createVmdbWorker } from '../src/temporal/worker';
 import { BenchDriver } from './support';
 
 void temporalBinaries; // imported for its side effect only

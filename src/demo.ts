@@ -1,6 +1,6 @@
-import { redact } from './database';
-import { loadConfig } from './config';
-import { VirtualMachineDB } from './vmdb';
+import { redact } from './db/database';
+import { loadConfig } from './config/database';
+import { VirtualMachineDB } from './db/vmdb';
 
 /**
  * `npm start` for now: a small tour of the library on the configured database

@@ -1,21 +1,21 @@
 import type { Server } from 'node:http';
 import type { Connection } from '@temporalio/client';
-import { createDrivers } from './drivers/driver';
-import { type Config, loadConfig } from './config';
-import { redact } from './database';
-import { type FleetConfig, driverConfigs, loadFleetConfig } from './fleet-config';
-import { type Logger, exitOnFatal, processLogger } from './log';
-import { metricsBindAddress, serveMetrics } from './metrics';
-import { readiness } from './readiness';
+import { createDrivers } from './drivers/registry';
+import { type Config, loadConfig } from './config/database';
+import { redact } from './db/database';
+import { type FleetConfig, driverConfigs, loadFleetConfig } from './config/fleet';
+import { type Logger, exitOnFatal, processLogger } from './ops/log';
+import { metricsBindAddress, serveMetrics } from './ops/metrics';
+import { readiness } from './ops/readiness';
 import { FleetGuard } from './safety/guard';
 import { type Pulse, startPulse } from './safety/pulse';
-import { ensureSchedules } from './schedules';
-import { ensureSearchAttributes } from './search-attributes';
-import { applyConfigFile, loadSettings, settingsFor } from './settings';
-import { type TemporalSettings, connectClient, connectWorkerConnection, loadTemporalSettings } from './temporal-config';
-import { VirtualMachineDB } from './vmdb';
-import { createVmdbWorker, installRuntime } from './worker';
-import { type WorkerHealthServer, serveWorkerHealth } from './worker-health';
+import { ensureSchedules } from './temporal/schedules';
+import { ensureSearchAttributes } from './temporal/search-attributes';
+import { applyConfigFile, loadSettings, settingsFor } from './config/settings';
+import { type TemporalSettings, connectClient, connectWorkerConnection, loadTemporalSettings } from './config/temporal';
+import { VirtualMachineDB } from './db/vmdb';
+import { createVmdbWorker, installRuntime } from './temporal/worker';
+import { type WorkerHealthServer, serveWorkerHealth } from './ops/worker-health';
 
 /** The settings the worker reads besides loadConfig's, loadTemporalSettings' and loadFleetConfig's. */
 const WORKER_SETTINGS = ['VMDB_SSH_KEY_FILE', 'VMDB_PUBLIC_API_URL', 'VMDB_API_PORT', 'VMDB_TOKEN_SECRET', 'VMDB_WORKER_HEALTH_PORT', 'VMDB_WORKER_HEALTH_HOST', 'VMDB_WORKER_CACHED_WORKFLOWS'];

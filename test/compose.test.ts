@@ -2,9 +2,9 @@ import { strict as assert } from 'node:assert';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { validateFleet } from '../src/fleet-config';
+import { validateFleet } from '../src/config/fleet';
 import { DEFAULT_TEMPORAL_METRICS_PORT, DEFAULT_WORKER_METRICS_PORT } from '../src/run-worker';
-import { DEFAULT_API_PORT, DEFAULT_DEV_TEMPORAL_UI_PORT, DEFAULT_TEMPORAL_ADDRESS, type Role, SETTINGS, isSetting, loadSettings } from '../src/settings';
+import { DEFAULT_API_PORT, DEFAULT_DEV_TEMPORAL_UI_PORT, DEFAULT_TEMPORAL_ADDRESS, type Role, SETTINGS, isSetting, loadSettings } from '../src/config/settings';
 import { SEARCH_ATTRIBUTES } from '../workflows/definitions';
 
 // No Docker engine runs here: docker-compose.yml and the Dockerfile are read as files and checked against the code.
@@ -99,7 +99,7 @@ describe('docker-compose.yml against the code', function () {
     for (const name of VMDB) {
       for (const key of Object.keys(env(name))) {
         const agent = name === 'worker' && key.startsWith('VMDB_AGENT_'); // inherited by the local VMs' vmdb-agent
-        assert.ok(isSetting(key) || agent, `${name}: ${key} is not a setting of src/settings.ts`);
+        assert.ok(isSetting(key) || agent, `${name}: ${key} is not a setting of src/config/settings.ts`);
       }
     }
   });

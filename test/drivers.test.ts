@@ -5,7 +5,8 @@ import { promises as fs, readFileSync, readdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { InvalidRequestError, createDrivers, parseEndpointName } from '../src/drivers/driver';
+import { InvalidRequestError, parseEndpointName } from '../src/drivers/driver';
+import { createDrivers } from '../src/drivers/registry';
 import { LOCAL_VM_MARKER, LocalDriver, type LocalVmRecord } from '../src/drivers/local';
 
 function pidExists(pid: number): boolean {

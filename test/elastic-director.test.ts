@@ -8,8 +8,8 @@ import { hashToken, newSecret } from '../src/auth/tokens';
 import { validateElastic } from '../src/elastic/config';
 import { atPath, demandTarget, readDemand } from '../src/elastic/demand';
 import { HaltStore } from '../src/elastic/halts';
-import { validateFleet } from '../src/fleet-config';
-import { renderMetrics } from '../src/metrics';
+import { validateFleet } from '../src/config/fleet';
+import { renderMetrics } from '../src/ops/metrics';
 import { ok } from './support/backends';
 import { AgentVms } from './support/agent-vms';
 

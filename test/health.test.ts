@@ -7,11 +7,11 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { FastifyInstance } from 'fastify';
 import { buildApi } from '../src/api/server';
 import { hashToken, makeVmToken, newSecret } from '../src/auth/tokens';
-import { createDrivers } from '../src/drivers/driver';
-import { driverConfigs, validateFleet } from '../src/fleet-config';
-import { LifecycleClient } from '../src/lifecycle-client';
-import { VirtualMachineDB } from '../src/vmdb';
-import { serveWorkerHealth } from '../src/worker-health';
+import { createDrivers } from '../src/drivers/registry';
+import { driverConfigs, validateFleet } from '../src/config/fleet';
+import { LifecycleClient } from '../src/temporal/lifecycle-client';
+import { VirtualMachineDB } from '../src/db/vmdb';
+import { serveWorkerHealth } from '../src/ops/worker-health';
 import { BACKENDS, MYSQL_SERVER_URL, ok, withMysql } from './support/backends';
 import { LifecycleRig } from './support/lifecycle-rig';
 import { freePort } from './support/sshd';
@@ -228,7 +228,7 @@ describe('health: /healthz and /readyz [mariadb]', function () {
   });
 });
 
-describe('worker health server (src/worker-health.ts)', function () {
+describe('worker health server (src/ops/worker-health.ts)', function () {
   it('/healthz always; /readyz 200 or 503 with the report; other paths 404', async function () {
     let report: { status: 'ready' | 'not ready'; failed: string[] } = { status: 'ready', failed: [] };
     let fail = false;

@@ -3,9 +3,9 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import type { DestinationStream } from 'pino';
 import { buildApi } from '../src/api/server';
 import { makeVmToken, newSecret } from '../src/auth/tokens';
-import type { LifecycleClient } from '../src/lifecycle-client';
-import { PinoSdkLogger, activityLogger, createLogger, formatPretty, instanceLogger, parseLogLevel, prettyStream } from '../src/log';
-import type { VirtualMachineDB } from '../src/vmdb';
+import type { LifecycleClient } from '../src/temporal/lifecycle-client';
+import { PinoSdkLogger, activityLogger, createLogger, formatPretty, instanceLogger, parseLogLevel, prettyStream } from '../src/ops/log';
+import type { VirtualMachineDB } from '../src/db/vmdb';
 
 /** A pino destination that keeps every line, parsed. */
 function capture(): DestinationStream & { lines: Record<string, any>[] } {

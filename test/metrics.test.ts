@@ -8,7 +8,7 @@ import type { FastifyInstance, InjectOptions } from 'fastify';
 import { createDirectorActivities } from '../activities/director';
 import { createSshActivities } from '../activities/ssh';
 import { ROLES, type Role, hashToken, makeVmToken, newSecret } from '../src/auth/tokens';
-import { listeningPort, metricsBindAddress, serveMetrics } from '../src/metrics';
+import { listeningPort, metricsBindAddress, serveMetrics } from '../src/ops/metrics';
 import { BACKENDS, ok } from './support/backends';
 import { ENDPOINT, LifecycleRig } from './support/lifecycle-rig';
 import { type TestSshd, freePort, startSshd } from './support/sshd';

@@ -5,9 +5,9 @@ import { DEFAULT_SAFETY, type SafetyConfig, deferSeconds, recoveryGraceSeconds, 
 import { FleetGuard } from '../src/safety/guard';
 import { startPulse } from '../src/safety/pulse';
 import { SafetyStore, backoffSeconds } from '../src/safety/store';
-import { registry } from '../src/metrics';
-import { createLogger } from '../src/log';
-import type { VirtualMachineDB } from '../src/vmdb';
+import { registry } from '../src/ops/metrics';
+import { createLogger } from '../src/ops/log';
+import type { VirtualMachineDB } from '../src/db/vmdb';
 import { ageInstance, forceStatus, ok, onEveryBackend } from './support/backends';
 
 const STALL = 2400;

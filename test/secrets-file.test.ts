@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import { chmodSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadOrCreateSecrets } from '../src/secrets-file';
+import { loadOrCreateSecrets } from '../src/config/secrets-file';
 
 describe("npm start's secrets file", function () {
   let dir: string;

@@ -4,9 +4,9 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadApiConfig } from '../src/api/config';
-import { loadConfig } from '../src/config';
+import { loadConfig } from '../src/config/database';
 import { MIGRATIONS } from '../entities/migrations';
-import { loadFleetConfig } from '../src/fleet-config';
+import { loadFleetConfig } from '../src/config/fleet';
 import {
   DEFAULT_TASK_QUEUE_NAME,
   OTHER_KNOWN_VARIABLES,
@@ -18,8 +18,8 @@ import {
   readSettings,
   settingsSource,
   unknownVariables,
-} from '../src/settings';
-import { loadTemporalSettings } from '../src/temporal-config';
+} from '../src/config/settings';
+import { loadTemporalSettings } from '../src/config/temporal';
 import { DEFAULT_TASK_QUEUE } from '../workflows/definitions';
 
 const ROOT = join(__dirname, '..', '..');
@@ -52,7 +52,7 @@ function problems(env: Record<string, string | undefined>, options: Parameters<t
   }
 }
 
-describe('settings (src/settings.ts)', function () {
+describe('settings (src/config/settings.ts)', function () {
   const dir = mkdtempSync(join(tmpdir(), 'vmdb-settings-'));
   const file = (name: string, content: unknown) => {
     const path = join(dir, name);
@@ -276,7 +276,7 @@ describe('settings (src/settings.ts)', function () {
     };
     for (const folder of ['src', 'activities', 'workflows', 'entities']) walk(join(ROOT, folder));
     const unknown = [...mentioned].filter(([name]) => !isKnownVariable(name));
-    assert.deepEqual(unknown, [], 'add them to SETTINGS (service settings) or OTHER_KNOWN_VARIABLES in src/settings.ts');
+    assert.deepEqual(unknown, [], 'add them to SETTINGS (service settings) or OTHER_KNOWN_VARIABLES in src/config/settings.ts');
 
     const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
     const table = readme.slice(readme.indexOf('## Configuration'), readme.indexOf('### Your own Temporal cluster'));

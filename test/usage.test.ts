@@ -6,10 +6,10 @@ import { Client, Connection } from '@temporalio/client';
 import { buildApi } from '../src/api/server';
 import { hashToken, newSecret } from '../src/auth/tokens';
 import { type UsagePrice, usageByDay, usagePrices, usageTotals } from '../src/elastic/usage';
-import { validateFleet } from '../src/fleet-config';
-import { LifecycleClient } from '../src/lifecycle-client';
-import { refreshUsageTotals, renderMetrics, trackInstances } from '../src/metrics';
-import { VirtualMachineDB } from '../src/vmdb';
+import { validateFleet } from '../src/config/fleet';
+import { LifecycleClient } from '../src/temporal/lifecycle-client';
+import { refreshUsageTotals, renderMetrics, trackInstances } from '../src/ops/metrics';
+import { VirtualMachineDB } from '../src/db/vmdb';
 import { BACKENDS, ok, onEveryBackend } from './support/backends';
 
 const CLI = join(__dirname, '..', 'src', 'cli', 'main.js');

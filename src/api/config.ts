@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { type OperatorToken, ROLES, type Role, hashToken } from '../auth/tokens';
-import { DEFAULT_API_HOST, DEFAULT_API_PORT, adminTokenProblem, httpUrlProblem, portProblem, settingsSource, tokenSecretProblem } from '../settings';
+import { DEFAULT_API_HOST, DEFAULT_API_PORT, adminTokenProblem, httpUrlProblem, portProblem, settingsSource, tokenSecretProblem } from '../config/settings';
 
 /** What the API server needs from its environment. */
 export interface ApiConfig {
@@ -25,7 +25,7 @@ export class ApiConfigError extends Error {
  * Reads VMDB_OPERATOR_TOKENS_FILE (JSON `[{ name, role, sha256 }]`) and/or
  * VMDB_ADMIN_TOKEN (a plain token, hashed here, role admin), VMDB_TOKEN_SECRET,
  * VMDB_API_HOST and VMDB_API_PORT, from the environment and VMDB_CONFIG_FILE
- * (src/settings.ts checks the values; this adds the tokens file's content).
+ * (src/config/settings.ts checks the values; this adds the tokens file's content).
  */
 export function loadApiConfig(env: NodeJS.ProcessEnv = process.env, readFile: (path: string) => string = (path) => readFileSync(path, 'utf8')): ApiConfig {
   const source = settingsSource(env);

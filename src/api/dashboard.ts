@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import fastifyStatic from '@fastify/static';
 import type { FastifyInstance } from 'fastify';
-import type { Logger } from '../log';
+import type { Logger } from '../ops/log';
 
 /** Where `npm run build` puts the dashboard (vite, web/vite.config.ts): dist/web beside dist/src. */
 export const DEFAULT_DASHBOARD_DIR = join(__dirname, '..', '..', 'web');

@@ -1,5 +1,5 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
-import { type Failure, type Result, isDatabaseError } from '../result';
+import { type Failure, type Result, isDatabaseError } from '../db/result';
 
 /** The error reply of every route: `{ error, message }`, plus `state` for a refused transition. */
 export interface ApiErrorBody {

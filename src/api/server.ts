@@ -1,15 +1,11 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import type { Client } from '@temporalio/client';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, LogController } from 'fastify';
-import type { OperatorToken } from '../auth/tokens';
-import type { LifecycleClient } from '../lifecycle-client';
-import { type Logger, createLogger, processLogger } from '../log';
-import { renderMetrics, trackInstances } from '../metrics';
-import type { UsagePrice } from '../elastic/usage';
+import { type Logger, createLogger, processLogger } from '../ops/log';
+import { renderMetrics, trackInstances } from '../ops/metrics';
 import type { SafetyConfig } from '../safety/config';
 import { startPulse } from '../safety/pulse';
-import type { VirtualMachineDB } from '../vmdb';
+import type { VirtualMachineDB } from '../db/vmdb';
 import { API_PREFIX, installAuth } from './auth';
 import { installDashboard } from './dashboard';
 import { errorSchema, formatValidation, installErrorHandling } from './errors';
@@ -26,28 +22,9 @@ import usageRoutes from './routes/usage';
 import vmRoutes from './routes/vm';
 import { installValidators } from './validator';
 
-export interface ApiDeps {
-  db: VirtualMachineDB;
-  lifecycle: LifecycleClient;
-  /** For the director routes and the health check; without it they answer 503 / "down". */
-  temporal?: Client;
-  operators: OperatorToken[];
-  /** The secret VM tokens are signed with (src/auth/tokens.ts). */
-  tokenSecret: string;
-  /**
-   * A pino logger (the process logger, or a child of it); true: the process logger; an object:
-   * a logger at its `level`; false or absent: no logs.
-   */
-  logger?: boolean | { level?: string } | Logger;
-  /** The Temporal Web UI and namespace, for the dashboard's workflow links; absent: no links. */
-  temporalUi?: { url: string; namespace: string };
-  /** The built dashboard (`npm run build`); default dist/web beside this build. */
-  dashboardDir?: string;
-  /** When set, the API records its pulse (src/safety/pulse.ts) while it listens: VMs report through it. */
-  safety?: SafetyConfig;
-  /** Prices per VM-hour of the fleet file's endpoints, for `GET /usage` (usagePrices); absent: no costs. */
-  prices?: UsagePrice[];
-}
+import type { ApiDeps } from './deps';
+
+export type { ApiDeps };
 
 function isLogger(value: unknown): value is Logger {
   return typeof value === 'object' && value !== null && typeof (value as Logger).child === 'function' && typeof (value as Logger).info === 'function';

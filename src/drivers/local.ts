@@ -6,7 +6,7 @@ import { isIP } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { privatePathProblem } from '../private-path';
+import { privatePathProblem } from '../config/private-path';
 import { type CheckedCreateRequest, type CloudDriver, type CloudInstance, type CreateRequest, ENDPOINT_FAILURE_REASONS, EndpointError, type EndpointFailureReason, InvalidRequestError, checkCreateRequest, parseEndpointName } from './driver';
 
 /**

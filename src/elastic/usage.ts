@@ -1,7 +1,7 @@
 import { INSTANCE_STATES } from '../../entities/states';
-import type { Dialect, Executor } from '../database';
-import type { FleetConfig } from '../fleet-config';
-import { fromSqlTime, toSqlTime } from '../time';
+import type { Dialect, Executor } from '../db/database';
+import type { FleetConfig } from '../config/fleet';
+import { fromSqlTime, toSqlTime } from '../db/time';
 
 /**
  * VM-hours from vm_History. An instance is up from its first history row other than `New` (the

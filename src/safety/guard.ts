@@ -1,7 +1,7 @@
-import { type Logger, processLogger } from '../log';
-import { safetyGuardTripped, safetyHeld } from '../metrics';
-import { toSqlTime } from '../time';
-import type { VirtualMachineDB } from '../vmdb';
+import { type Logger, processLogger } from '../ops/log';
+import { safetyGuardTripped, safetyHeld } from '../ops/metrics';
+import { toSqlTime } from '../db/time';
+import type { VirtualMachineDB } from '../db/vmdb';
 import { type SafetyConfig, deferSeconds, recoveryGraceSeconds } from './config';
 import { SafetyStore } from './store';
 

@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
-import { type Logger, processLogger } from '../log';
-import type { VirtualMachineDB } from '../vmdb';
+import { type Logger, processLogger } from '../ops/log';
+import type { VirtualMachineDB } from '../db/vmdb';
 import { type SafetyConfig, recoveryGraceSeconds } from './config';
 import type { PULSE_COMPONENTS } from './guard';
 import { SafetyStore } from './store';

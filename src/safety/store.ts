@@ -1,6 +1,6 @@
-import type { Executor } from '../database';
-import { fromSqlTime, toSqlTime } from '../time';
-import type { VirtualMachineDB } from '../vmdb';
+import type { Executor } from '../db/database';
+import { fromSqlTime, toSqlTime } from '../db/time';
+import type { VirtualMachineDB } from '../db/vmdb';
 
 /** The global switches: launch as usual, launch nothing new, drain (stop) everything, halt everything. */
 export const FLEET_MODES = ['normal', 'no-launch', 'drain', 'halt'] as const;

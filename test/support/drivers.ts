@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { EndpointError } from '../../src/drivers/driver';
-import type { EndpointConfig } from '../../src/fleet-config';
+import type { EndpointConfig } from '../../src/config/fleet';
 import { LifecycleRig } from './lifecycle-rig';
 
 /** What the cloud driver tests share. */

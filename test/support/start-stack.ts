@@ -2,8 +2,8 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { LocalDriver } from '../../src/drivers/local';
-import { DEFAULT_FLEET } from '../../src/fleet-config';
-import { VirtualMachineDB } from '../../src/vmdb';
+import { DEFAULT_FLEET } from '../../src/config/fleet';
+import { VirtualMachineDB } from '../../src/db/vmdb';
 import { freePort } from './sshd';
 
 /** What `npm start` (or dist/src/start.js) needs to run beside others: free ports, and a data folder when given (default ./data). */

@@ -8,9 +8,9 @@ import { DefaultLogger, Runtime, bundleWorkflowCode, type WorkflowBundleWithSour
 const SDK_LOG_LEVELS = ['ERROR', 'WARN', 'INFO', 'DEBUG'] as const;
 const sdkLogLevel = SDK_LOG_LEVELS.find((level) => level === process.env.VMDB_TEST_SDK_LOG_LEVEL) ?? 'WARN';
 Runtime.install({ logger: new DefaultLogger(sdkLogLevel) });
-// The same for vmdb's own logger (src/log.ts), here and in the processes the tests start.
+// The same for vmdb's own logger (src/ops/log.ts), here and in the processes the tests start.
 process.env.VMDB_LOG_LEVEL ||= 'warn';
-import { ensureSearchAttributes } from '../../src/search-attributes';
+import { ensureSearchAttributes } from '../../src/temporal/search-attributes';
 import { SEARCH_ATTRIBUTES } from '../../workflows/definitions';
 import { OwnedProcess, waitFor } from './processes';
 

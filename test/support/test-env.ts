@@ -2,7 +2,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
 import { constants as os, tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { redact } from '../../src/database';
+import { redact } from '../../src/db/database';
 import { MYSQL_SERVER_URL, withMysql } from './backends';
 import { CHROMIUM } from './browser';
 import { PrivateMariaDB } from './processes';

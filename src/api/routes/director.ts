@@ -1,11 +1,11 @@
 import { type Client, ScheduleNotFoundError } from '@temporalio/client';
 import type { FastifyInstance } from 'fastify';
 import { FLEET_MODES, SafetyStore } from '../../safety/store';
-import { DIRECTOR_SCHEDULE_ID, RECONCILE_SCHEDULE_ID, SWEEP_SCHEDULE_ID } from '../../schedules';
+import { DIRECTOR_SCHEDULE_ID, RECONCILE_SCHEDULE_ID, SWEEP_SCHEDULE_ID } from '../../temporal/schedules';
 import { requireRole } from '../auth';
 import { ApiError, temporalError } from '../errors';
 import { errorReplies } from '../schemas';
-import type { ApiDeps } from '../server';
+import type { ApiDeps } from '../deps';
 import { endpointHealthSchema } from './safety';
 
 /** How long a Temporal call of these routes may take before the answer is 503. */

@@ -1,10 +1,10 @@
 import type { FastifyInstance } from 'fastify';
 import { HALT_REASONS, type HaltReason, HaltStore } from '../../elastic/halts';
-import { instanceFields } from '../../log';
+import { instanceFields } from '../../ops/log';
 import { requireVm } from '../auth';
 import { ApiError, unwrap } from '../errors';
 import { errorReplies, instanceIDParams } from '../schemas';
-import type { ApiDeps } from '../server';
+import type { ApiDeps } from '../deps';
 
 /** States in which a VM is up and may still say why it is about to halt. */
 const LIVE = ['Running', 'Stopping'];

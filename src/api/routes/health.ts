@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
-import { CHECK_TIMEOUT_MS, check, databaseAnswers, readiness, temporalAnswers } from '../../readiness';
-import type { ApiDeps } from '../server';
+import { CHECK_TIMEOUT_MS, check, databaseAnswers, readiness, temporalAnswers } from '../../ops/readiness';
+import type { ApiDeps } from '../deps';
 
 const part = { type: 'string', enum: ['ok', 'down'] } as const;
 

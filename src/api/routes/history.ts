@@ -1,10 +1,10 @@
 import type { FastifyInstance } from 'fastify';
-import { HISTORY_DATA_FIELDS, MAX_HISTORY_VALUES } from '../../history';
+import { HISTORY_DATA_FIELDS, MAX_HISTORY_VALUES } from '../../db/history';
 import { requireRole } from '../auth';
 import { badRequest, unwrap } from '../errors';
 import { filtersOf, listOf } from '../filters';
 import { MAX_ID, errorReplies, table, withFilters } from '../schemas';
-import type { ApiDeps } from '../server';
+import type { ApiDeps } from '../deps';
 
 const timespan = { type: 'integer', minimum: 0, maximum: MAX_ID, default: 0, description: 'seconds back from now; 0: all' } as const;
 

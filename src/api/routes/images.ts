@@ -3,7 +3,7 @@ import { columnNames } from '../../../entities/tables';
 import { requireRole } from '../auth';
 import { unwrap } from '../errors';
 import { errorReplies, table } from '../schemas';
-import type { ApiDeps } from '../server';
+import type { ApiDeps } from '../deps';
 
 export default async function imageRoutes(app: FastifyInstance, { deps }: { deps: ApiDeps }): Promise<void> {
   const { db } = deps;

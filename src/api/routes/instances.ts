@@ -2,12 +2,12 @@ import type { FastifyInstance } from 'fastify';
 import { INSTANCE_STATES } from '../../../entities/states';
 import { lifecycleWorkflowId } from '../../../workflows/definitions';
 import { columnNames, columnOf } from '../../../entities/tables';
-import { type Failure, type Result, S_ERROR, isDatabaseError } from '../../result';
+import { type Failure, type Result, S_ERROR, isDatabaseError } from '../../db/result';
 import { requireRole } from '../auth';
 import { ApiError, NO_LIFECYCLE, badRequest, isTemporalUnavailable, unwrap } from '../errors';
 import { filtersOf, sortListOf } from '../filters';
 import { MAX_ID, errorReplies, instanceIDParams, table, withFilters } from '../schemas';
-import type { ApiDeps } from '../server';
+import type { ApiDeps } from '../deps';
 
 export const MAX_PAGE = 1000;
 export const MAX_STOP = 1000;

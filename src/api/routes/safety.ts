@@ -6,7 +6,7 @@ import { FLEET_MODES, type FleetMode, SafetyStore } from '../../safety/store';
 import { requireRole } from '../auth';
 import { ApiError, badRequest, unwrap } from '../errors';
 import { errorReplies, instanceIDParams } from '../schemas';
-import type { ApiDeps } from '../server';
+import type { ApiDeps } from '../deps';
 
 // The shape parseEndpointName (src/drivers/driver.ts) accepts, so that the document tells clients the truth.
 const endpointParams = {

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { roleAllows } from '../../auth/tokens';
 import { requireRole } from '../auth';
 import { errorReplies } from '../schemas';
-import type { ApiDeps } from '../server';
+import type { ApiDeps } from '../deps';
 
 /** Who the caller is, for the dashboard: what to show and which buttons to offer (the routes check anyway). */
 export default async function sessionRoutes(app: FastifyInstance, { deps }: { deps: ApiDeps }): Promise<void> {

@@ -3,7 +3,7 @@ import { MAX_USAGE_DAYS, USAGE_DEFINITION, type UsageRow, usageByDay } from '../
 import { requireRole } from '../auth';
 import { unavailable } from '../errors';
 import { errorReplies } from '../schemas';
-import type { ApiDeps } from '../server';
+import type { ApiDeps } from '../deps';
 
 const DAY_MS = 86_400_000;
 // Days from 1970 to 2999, and real ones (format date): the database's DATETIME holds them all.

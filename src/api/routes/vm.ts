@@ -2,12 +2,12 @@ import { isIP } from 'node:net';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { HeartbeatFigures } from '../../../entities/heartbeat';
 import type { Directive, HeartbeatReply } from '../../../workflows/definitions';
-import { instanceFields } from '../../log';
-import { heartbeats } from '../../metrics';
+import { instanceFields } from '../../ops/log';
+import { heartbeats } from '../../ops/metrics';
 import { requireVm } from '../auth';
 import { ApiError, badRequest, fromFailure, unwrap } from '../errors';
 import { count, errorReplies, figure, instanceIDParams } from '../schemas';
-import type { ApiDeps } from '../server';
+import type { ApiDeps } from '../deps';
 
 /** A heartbeat's body: the figures, and the number the agent gives it (both or neither). */
 type HeartbeatBody = HeartbeatFigures & { bootId?: string; seq?: number };

@@ -1,9 +1,9 @@
 import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
-import type * as ConfigModule from '../../config';
-import type * as DatabaseModule from '../../database';
-import type * as SettingsModule from '../../settings';
-import type * as VmdbModule from '../../vmdb';
+import type * as ConfigModule from '../../config/database';
+import type * as DatabaseModule from '../../db/database';
+import type * as SettingsModule from '../../config/settings';
+import type * as VmdbModule from '../../db/vmdb';
 import { withJson } from '../context';
 import { CliError, EXIT } from '../errors';
 import { json, write } from '../format';
@@ -21,7 +21,7 @@ type SqliteDatabase = new (
  * when that cannot be told (the open that follows reports any real problem).
  */
 async function appliedBefore(url: string): Promise<string[] | undefined> {
-  const { parseDatabaseUrl } = require('../../database') as typeof DatabaseModule;
+  const { parseDatabaseUrl } = require('../../db/database') as typeof DatabaseModule;
   let target: ReturnType<typeof parseDatabaseUrl>;
   try {
     target = parseDatabaseUrl(url);
@@ -71,10 +71,10 @@ export function registerMigrateCommand(program: Command): void {
       .description('open the configured database (VMDB_DATABASE_URL), apply pending migrations, report what was applied (the explicit step when VMDB_AUTO_MIGRATE=false)'),
   ).action(async (options: { json?: boolean }) => {
     // Loaded here, so that API commands do not load TypeORM and the drivers.
-    const { loadConfig } = require('../../config') as typeof ConfigModule;
-    const { redact } = require('../../database') as typeof DatabaseModule;
-    const { VirtualMachineDB } = require('../../vmdb') as typeof VmdbModule;
-    const { applyConfigFile, loadSettings } = require('../../settings') as typeof SettingsModule;
+    const { loadConfig } = require('../../config/database') as typeof ConfigModule;
+    const { redact } = require('../../db/database') as typeof DatabaseModule;
+    const { VirtualMachineDB } = require('../../db/vmdb') as typeof VmdbModule;
+    const { applyConfigFile, loadSettings } = require('../../config/settings') as typeof SettingsModule;
     let config: ReturnType<typeof loadConfig>;
     try {
       applyConfigFile(process.env); // VMDB_CONFIG_FILE under the environment, for every reader

@@ -21,7 +21,7 @@ export function registerProcessCommands(program: Command): void {
         // Once installed, the Temporal SDK's native runtime can keep the event loop alive after a
         // failed start: end the process shortly after the error has been reported (main sets the code).
         setTimeout(() => process.exit(), 1000).unref();
-        // A configuration problem (src/settings.ts) is a usage error, as for `vmdb server` and `vmdb migrate`.
+        // A configuration problem (src/config/settings.ts) is a usage error, as for `vmdb server` and `vmdb migrate`.
         if ((err as Error)?.name === 'SettingsError') throw new CliError(EXIT.USAGE, (err as Error).message);
         throw new CliError(EXIT.FAILED, `worker: ${(err as Error).message}`);
       }

@@ -1,14 +1,14 @@
 import { type Command, InvalidArgumentError } from 'commander';
 import type * as UsageModule from '../../elastic/usage';
-import type * as FleetConfigModule from '../../fleet-config';
+import type * as FleetConfigModule from '../../config/fleet';
 import type * as ApiConfigModule from '../../api/config';
 import type * as ApiServerModule from '../../api/server';
-import type * as ConfigModule from '../../config';
-import type * as GracefulModule from '../../graceful';
-import type * as LifecycleClientModule from '../../lifecycle-client';
-import type * as SettingsModule from '../../settings';
-import type * as TemporalConfigModule from '../../temporal-config';
-import type * as VmdbModule from '../../vmdb';
+import type * as ConfigModule from '../../config/database';
+import type * as GracefulModule from '../../ops/graceful';
+import type * as LifecycleClientModule from '../../temporal/lifecycle-client';
+import type * as SettingsModule from '../../config/settings';
+import type * as TemporalConfigModule from '../../config/temporal';
+import type * as VmdbModule from '../../db/vmdb';
 import { CliError, EXIT } from '../errors';
 
 /**
@@ -62,11 +62,11 @@ export function registerServerCommand(program: Command): void {
     .option('--quiet', 'no request log')
     .action(async (options: { host?: string; port?: number; quiet?: boolean }) => {
       const api = loadApi();
-      const { loadConfig } = require('../../config') as typeof ConfigModule;
-      const { connectClient, loadTemporalSettings } = require('../../temporal-config') as typeof TemporalConfigModule;
-      const { LifecycleClient } = require('../../lifecycle-client') as typeof LifecycleClientModule;
-      const { VirtualMachineDB } = require('../../vmdb') as typeof VmdbModule;
-      const { applyConfigFile, loadSettings } = require('../../settings') as typeof SettingsModule;
+      const { loadConfig } = require('../../config/database') as typeof ConfigModule;
+      const { connectClient, loadTemporalSettings } = require('../../config/temporal') as typeof TemporalConfigModule;
+      const { LifecycleClient } = require('../../temporal/lifecycle-client') as typeof LifecycleClientModule;
+      const { VirtualMachineDB } = require('../../db/vmdb') as typeof VmdbModule;
+      const { applyConfigFile, loadSettings } = require('../../config/settings') as typeof SettingsModule;
 
       let settings: ReturnType<typeof api.config.loadApiConfig>;
       let config: ReturnType<typeof loadConfig>;
@@ -101,7 +101,7 @@ export function registerServerCommand(program: Command): void {
           throw new Error(`cannot connect to Temporal at ${temporal.address}: ${(err as Error).message}`);
         }
         cleanups.push(() => client.connection.close());
-        const fleet = (require('../../fleet-config') as typeof FleetConfigModule).loadFleetConfig();
+        const fleet = (require('../../config/fleet') as typeof FleetConfigModule).loadFleetConfig();
         const app = await api.server.buildApi({
           db,
           lifecycle: new LifecycleClient(client, db),
@@ -114,7 +114,7 @@ export function registerServerCommand(program: Command): void {
           safety: fleet.safety,
           prices: (require('../../elastic/usage') as typeof UsageModule).usagePrices(fleet),
         });
-        const { closeApi } = require('../../graceful') as typeof GracefulModule;
+        const { closeApi } = require('../../ops/graceful') as typeof GracefulModule;
         cleanups.push(() => closeApi(app));
         await app.listen({ host, port: listenPort });
         const address = app.server.address();

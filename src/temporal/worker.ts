@@ -10,16 +10,16 @@ import {
   Worker,
   type WorkerOptions,
 } from '@temporalio/worker';
-import { type VmCredentials, createCloudActivities } from '../activities/cloud';
-import { createDatabaseActivities } from '../activities/database';
-import { createDirectorActivities } from '../activities/director';
-import { createSafetyActivities } from '../activities/safety';
-import { createSshActivities } from '../activities/ssh';
-import type { CloudDriver } from './drivers/driver';
-import type { FleetConfig } from './fleet-config';
-import { type Logger, PinoSdkLogger, processLogger, sdkLevelOf } from './log';
-import { activityFailures } from './metrics';
-import type { VirtualMachineDB } from './vmdb';
+import { type VmCredentials, createCloudActivities } from '../../activities/cloud';
+import { createDatabaseActivities } from '../../activities/database';
+import { createDirectorActivities } from '../../activities/director';
+import { createSafetyActivities } from '../../activities/safety';
+import { createSshActivities } from '../../activities/ssh';
+import type { CloudDriver } from '../drivers/driver';
+import type { FleetConfig } from '../config/fleet';
+import { type Logger, PinoSdkLogger, processLogger, sdkLevelOf } from '../ops/log';
+import { activityFailures } from '../ops/metrics';
+import type { VirtualMachineDB } from '../db/vmdb';
 
 export interface VmdbWorkerDeps {
   db: VirtualMachineDB;
@@ -63,7 +63,7 @@ export async function createVmdbWorker(deps: VmdbWorkerDeps): Promise<Worker> {
     connection: deps.connection,
     namespace: deps.namespace,
     taskQueue: deps.taskQueue,
-    ...(deps.workflowBundle ? { workflowBundle: deps.workflowBundle } : { workflowsPath: require.resolve('../workflows') }),
+    ...(deps.workflowBundle ? { workflowBundle: deps.workflowBundle } : { workflowsPath: require.resolve('../../workflows') }),
     activities: vmdbActivities(deps),
     interceptors: { activity: [(ctx) => ({ inbound: new ActivityFailureCounter(ctx) })] },
     ...deps.tuning,

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-/** What the worker's readiness depends on; see readiness() in src/readiness.ts. */
+/** What the worker's readiness depends on; see readiness() in src/ops/readiness.ts. */
 export type ReadinessProbe = () => Promise<{ status: 'ready' | 'not ready' } & Record<string, unknown>>;
 
 export interface WorkerHealthServer {

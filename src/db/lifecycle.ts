@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
-import type { HeartbeatFigures } from '../entities/heartbeat';
-import { type ObjectKind, OCCUPYING_STATES, STALLABLE_STATES, allowedSources, checkTransition, isValidState } from '../entities/states';
+import type { HeartbeatFigures } from '../../entities/heartbeat';
+import { type ObjectKind, OCCUPYING_STATES, STALLABLE_STATES, allowedSources, checkTransition, isValidState } from '../../entities/states';
 import type { Executor, Row } from './database';
 import { type HeartbeatMark, bumpVersion, insertLife } from './instance-life';
 import { Refusal, type Result, S_ERROR, S_OK } from './result';

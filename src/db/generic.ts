@@ -1,4 +1,4 @@
-import { type TableName, columnNames, isTableName } from '../entities/tables';
+import { type TableName, columnNames, isTableName } from '../../entities/tables';
 import { type ConditionArgs, limitClause, orderClause, quote, whereClause } from './conditions';
 import type { Executor } from './database';
 import { type Result, S_OK } from './result';

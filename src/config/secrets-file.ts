@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { linkSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { newSecret } from './auth/tokens';
+import { newSecret } from '../auth/tokens';
 import { privatePathProblem } from './private-path';
 
 export interface GeneratedSecrets {

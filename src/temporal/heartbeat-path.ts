@@ -1,12 +1,12 @@
 import { type Client, WorkflowNotFoundError } from '@temporalio/client';
-import type { HeartbeatFigures } from '../entities/heartbeat';
-import { type HeartbeatNews, type HeartbeatReply, heartbeatNewsSignal, lifecycleWorkflowId } from '../workflows/definitions';
-import type { HeartbeatRefusalCode, RecordedHeartbeat } from './heartbeat-record';
-import type { HeartbeatMark } from './instance-life';
-import { instanceFields, processLogger } from './log';
-import { heartbeatSignals } from './metrics';
-import { type Result, S_OK } from './result';
-import type { VirtualMachineDB } from './vmdb';
+import type { HeartbeatFigures } from '../../entities/heartbeat';
+import { type HeartbeatNews, type HeartbeatReply, heartbeatNewsSignal, lifecycleWorkflowId } from '../../workflows/definitions';
+import type { HeartbeatRefusalCode, RecordedHeartbeat } from '../db/heartbeat-record';
+import type { HeartbeatMark } from '../db/instance-life';
+import { instanceFields, processLogger } from '../ops/log';
+import { heartbeatSignals } from '../ops/metrics';
+import { type Result, S_OK } from '../db/result';
+import type { VirtualMachineDB } from '../db/vmdb';
 
 /** How long a heartbeat waits for Temporal to take its signal before it is answered anyway. */
 export const DEFAULT_SIGNAL_TIMEOUT_MS = 2_000;

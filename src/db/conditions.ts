@@ -1,4 +1,4 @@
-import { type ColumnSpec, type TableName, TABLE_NAMES, columnOf } from '../entities/tables';
+import { type ColumnSpec, type TableName, TABLE_NAMES, columnOf } from '../../entities/tables';
 import { columnValue, count, fail, plainObject, show } from './validate';
 
 /** A WHERE clause and its bound values; identifiers come only from the table description. */

@@ -1,5 +1,5 @@
-import { INSTANCE_STATES } from '../entities/states';
-import { type ColumnSpec, type TableName, columnOf } from '../entities/tables';
+import { INSTANCE_STATES } from '../../entities/states';
+import { type ColumnSpec, type TableName, columnOf } from '../../entities/tables';
 import { quote, whereClause, limitClause } from './conditions';
 import type { Executor } from './database';
 import { ensureImage, forceError } from './lifecycle';

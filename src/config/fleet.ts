@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
-import type { SshContextualization } from '../workflows/definitions';
-import { type EndpointDriverConfig, parseEndpointName } from './drivers/driver';
-import { type ElasticEndpointConfig, validateElastic } from './elastic/config';
-import { DEFAULT_SAFETY, type SafetyConfig, validateSafety } from './safety/config';
+import type { SshContextualization } from '../../workflows/definitions';
+import { parseEndpointName } from '../drivers/driver';
+import { type EndpointDriverConfig } from '../drivers/registry';
+import { type ElasticEndpointConfig, validateElastic } from '../elastic/config';
+import { DEFAULT_SAFETY, type SafetyConfig, validateSafety } from '../safety/config';
 import { settingsFor } from './settings';
 
 /** One endpoint the Director keeps filled (up to maxInstances, or toward its demand: src/elastic/config.ts). */

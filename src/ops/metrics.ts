@@ -1,10 +1,10 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { INSTANCE_STATES } from '../entities/states';
-import { type UsageTotal, usageTotals } from './elastic/usage';
-import { observeTransitions } from './lifecycle';
-import type { VirtualMachineDB } from './vmdb';
+import { INSTANCE_STATES } from '../../entities/states';
+import { type UsageTotal, usageTotals } from '../elastic/usage';
+import { observeTransitions } from '../db/lifecycle';
+import type { VirtualMachineDB } from '../db/vmdb';
 
 /**
  * vmdb's Prometheus metrics: one registry per process, served as `/metrics` by

@@ -1,5 +1,5 @@
-import type { ColumnSpec, TableName } from '../entities/tables';
-import { COLUMNS } from '../entities/tables';
+import type { ColumnSpec, TableName } from '../../entities/tables';
+import { COLUMNS } from '../../entities/tables';
 import type { Row } from './database';
 import { fromSqlTime } from './time';
 

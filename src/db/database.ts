@@ -1,8 +1,8 @@
 import 'reflect-metadata';
 import { resolve as resolvePath } from 'node:path';
 import { DataSource, type QueryRunner } from 'typeorm';
-import { MIGRATIONS, VmEndpointControl, VmFleetControl, VmHistory, VmImage, VmInstance, VmInstanceControl, VmInstanceLife } from '../entities';
-import type { Dialect } from '../entities/migrations/dialect';
+import { MIGRATIONS, VmEndpointControl, VmFleetControl, VmHistory, VmImage, VmInstance, VmInstanceControl, VmInstanceLife } from '../../entities';
+import type { Dialect } from '../../entities/migrations/dialect';
 import { Mutex } from './mutex';
 
 export type { Dialect };

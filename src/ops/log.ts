@@ -1,7 +1,7 @@
 import { Context } from '@temporalio/activity';
 import type { LogLevel, LogMetadata, Logger as SdkLogger } from '@temporalio/common';
 import pino, { type DestinationStream, type Level, type LevelWithSilent, type Logger } from 'pino';
-import { lifecycleWorkflowId } from '../workflows/definitions';
+import { lifecycleWorkflowId } from '../../workflows/definitions';
 
 export type { Logger } from 'pino';
 

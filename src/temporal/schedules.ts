@@ -1,5 +1,5 @@
 import { type Client, ScheduleAlreadyRunning, ScheduleOverlapPolicy } from '@temporalio/client';
-import type { FleetConfig } from './fleet-config';
+import type { FleetConfig } from '../config/fleet';
 
 export const DIRECTOR_SCHEDULE_ID = 'vmdb-director';
 export const SWEEP_SCHEDULE_ID = 'vmdb-stalled-sweep';

@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
-import { countProblem, describeValue, figureProblem } from '../entities/heartbeat';
-import { isValidState, type ObjectKind } from '../entities/states';
-import { type ColumnSpec, type TableName, columnOf } from '../entities/tables';
+import { countProblem, describeValue, figureProblem } from '../../entities/heartbeat';
+import { isValidState, type ObjectKind } from '../../entities/states';
+import { type ColumnSpec, type TableName, columnOf } from '../../entities/tables';
 import { InputError } from './result';
 import { toSqlTime } from './time';
 

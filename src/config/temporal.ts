@@ -1,23 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { Connection, Client } from '@temporalio/client';
 import { NativeConnection, type NativeConnectionOptions } from '@temporalio/worker';
-import { settingsFor } from './settings';
+import { type TemporalSettings, settingsFor } from './settings';
 
-/** Where the Temporal cluster is and how to reach it (environment variables in parentheses). */
-export interface TemporalSettings {
-  /** host:port of the frontend (TEMPORAL_ADDRESS, default 127.0.0.1:7233). */
-  address: string;
-  /** (TEMPORAL_NAMESPACE, default "default") */
-  namespace: string;
-  /** (VMDB_TASK_QUEUE, default "vmdb", workflows/definitions.ts DEFAULT_TASK_QUEUE) */
-  taskQueue: string;
-  /** mTLS to a self-hosted cluster or Temporal Cloud (TEMPORAL_TLS_CERT, TEMPORAL_TLS_KEY, TEMPORAL_TLS_CA, TEMPORAL_TLS_SERVER_NAME files/names). */
-  tls?: { certFile?: string; keyFile?: string; caFile?: string; serverName?: string };
-  /** Temporal Cloud API key instead of mTLS (TEMPORAL_API_KEY). */
-  apiKey?: string;
-}
+export type { TemporalSettings };
 
-/** The Temporal settings; throws an Error naming a bad one (src/settings.ts does the checking). */
+/** The Temporal settings; throws an Error naming a bad one (src/config/settings.ts does the checking). */
 export function loadTemporalSettings(env: NodeJS.ProcessEnv = process.env): TemporalSettings {
   return settingsFor(env, TEMPORAL_SETTINGS).temporal;
 }

@@ -1,6 +1,5 @@
 import { accessSync, constants, readFileSync } from 'node:fs';
-import { parseDatabaseUrl } from './database';
-import type { TemporalSettings } from './temporal-config';
+import { parseDatabaseUrl } from '../db/database';
 
 /**
  * Every setting the vmdb service reads, in one place.
@@ -73,7 +72,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { name: 'VMDB_TEMPORAL_UI_PORT', kind: 'port', default: String(DEFAULT_DEV_TEMPORAL_UI_PORT), description: '`npm start`: port of the embedded Temporal Web UI' },
   { name: 'VMDB_WORKER_METRICS_PORT', kind: 'bind', default: '9464', description: "[host:]port of the worker's Prometheus /metrics (a bare port listens on 127.0.0.1; 0: none)" },
   { name: 'VMDB_TEMPORAL_METRICS_PORT', kind: 'bind', default: '9465', description: "[host:]port of the Temporal SDK's worker metrics (a bare port listens on 127.0.0.1; 0: none)" },
-  { name: 'VMDB_LOG_LEVEL', kind: 'text', default: 'info', description: 'Log level (checked by the logger, src/log.ts)' },
+  { name: 'VMDB_LOG_LEVEL', kind: 'text', default: 'info', description: 'Log level (checked by the logger, src/ops/log.ts)' },
 ];
 
 /**
@@ -317,6 +316,20 @@ function valueProblem(spec: SettingSpec, raw: string): string | undefined {
 }
 
 /** The typed settings; anything not given has its default. */
+/** Where the Temporal cluster is and how to reach it (environment variables in parentheses). */
+export interface TemporalSettings {
+  /** host:port of the frontend (TEMPORAL_ADDRESS, default 127.0.0.1:7233). */
+  address: string;
+  /** (TEMPORAL_NAMESPACE, default "default") */
+  namespace: string;
+  /** (VMDB_TASK_QUEUE, default "vmdb", workflows/definitions.ts DEFAULT_TASK_QUEUE) */
+  taskQueue: string;
+  /** mTLS to a self-hosted cluster or Temporal Cloud (TEMPORAL_TLS_CERT, TEMPORAL_TLS_KEY, TEMPORAL_TLS_CA, TEMPORAL_TLS_SERVER_NAME files/names). */
+  tls?: { certFile?: string; keyFile?: string; caFile?: string; serverName?: string };
+  /** Temporal Cloud API key instead of mTLS (TEMPORAL_API_KEY). */
+  apiKey?: string;
+}
+
 export interface Settings {
   databaseUrl: string;
   stallingInterval: number;

@@ -1,6 +1,6 @@
-import { type HeartbeatFigures, heartbeatProblems } from '../entities/heartbeat';
-import { ALLOWED_TRANSITIONS, IMAGE_STATES, INSTANCE_STATES, isStartingState } from '../entities/states';
-import { TABLES_DESC, type TableName, columnOf } from '../entities/tables';
+import { type HeartbeatFigures, heartbeatProblems } from '../../entities/heartbeat';
+import { ALLOWED_TRANSITIONS, IMAGE_STATES, INSTANCE_STATES, isStartingState } from '../../entities/states';
+import { TABLES_DESC, type TableName, columnOf } from '../../entities/tables';
 import { type ConditionArgs, buildCondition as buildSqlCondition, type Condition } from './conditions';
 import { Database, type Executor, redact } from './database';
 import * as generic from './generic';

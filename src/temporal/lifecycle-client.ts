@@ -1,11 +1,11 @@
 import { ApplicationFailure, type Client, WorkflowUpdateFailedError, WorkflowNotFoundError } from '@temporalio/client';
-import { heartbeatProblems, type HeartbeatFigures } from '../entities/heartbeat';
-import { type Directive, type HeartbeatReply, haltingUpdate, runningUpdate, lifecycleWorkflowId, stateQuery, stopUpdate, type LifecycleState } from '../workflows/definitions';
+import { heartbeatProblems, type HeartbeatFigures } from '../../entities/heartbeat';
+import { type Directive, type HeartbeatReply, haltingUpdate, runningUpdate, lifecycleWorkflowId, stateQuery, stopUpdate, type LifecycleState } from '../../workflows/definitions';
 import { HeartbeatPath } from './heartbeat-path';
-import type { HeartbeatRefusalCode } from './heartbeat-record';
-import type { HeartbeatMark } from './instance-life';
-import { type Result, S_ERROR, S_OK } from './result';
-import type { VirtualMachineDB } from './vmdb';
+import type { HeartbeatRefusalCode } from '../db/heartbeat-record';
+import type { HeartbeatMark } from '../db/instance-life';
+import { type Result, S_ERROR, S_OK } from '../db/result';
+import type { VirtualMachineDB } from '../db/vmdb';
 
 /**
  * How the API, the agent's endpoint and the CLI talk to instance workflows:

@@ -1,5 +1,5 @@
-import { type VmDirective, checkTransition, directiveForStatus } from '../entities/states';
-import type { HeartbeatFigures } from '../entities/heartbeat';
+import { type VmDirective, checkTransition, directiveForStatus } from '../../entities/states';
+import type { HeartbeatFigures } from '../../entities/heartbeat';
 import type { Executor } from './database';
 import type { HeartbeatMark } from './instance-life';
 import { type InstanceRow, heartbeatOfLocked } from './lifecycle';

@@ -1,5 +1,5 @@
 import type { Client } from '@temporalio/client';
-import type { VirtualMachineDB } from './vmdb';
+import type { VirtualMachineDB } from '../db/vmdb';
 
 /** How long one check may take before its part counts as down. */
 export const CHECK_TIMEOUT_MS = 3000;

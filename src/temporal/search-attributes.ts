@@ -1,7 +1,7 @@
 import type { Connection } from '@temporalio/client';
 import { status } from '@grpc/grpc-js';
 import { temporal } from '@temporalio/proto';
-import { SEARCH_ATTRIBUTES } from '../workflows/definitions';
+import { SEARCH_ATTRIBUTES } from '../../workflows/definitions';
 
 /**
  * Registers vmdb's Keyword search attributes on the namespace when missing

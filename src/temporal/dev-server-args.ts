@@ -1,4 +1,4 @@
-import { SEARCH_ATTRIBUTES } from '../workflows/definitions';
+import { SEARCH_ATTRIBUTES } from '../../workflows/definitions';
 
 export interface DevServerOptions {
   ip: string;

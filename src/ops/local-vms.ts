@@ -1,8 +1,8 @@
 import type { Client } from '@temporalio/client';
-import { type Ghost, createSafetyActivities } from '../activities/safety';
-import { createDrivers } from './drivers/driver';
-import { type FleetConfig, driverConfigs } from './fleet-config';
-import type { VirtualMachineDB } from './vmdb';
+import { type Ghost, createSafetyActivities } from '../../activities/safety';
+import { createDrivers } from '../drivers/registry';
+import { type FleetConfig, driverConfigs } from '../config/fleet';
+import type { VirtualMachineDB } from '../db/vmdb';
 
 /**
  * The fleet's local endpoints, whose VMs are processes of this host: `npm start` stops them with the

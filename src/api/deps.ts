@@ -1,0 +1,31 @@
+import type { Client } from '@temporalio/client';
+import type { OperatorToken } from '../auth/tokens';
+import type { VirtualMachineDB } from '../db/vmdb';
+import type { UsagePrice } from '../elastic/usage';
+import type { Logger } from '../ops/log';
+import type { SafetyConfig } from '../safety/config';
+import type { LifecycleClient } from '../temporal/lifecycle-client';
+
+/** What the API's routes are given: the record, the workflows, and who may call. */
+export interface ApiDeps {
+  db: VirtualMachineDB;
+  lifecycle: LifecycleClient;
+  /** For the director routes and the health check; without it they answer 503 / "down". */
+  temporal?: Client;
+  operators: OperatorToken[];
+  /** The secret VM tokens are signed with (src/auth/tokens.ts). */
+  tokenSecret: string;
+  /**
+   * A pino logger (the process logger, or a child of it); true: the process logger; an object:
+   * a logger at its `level`; false or absent: no logs.
+   */
+  logger?: boolean | { level?: string } | Logger;
+  /** The Temporal Web UI and namespace, for the dashboard's workflow links; absent: no links. */
+  temporalUi?: { url: string; namespace: string };
+  /** The built dashboard (`npm run build`); default dist/web beside this build. */
+  dashboardDir?: string;
+  /** When set, the API records its pulse (src/safety/pulse.ts) while it listens: VMs report through it. */
+  safety?: SafetyConfig;
+  /** Prices per VM-hour of the fleet file's endpoints, for `GET /usage` (usagePrices); absent: no costs. */
+  prices?: UsagePrice[];
+}
