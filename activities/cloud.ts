@@ -4,7 +4,7 @@ import { type CloudDriver, type CloudInstance, type CreateRequest, EndpointError
 import { activityLogger } from '../src/ops/log';
 import { endpointStopFailures } from '../src/ops/metrics';
 import type { SafetyConfig } from '../src/safety/config';
-import { SafetyStore } from '../src/safety/store';
+import { SafetyStore } from '../src/db/safety-store';
 import type { VirtualMachineDB } from '../src/db/vmdb';
 
 /** How a new VM finds the API: its address and the secret its token is signed with. */

@@ -1,13 +1,15 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { HeartbeatFigures } from '../entities/heartbeat';
 import { activityLogger } from '../src/ops/log';
-import { type Failure, type Result, isDatabaseError } from '../src/db/result';
+import { type InstanceChange, UnknownInstanceError } from '../src/db/instance-store';
+import type { LifeSnapshot } from '../src/db/instance-life';
+import { DATABASE_ERROR_PREFIX } from '../src/db/result';
 import type { VirtualMachineDB } from '../src/db/vmdb';
-import type { Directive } from '../workflows/definitions';
+import { type Directive, type InstanceStatus, directiveOfRefusal } from '../entities/states';
 
 /** Where an instance stands in the database after an activity. */
 export interface InstanceSnapshot {
-  status: string;
+  status: InstanceStatus;
   /** LastUpdate as a UTC ISO string. */
   lastUpdate: string | null;
   errorMessage: string;
@@ -26,114 +28,103 @@ export interface StateChange extends InstanceSnapshot {
   state?: string;
 }
 
-/** A failed database (not a refused request) is worth retrying; everything else is a final answer. */
-function retryIfDatabaseDown<T extends Result<unknown>>(result: T): T {
-  if (isDatabaseError(result)) throw ApplicationFailure.retryable((result as Failure).Message, 'DatabaseError');
-  return result;
+/** A failed database (not a refused request) is worth retrying; an instance that does not exist is not. */
+async function landed<T>(write: () => Promise<T>): Promise<T> {
+  try {
+    return await write();
+  } catch (err) {
+    if (err instanceof UnknownInstanceError) throw ApplicationFailure.nonRetryable(err.message, 'UnknownInstance');
+    if (err instanceof ApplicationFailure) throw err;
+    throw ApplicationFailure.retryable(`${DATABASE_ERROR_PREFIX}${(err as Error)?.message ?? String(err)}`, 'DatabaseError');
+  }
+}
+
+function snapshotOf(row: LifeSnapshot): InstanceSnapshot {
+  const { status, lastUpdate, errorMessage, version } = row;
+  return { status, lastUpdate, errorMessage, version };
 }
 
 /**
- * Activities over the VirtualMachineDB facade: every state change goes
- * through it, so the transition table is enforced in one place. Each one is
+ * Activities over the life cycle's store (src/db/instance-store.ts): every state change goes through
+ * the transition table, and answers with the row it left, read in its own transaction. Each one is
  * safe to retry: a repeated transition to the current state only refreshes LastUpdate.
  */
 export function createDatabaseActivities(db: VirtualMachineDB) {
-  async function snapshot(instanceID: number): Promise<InstanceSnapshot> {
-    const read = retryIfDatabaseDown(await db.getInstanceLife(instanceID));
-    if (!read.OK) throw ApplicationFailure.nonRetryable(read.Message, 'UnknownInstance');
-    const { status, lastUpdate, errorMessage, version } = read.Value;
-    return { status, lastUpdate, errorMessage, version };
-  }
-
-  /** A bookkeeping write that must land: retried through an outage like every other. */
-  function landed(result: Result<unknown>): void {
-    retryIfDatabaseDown(result);
-    if (!result.OK) throw ApplicationFailure.nonRetryable(result.Message, 'UnknownInstance');
-  }
+  const store = db.instanceStore();
 
   /**
-   * The outcome of a state change, logged for the instance: `what` names the request. Heartbeats
-   * (`quiet`) log at debug: they are the steady state, and many.
+   * A state change, logged for the instance: `what` names the request. Heartbeats (`quiet`) log at
+   * debug: they are the steady state, and many.
    */
-  async function change(instanceID: number, result: Result<unknown>, what: string, uniqueID?: string, quiet = false): Promise<StateChange> {
-    retryIfDatabaseDown(result);
-    const now = await snapshot(instanceID);
+  async function change(instanceID: number, request: () => Promise<InstanceChange>, what: string, uniqueID?: string, quiet = false): Promise<StateChange> {
+    const outcome = await landed(request);
+    const now = snapshotOf(outcome.row);
     const log = activityLogger({ instanceID, uniqueID });
     const inError = now.status === 'Error';
     const fields = { status: now.status, ...(inError ? { errorMessage: now.errorMessage } : {}) };
-    if (result.OK) {
+    if (outcome.accepted) {
       log[inError ? 'warn' : quiet ? 'debug' : 'info'](fields, `${what}: ${now.status}`);
       return { ...now, accepted: true };
     }
-    log[inError ? 'warn' : 'info']({ ...fields, refusal: result.Message, state: result.State }, `${what} refused`);
-    return { ...now, accepted: false, message: result.Message, state: result.State };
+    log[inError ? 'warn' : 'info']({ ...fields, refusal: outcome.message, state: outcome.state }, `${what} refused`);
+    return { ...now, accepted: false, message: outcome.message, state: outcome.state };
   }
 
   return {
     /** Records the cloud's id for the VM and moves New -> Submitted; a retry after success is accepted. */
     async recordSubmitted(instanceID: number, uniqueID: string): Promise<StateChange> {
-      const current = await snapshot(instanceID);
-      const known = retryIfDatabaseDown(await db.getUniqueID(instanceID));
-      if (known.OK && known.Value === uniqueID && current.status !== 'New') {
-        return { ...current, accepted: current.status === 'Submitted' };
-      }
-      const set = retryIfDatabaseDown(await db.setInstanceUniqueID(instanceID, uniqueID));
-      if (!set.OK) return { ...current, accepted: false, message: set.Message };
-      return change(instanceID, await db.declareInstanceSubmitted(uniqueID), 'submitted', uniqueID);
+      return change(instanceID, () => store.recordSubmitted(instanceID, uniqueID), 'submitted', uniqueID);
     },
 
     async declareWaitSshContext(instanceID: number): Promise<StateChange> {
-      return change(instanceID, await db.declareInstanceWaitSshContext(instanceID), 'waiting for SSH');
+      return change(instanceID, () => store.waitForSsh(instanceID), 'waiting for SSH');
     },
 
     async declareContextualizing(instanceID: number): Promise<StateChange> {
-      return change(instanceID, await db.declareInstanceContextualizing(instanceID), 'contextualizing');
+      return change(instanceID, () => store.contextualizing(instanceID), 'contextualizing');
     },
 
-    /** The heartbeat's history row and figures are committed before the directive is returned. */
+    /** v1 runs: the heartbeat's history row and figures are committed before the directive is returned. */
     async recordHeartbeat(instanceID: number, uniqueID: string, figures: HeartbeatFigures): Promise<StateChange & { directive: Directive }> {
-      const result = retryIfDatabaseDown(
-        await db.instanceIDHeartBeat(uniqueID, figures.load, figures.jobs, figures.transferredFiles, figures.transferredBytes, figures.uptime),
-      );
-      const outcome = await change(instanceID, result, 'heartbeat', uniqueID, result.OK);
-      if (result.OK) return { ...outcome, directive: 'ok' };
-      if (result.State === 'stop' || result.State === 'halt') return { ...outcome, directive: result.State };
+      const outcome = await landed(() => store.heartbeat(instanceID, uniqueID, figures));
+      const recorded = await change(instanceID, async () => outcome, 'heartbeat', uniqueID, outcome.accepted);
+      if (outcome.accepted) return { ...recorded, directive: 'ok' };
+      const told = directiveOfRefusal(outcome.state);
+      if (told) return { ...recorded, directive: told };
       // Anything else (image in Error, instance in Error): the VM must not keep running.
-      if (outcome.status === 'Error') return { ...outcome, directive: 'halt' };
-      throw ApplicationFailure.nonRetryable(result.Message, 'HeartbeatRefused');
+      if (recorded.status === 'Error') return { ...recorded, directive: 'halt' };
+      throw ApplicationFailure.nonRetryable(outcome.message, 'HeartbeatRefused');
     },
 
     /** declareInstanceRunning: Running with the VM's addresses (a refusal changes nothing). */
     async recordRunning(instanceID: number, uniqueID: string, publicIP: string, privateIP: string): Promise<StateChange> {
-      return change(instanceID, await db.declareInstanceRunning(uniqueID, publicIP, privateIP), 'running', uniqueID);
+      return change(instanceID, () => store.running(instanceID, uniqueID, publicIP, privateIP), 'running', uniqueID);
     },
 
     async recordHalting(instanceID: number, uniqueID: string, load: number): Promise<StateChange> {
-      return change(instanceID, await db.declareInstanceHalting(uniqueID, load), 'halting', uniqueID);
+      return change(instanceID, () => store.halting(instanceID, uniqueID, load), 'halting', uniqueID);
     },
 
     /** Operator stop with the seed's per-state rules (Stalled/New -> Halted, else Stopping). */
     async requestStop(instanceID: number): Promise<StateChange> {
-      const result = await db.declareInstancesStopping([instanceID]);
-      const own = result.OK ? result.Value[instanceID] : ((result as { Value?: Record<string, Result<string>> }).Value?.[instanceID] ?? result);
-      return change(instanceID, own, 'stop');
+      return change(instanceID, () => store.operatorStop(instanceID), 'stop');
     },
 
     async declareStalled(instanceID: number, lastSeenUpdate: string | null): Promise<StateChange> {
-      return change(instanceID, await db.declareInstanceStalled(instanceID, lastSeenUpdate ?? undefined), 'stalled');
+      return change(instanceID, () => store.stalled(instanceID, lastSeenUpdate), 'stalled');
     },
 
     /** Halted after the VM was stopped at its endpoint (recordDBHalt; Halted -> Halted only refreshes). */
     async recordHalt(instanceID: number): Promise<StateChange> {
-      return change(instanceID, await db.recordDBHalt(instanceID, 0), 'halted');
+      return change(instanceID, () => store.halted(instanceID), 'halted');
     },
 
     async declareError(instanceID: number, message: string): Promise<StateChange> {
-      return change(instanceID, await db.declareInstanceError(instanceID, message.slice(0, 255)), 'error');
+      return change(instanceID, () => store.error(instanceID, message), 'error');
     },
 
     async instanceSnapshot(instanceID: number): Promise<InstanceSnapshot> {
-      return snapshot(instanceID);
+      return snapshotOf(await landed(() => store.row(instanceID)));
     },
 
     /**
@@ -141,17 +132,17 @@ export function createDatabaseActivities(db: VirtualMachineDB) {
      * -> Stalled; Stopping and Stalled stay. Halted and Error are refused (accepted: false).
      */
     async stopRecord(instanceID: number, shutdownAt: string | null): Promise<StateChange> {
-      return change(instanceID, await db.requestInstanceStop(instanceID, shutdownAt), 'stop');
+      return change(instanceID, () => store.lifecycleStop(instanceID, shutdownAt), 'stop');
     },
 
     /** Stores the planned shutdown the heartbeat answer carries (null: none planned). */
     async planShutdown(instanceID: number, shutdownAt: string | null): Promise<void> {
-      landed(await db.planInstanceShutdown(instanceID, shutdownAt));
+      await landed(() => store.planShutdown(instanceID, shutdownAt));
     },
 
     /** Shows (reason) or clears (null) a stop at the endpoint that keeps failing. */
     async markHaltPending(instanceID: number, reason: string | null): Promise<void> {
-      landed(await db.setInstanceHaltPending(instanceID, reason));
+      await landed(() => store.markHaltPending(instanceID, reason));
       const log = activityLogger({ instanceID });
       if (reason === null) log.info('halt no longer pending: the endpoint stopped the VM');
       else log.warn({ reason }, 'halt pending: the endpoint keeps refusing to stop the VM');

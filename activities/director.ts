@@ -5,14 +5,14 @@ import { userDataWithStopPolicy } from '../src/elastic/config';
 import type { EndpointConfig } from '../src/config/fleet';
 import { activityLogger } from '../src/ops/log';
 import { readDemand, demandTarget } from '../src/elastic/demand';
-import { HaltStore } from '../src/elastic/halts';
+import { HaltStore } from '../src/db/halt-store';
 import { directorDemand, directorFailures, directorLaunches, directorTarget, endpointBackoff } from '../src/ops/metrics';
 import { DEFAULT_SAFETY, type SafetyConfig } from '../src/safety/config';
 import { FleetGuard } from '../src/safety/guard';
-import { type FleetMode, SafetyStore } from '../src/safety/store';
-import { toSqlTime } from '../src/db/time';
+import { type FleetMode, SafetyStore } from '../src/db/safety-store';
 import type { VirtualMachineDB } from '../src/db/vmdb';
-import { STALLABLE_STATES } from '../entities/states';
+import { DRAINED_STATES, type InstanceStatus, LIVE_STATES } from '../entities/states';
+import { UnwatchedInstances } from '../src/db/unwatched';
 import { type LifecycleInput, VmEndpoint, VmImage, VmRunningPod, VmStatus, haltSignal, lifecycleWorkflowId, stopUpdate } from '../workflows/definitions';
 
 export interface DirectorDeps {
@@ -60,6 +60,8 @@ export function createDirectorActivities(deps: DirectorDeps) {
   const store = SafetyStore.of(db);
   const halts = HaltStore.of(db);
   const guard = new FleetGuard(db, safety, undefined, deps.now);
+  const unwatched = new UnwatchedInstances(db);
+  const instances = db.instanceStore();
   const now = deps.now ?? (() => new Date());
 
   /** Why the Director launches nothing at this endpoint now, or undefined. */
@@ -106,13 +108,11 @@ export function createDirectorActivities(deps: DirectorDeps) {
 
   /** Drain or halt mode: every live instance of the endpoint not under manual control is told to stop, or halted. */
   async function applyMode(mode: 'drain' | 'halt', endpoint: string): Promise<number[]> {
-    const states = mode === 'drain' ? ['New', 'Running'] : [...STALLABLE_STATES, 'Stopping', 'Stalled'];
+    const states: readonly InstanceStatus[] = mode === 'drain' ? DRAINED_STATES : LIVE_STATES;
     const manual = new Set((await store.manualInstances()).map((m) => m.instanceID));
     const acted: number[] = [];
     for (const status of states) {
-      const rows = must('list instances', await db.getFields('vm_Instances', ['InstanceID'], { Endpoint: endpoint, Status: status })) as [number][];
-      for (const [id] of rows) {
-        const instanceID = Number(id);
+      for (const { instanceID } of await instances.instances({ endpoint, statuses: [status] })) {
         if (manual.has(instanceID)) continue;
         const handle = client.workflow.getHandle(lifecycleWorkflowId(instanceID));
         try {
@@ -123,7 +123,7 @@ export function createDirectorActivities(deps: DirectorDeps) {
             activityLogger({ instanceID }).warn({ endpoint, mode, err }, 'cannot reach the instance workflow; recording in the database');
           }
           // No workflow (or it refused): the database alone records it.
-          const result = mode === 'drain' ? await db.declareInstancesStopping([instanceID]) : await db.recordDBHalt(instanceID, 0);
+          const result = mode === 'drain' ? await unwatched.stop(instanceID) : await unwatched.recordHalted(instanceID);
           if (!result.OK) continue;
         }
         acted.push(instanceID);
@@ -187,9 +187,9 @@ export function createDirectorActivities(deps: DirectorDeps) {
           // Toward the demand's target when there is a source; never below the live count: nothing is stopped to shrink.
           const reserved = must(`reserve ${endpoint}`, await db.reserveInstances(endpoint, config.image, config.runningPod, demand?.target ?? config.maxInstances));
           // New rows without a running workflow (reserved now, or left by a pass that died midway) get one.
-          const waiting = must('list New instances', await db.getFields('vm_Instances', ['InstanceID', 'Name'], { Endpoint: endpoint, Status: 'New' }));
+          const waiting = await instances.instances({ endpoint, statuses: ['New'] });
           const started: number[] = [];
-          for (const [instanceID, name] of waiting as [number, string][]) {
+          for (const { instanceID, name } of waiting) {
             try {
               await startLifecycle(config, instanceID, name);
               started.push(instanceID);
@@ -219,21 +219,16 @@ export function createDirectorActivities(deps: DirectorDeps) {
     async sweepStalled(): Promise<SweepReport> {
       // One by one, each through the safety rules: a mass silence after an outage must not stall the fleet.
       const cutoff = new Date(now().getTime() - db.stallingInterval * 1000);
-      const marks = STALLABLE_STATES.map(() => '?').join(', ');
-      const silent = await db.executor.select(
-        `SELECT \`InstanceID\`, \`Endpoint\` FROM \`vm_Instances\` WHERE \`Status\` IN (${marks}) AND \`LastUpdate\` < ? ORDER BY \`InstanceID\``,
-        [...STALLABLE_STATES, toSqlTime(cutoff)],
-      );
+      const silent = await unwatched.silentSince(cutoff);
       const stalled: number[] = [];
       const held: { instanceID: number; reason: string }[] = [];
-      for (const row of silent) {
-        const instanceID = Number(row.InstanceID);
-        const verdict = await guard.silenceVerdict(instanceID, String(row.Endpoint), 'stall');
+      for (const { instanceID, endpoint } of silent) {
+        const verdict = await guard.silenceVerdict(instanceID, endpoint, 'stall');
         if (!verdict.allow) {
           held.push({ instanceID, reason: verdict.reason ?? verdict.rule ?? 'held' });
           continue;
         }
-        if ((await db.declareInstanceStalled(instanceID)).OK) stalled.push(instanceID);
+        if ((await unwatched.stall(instanceID)).OK) stalled.push(instanceID);
       }
       if (held.length) activityLogger().warn({ held: held.length, first: held[0] }, 'stalled sweep: silent instances held back by the safety rules');
       const halted: number[] = [];
@@ -244,10 +239,10 @@ export function createDirectorActivities(deps: DirectorDeps) {
         } catch (err) {
           if (!(err instanceof WorkflowNotFoundError)) throw err;
         }
-        const [[endpoint, uniqueID]] = must('read instance', await db.getFields('vm_Instances', ['Endpoint', 'UniqueID'], { InstanceID: instanceID })) as [string, string][];
+        const [{ endpoint, uniqueID }] = await instances.instances({ instanceID });
         const driver = deps.drivers.get(endpoint);
         if (driver && uniqueID) await driver.stopInstance(uniqueID);
-        must('recordDBHalt', await db.recordDBHalt(instanceID, 0));
+        must('record Halted', await unwatched.recordHalted(instanceID));
         activityLogger({ instanceID, uniqueID }).info({ endpoint }, 'stalled instance without a workflow stopped and recorded Halted');
         halted.push(instanceID);
       }

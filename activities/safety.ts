@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/common';
+import { isAliveState, isTerminalState } from '../entities/states';
+import { UnwatchedInstances } from '../src/db/unwatched';
 import type { CloudDriver, CloudInstance } from '../src/drivers/driver';
 import type { EndpointConfig } from '../src/config/fleet';
 import { activityLogger } from '../src/ops/log';
@@ -58,10 +60,6 @@ export interface ReconcileReport {
   ghosts: Ghost[];
 }
 
-// Database states in which the VM should exist at its endpoint.
-export const ALIVE = ['Submitted', 'Wait_ssh_context', 'Contextualizing', 'Running', 'Stopping', 'Stalled'];
-const HALTABLE = new Set(['Running', 'Stopping', 'Stalled']);
-const DEAD = new Set(['Halted', 'Error']);
 const isUp = (vm: CloudInstance) => vm.status === 'running' || vm.status === 'pending';
 
 /** A short stable name part for a long text (endpoint names and UniqueIDs may be 255 characters). */
@@ -69,15 +67,11 @@ function digest(text: string, length: number): string {
   return createHash('sha256').update(text).digest('hex').slice(0, length);
 }
 
-function must<T>(what: string, result: { OK: true; Value: T } | { OK: false; Message: string }): T {
-  if (!result.OK) throw new Error(`${what}: ${result.Message}`);
-  return result.Value;
-}
-
 /** Safety activities: the verdict the lifecycle workflow asks before automatic actions, and reconciliation. */
 export function createSafetyActivities(deps: SafetyDeps) {
   const { db, client, config } = deps;
   const guard = new FleetGuard(db, config, undefined, deps.now);
+  const unwatched = new UnwatchedInstances(db);
   const now = deps.now ?? (() => new Date());
   const store = guard.store;
 
@@ -102,8 +96,8 @@ export function createSafetyActivities(deps: SafetyDeps) {
       log.warn({ endpoint, err }, 'reconciliation skipped the endpoint: its listing failed');
       return report;
     }
-    const rows = must('read instances', await db.getFields('vm_Instances', ['InstanceID', 'UniqueID', 'Status'], { Endpoint: endpoint })) as [number, string, string][];
-    const byUnique = new Map(rows.filter(([, u]) => u !== '').map(([id, u, status]) => [u, { id: Number(id), status }]));
+    const rows = await db.instanceStore().instances({ endpoint });
+    const byUnique = new Map(rows.filter((row) => row.uniqueID !== '').map((row) => [row.uniqueID, { id: row.instanceID, status: row.status }]));
     const manual = new Set((await store.manualInstances()).map((m) => m.instanceID));
     const t = now().getTime();
     // What earlier passes saw, kept in the database so that any worker's pass continues the last one:
@@ -115,7 +109,7 @@ export function createSafetyActivities(deps: SafetyDeps) {
     const up = listing.filter(isUp);
     for (const vm of up) {
       const known = byUnique.get(vm.uniqueID);
-      if (known && !DEAD.has(known.status)) continue;
+      if (known && !isTerminalState(known.status)) continue;
       const zombie: Zombie = { uniqueID: vm.uniqueID, stopped: false, ...(known ? { instanceID: known.id, status: known.status } : {}) };
       const key = `${zombiePrefix}${digest(vm.uniqueID, 24)}`;
       const since = zombieMarks.get(key)?.at?.getTime() ?? t;
@@ -138,10 +132,9 @@ export function createSafetyActivities(deps: SafetyDeps) {
     for (const key of zombieMarks.keys()) await store.deleteMark(key);
     const upIDs = new Set(up.map((vm) => vm.uniqueID));
 
-    for (const [id, uniqueID, status] of rows) {
-      const instanceID = Number(id);
+    for (const { instanceID, uniqueID, status } of rows) {
       const ghostKey = `ghost:${instanceID}`;
-      if (!ALIVE.includes(status) || uniqueID === '' || upIDs.has(uniqueID)) {
+      if (!isAliveState(status) || uniqueID === '' || upIDs.has(uniqueID)) {
         if (ghostMarks.has(ghostKey)) await store.deleteMark(ghostKey);
         continue;
       }
@@ -154,10 +147,10 @@ export function createSafetyActivities(deps: SafetyDeps) {
         ghost.kept = 'missing for the first time; acted on if the next pass misses it too';
       } else {
         if (ghostMarks.has(ghostKey)) await store.deleteMark(ghostKey);
-        const moved = HALTABLE.has(status) ? await db.recordDBHalt(instanceID, 0) : await db.declareInstanceError(instanceID, 'The VM vanished from its endpoint before it ran');
+        const moved = await unwatched.recordVanished(instanceID, status);
         if (!moved.OK) ghost.kept = `not moved: ${moved.Message}`;
         else {
-          ghost.now = HALTABLE.has(status) ? 'Halted' : 'Error';
+          ghost.now = moved.Value;
           await signalHalt(instanceID, 'the VM is gone from its endpoint (reconciliation)');
         }
       }

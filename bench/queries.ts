@@ -16,7 +16,7 @@ import { performance } from 'node:perf_hooks';
 import { createBenchDatabase, latencySummary, machineInfo, numberOption, round, writeResult } from './support';
 import { withMysql } from '../test/support/backends';
 import { PERFORMANCE_INDEXES } from '../entities/migrations/performance-indexes';
-import { usageByDay, usageTotals } from '../src/elastic/usage';
+import { usageByDay, usageTotals } from '../src/db/usage';
 import { VirtualMachineDB } from '../src/db/vmdb';
 
 const TARGETS = { contentPageMs: 20, runningHistoryMs: 1000 };
@@ -110,8 +110,8 @@ function probes(spanSeconds: number, instances: number): Probe[] {
     { name: 'counters: Running by Endpoint', run: (db) => db.getInstanceCounters('Endpoint', { Status: 'Running' }) },
     { name: 'running history: whole span, daily', run: (db) => db.getRunningInstancesHistory(whole, 86_400) },
     { name: 'running history: last day, hourly', run: (db) => db.getRunningInstancesHistory(86_400, 3600) },
-    { name: 'usage: last 7 days, per day', run: (db) => usageOK(usageByDay(db.executor, lastDays(7))) },
-    { name: 'usage: totals (vmdb_vm_seconds_total)', run: (db) => usageOK(usageTotals(db.executor)) },
+    { name: 'usage: last 7 days, per day', run: (db) => usageOK(usageByDay(db, lastDays(7))) },
+    { name: 'usage: totals (vmdb_vm_seconds_total)', run: (db) => usageOK(usageTotals(db)) },
   ];
 }
 

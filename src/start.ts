@@ -8,7 +8,7 @@ import { buildApi } from './api/server';
 import { loadConfig } from './config/database';
 import { createDrivers } from './drivers/registry';
 import { DEFAULT_FLEET, type FleetConfig, driverConfigs, loadFleetConfig } from './config/fleet';
-import { usagePrices } from './elastic/usage';
+import { usagePrices } from './db/usage';
 import { LifecycleClient } from './temporal/lifecycle-client';
 import { LocalVms } from './ops/local-vms';
 import { type Logger, exitOnFatal, processLogger } from './ops/log';

@@ -51,7 +51,7 @@ describe('API injection corpus: every string parameter of every route', function
     await rig.waitForStatus(instanceID, 'Submitted');
     const uniqueID = await rig.uniqueID(instanceID);
     assert.ok((await rig.lifecycle.running(uniqueID, '10.0.0.5')).OK);
-    assert.ok((await rig.lifecycle.heartbeat(uniqueID, { load: 1, jobs: 1, transferredFiles: 1, transferredBytes: 1, uptime: 1 })).OK);
+    assert.ok((await rig.heartbeat(uniqueID, { load: 1, jobs: 1, transferredFiles: 1, transferredBytes: 1, uptime: 1 })).OK);
     running = instanceID;
     const vmToken = makeVmToken(SECRET, running);
 

@@ -480,7 +480,7 @@ describe('vmdb CLI against the real API [mariadb]', function () {
     const { instanceID, handle } = await rig.launch();
     await rig.waitForStatus(instanceID, 'Submitted');
     const uniqueID = await rig.uniqueID(instanceID);
-    assert.deepEqual(await rig.lifecycle.heartbeat(uniqueID, beat), { OK: true, Value: 'ok' });
+    assert.deepEqual(await rig.heartbeat(uniqueID, beat), { OK: true, Value: 'ok' });
     assert.equal(await rig.status(instanceID), 'Running');
     return { instanceID, uniqueID, handle };
   }
@@ -554,7 +554,7 @@ describe('vmdb CLI against the real API [mariadb]', function () {
     assert.equal(results['999999'].OK, false);
 
     // The VM drains and halts; its workflow completes.
-    assert.deepEqual(await rig.lifecycle.heartbeat(uniqueID, beat), { OK: true, Value: 'stop' });
+    assert.deepEqual(await rig.heartbeat(uniqueID, beat), { OK: true, Value: 'stop' });
     assert.deepEqual(await rig.lifecycle.halting(uniqueID, 0), { OK: true, Value: 'Halted' });
     await handle.result();
   });

@@ -7,7 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { DASHBOARD_CSP, DASHBOARD_MISSING } from '../src/api/dashboard';
 import { buildApi } from '../src/api/server';
-import { SafetyStore } from '../src/safety/store';
+import { SafetyStore } from '../src/db/safety-store';
 import { ROLES, type Role, hashToken, makeVmToken, newSecret } from '../src/auth/tokens';
 import { ok, forceStatus } from './support/backends';
 import { artifactPath, eventually, launchChromium } from './support/browser';

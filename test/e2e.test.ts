@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { ALIVE } from '../activities/safety';
+import { isAliveState } from '../entities/states';
 import { StartedStack, killLeftovers, startEnv, storedInstances, vmRunning } from './support/start-stack';
 import { temporalBinaries } from './support/temporal';
 
@@ -91,7 +91,7 @@ describe('npm start stack, end to end', function () {
     assert.deepEqual(leftovers, [], 'no demo VM left running');
     const rows = await storedInstances(dataDir);
     assert.deepEqual(replacements.map((vm) => rows.find((r) => r.id === vm.id)?.status), ['Halted', 'Halted'], 'Ctrl-C records the demo VMs it stopped');
-    assert.deepEqual(rows.filter((r) => r.uniqueID && ALIVE.includes(r.status)), []);
+    assert.deepEqual(rows.filter((r) => r.uniqueID && isAliveState(r.status)), []);
   });
 
   it('after a crash (stack and VMs killed), the next start records the dead VMs at once and fills the slots', async function () {

@@ -592,9 +592,9 @@ describe('Director launches through the ec2 driver [mariadb]', function () {
     const [first, second] = reserved;
     const firstVm = vms.get(first)!;
     assert.deepEqual(await rig.lifecycle.running(firstVm.InstanceId!, firstVm.PublicIpAddress ?? '', firstVm.PrivateIpAddress ?? ''), { OK: true, Value: 'Running' });
-    assert.deepEqual(await rig.lifecycle.heartbeat(firstVm.InstanceId!, { load: 0.5, jobs: 1, transferredFiles: 0, transferredBytes: 0, uptime: 60 }), { OK: true, Value: 'ok' });
+    assert.deepEqual(await rig.heartbeat(firstVm.InstanceId!, { load: 0.5, jobs: 1, transferredFiles: 0, transferredBytes: 0, uptime: 60 }), { OK: true, Value: 'ok' });
     assert.deepEqual(await rig.lifecycle.stop(first), { OK: true, Value: 'Stopping' });
-    assert.deepEqual(await rig.lifecycle.heartbeat(firstVm.InstanceId!, { load: 0.1, jobs: 0, transferredFiles: 0, transferredBytes: 0, uptime: 120 }), { OK: true, Value: 'stop' });
+    assert.deepEqual(await rig.heartbeat(firstVm.InstanceId!, { load: 0.1, jobs: 0, transferredFiles: 0, transferredBytes: 0, uptime: 120 }), { OK: true, Value: 'stop' });
     assert.deepEqual(await rig.lifecycle.halting(firstVm.InstanceId!, 0), { OK: true, Value: 'Halted' });
     const final = await env.client.workflow.getHandle(`vm-${first}`).result();
     assert.equal(final.status, 'Halted');

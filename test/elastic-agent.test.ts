@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import { ElasticStopPolicy, inHaltMargin, validateStopPolicy } from '../src/agent/stop-policy';
 import { makeVmToken } from '../src/auth/tokens';
 import { userDataWithStopPolicy } from '../src/elastic/config';
-import { HaltStore } from '../src/elastic/halts';
+import { HaltStore } from '../src/db/halt-store';
 import { ok } from './support/backends';
 import { AgentVms } from './support/agent-vms';
 

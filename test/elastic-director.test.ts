@@ -7,7 +7,7 @@ import { createDirectorActivities } from '../activities/director';
 import { hashToken, newSecret } from '../src/auth/tokens';
 import { validateElastic } from '../src/elastic/config';
 import { atPath, demandTarget, readDemand } from '../src/elastic/demand';
-import { HaltStore } from '../src/elastic/halts';
+import { HaltStore } from '../src/db/halt-store';
 import { validateFleet } from '../src/config/fleet';
 import { renderMetrics } from '../src/ops/metrics';
 import { ok } from './support/backends';

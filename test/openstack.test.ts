@@ -627,9 +627,9 @@ describe('Director launches through the openstack driver [mariadb]', function ()
     const [first, second] = reserved;
     const firstServer = servers.get(first)!;
     assert.deepEqual(await rig.lifecycle.running(firstServer, '', ''), { OK: true, Value: 'Running' });
-    assert.deepEqual(await rig.lifecycle.heartbeat(firstServer, { load: 0.5, jobs: 1, transferredFiles: 0, transferredBytes: 0, uptime: 60 }), { OK: true, Value: 'ok' });
+    assert.deepEqual(await rig.heartbeat(firstServer, { load: 0.5, jobs: 1, transferredFiles: 0, transferredBytes: 0, uptime: 60 }), { OK: true, Value: 'ok' });
     assert.deepEqual(await rig.lifecycle.stop(first), { OK: true, Value: 'Stopping' });
-    assert.deepEqual(await rig.lifecycle.heartbeat(firstServer, { load: 0.1, jobs: 0, transferredFiles: 0, transferredBytes: 0, uptime: 120 }), { OK: true, Value: 'stop' });
+    assert.deepEqual(await rig.heartbeat(firstServer, { load: 0.1, jobs: 0, transferredFiles: 0, transferredBytes: 0, uptime: 120 }), { OK: true, Value: 'stop' });
     assert.deepEqual(await rig.lifecycle.halting(firstServer, 0), { OK: true, Value: 'Halted' });
     assert.equal((await env.client.workflow.getHandle(`vm-${first}`).result()).status, 'Halted');
     await gone(firstServer);

@@ -4,7 +4,7 @@ import { createDirectorActivities } from '../activities/director';
 import { DEFAULT_SAFETY, type SafetyConfig, deferSeconds, recoveryGraceSeconds, validateSafety } from '../src/safety/config';
 import { FleetGuard } from '../src/safety/guard';
 import { startPulse } from '../src/safety/pulse';
-import { SafetyStore, backoffSeconds } from '../src/safety/store';
+import { SafetyStore, backoffSeconds } from '../src/db/safety-store';
 import { registry } from '../src/ops/metrics';
 import { createLogger } from '../src/ops/log';
 import type { VirtualMachineDB } from '../src/db/vmdb';

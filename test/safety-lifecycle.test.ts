@@ -6,7 +6,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { createDirectorActivities } from '../activities/director';
 import { createSafetyActivities } from '../activities/safety';
 import { makeVmToken } from '../src/auth/tokens';
-import { SafetyStore } from '../src/safety/store';
+import { SafetyStore } from '../src/db/safety-store';
 import { stateQuery } from '../workflows/definitions';
 import { forceStatus, ok } from './support/backends';
 import { ENDPOINT, LifecycleRig, maybeRecordHistory } from './support/lifecycle-rig';
@@ -61,14 +61,14 @@ describe('fleet safety in the life cycle (time-skipping server) [mariadb]', func
     const launched = await rig.launch({ stallingIntervalSeconds: STALL, ...overrides });
     await rig.waitForStatus(launched.instanceID, 'Submitted');
     const uniqueID = await rig.uniqueID(launched.instanceID);
-    assert.equal(ok(await rig.lifecycle.heartbeat(uniqueID, BEAT)), 'ok');
+    assert.equal(ok(await rig.heartbeat(uniqueID, BEAT)), 'ok');
     return { ...launched, uniqueID };
   }
 
   it('lifetime: the reply announces the shutdown, the instance is drained at its end and halted at the drain deadline', async function () {
     const { instanceID, handle, uniqueID } = await runningInstance({ maxLifetimeSeconds: 600, drainDeadlineSeconds: 300 });
     const { startedAt } = await handle.query(stateQuery);
-    const first = ok(await rig.lifecycle.heartbeatWithNotice(uniqueID, BEAT));
+    const first = ok(await rig.heartbeatWithNotice(uniqueID, BEAT));
     assert.deepEqual(first, { directive: 'ok', shutdownAt: toSecond(startedAt + 900_000) });
 
     await env.sleep('650s');
@@ -76,9 +76,9 @@ describe('fleet safety in the life cycle (time-skipping server) [mariadb]', func
     const { stopRequestedAt } = await handle.query(stateQuery);
     assert.ok(stopRequestedAt! >= startedAt + 600_000);
     // Still reporting (draining long jobs): told to stop, with the drain deadline as the shutdown time.
-    assert.deepEqual(ok(await rig.lifecycle.heartbeatWithNotice(uniqueID, BEAT)), { directive: 'stop', shutdownAt: toSecond(stopRequestedAt! + 300_000) });
+    assert.deepEqual(ok(await rig.heartbeatWithNotice(uniqueID, BEAT)), { directive: 'stop', shutdownAt: toSecond(stopRequestedAt! + 300_000) });
     await env.sleep('200s');
-    assert.equal(ok(await rig.lifecycle.heartbeat(uniqueID, BEAT)), 'stop');
+    assert.equal(ok(await rig.heartbeat(uniqueID, BEAT)), 'stop');
     assert.equal(await rig.status(instanceID), 'Stopping');
 
     const final = await handle.result();
@@ -107,9 +107,9 @@ describe('fleet safety in the life cycle (time-skipping server) [mariadb]', func
 
   it('no lifetime, no notice: the reply is the bare directive; reported transfers reach the history plots', async function () {
     const { instanceID, handle, uniqueID } = await runningInstance();
-    assert.deepEqual(ok(await rig.lifecycle.heartbeatWithNotice(uniqueID, BEAT)), { directive: 'ok' });
+    assert.deepEqual(ok(await rig.heartbeatWithNotice(uniqueID, BEAT)), { directive: 'ok' });
     await new Promise((r) => setTimeout(r, 1100)); // the next second: the next 1 s bucket
-    ok(await rig.lifecycle.heartbeat(uniqueID, { ...BEAT, transferredFiles: 7, transferredBytes: 123_456 }));
+    ok(await rig.heartbeat(uniqueID, { ...BEAT, transferredFiles: 7, transferredBytes: 123_456 }));
     const plot = ok(await rig.db.getHistoryValues(1, { InstanceID: instanceID }, ['TransferredFiles', 'TransferredBytes']));
     const last = plot.Records.at(-1)!;
     const at = (name: string) => last[plot.ParameterNames.indexOf(name)];
@@ -194,7 +194,7 @@ describe('fleet safety in the life cycle (time-skipping server) [mariadb]', func
     const [drain] = await director().launchFreeSlots();
     assert.deepEqual(drain.stopped, [drained.instanceID]);
     assert.equal(await rig.status(drained.instanceID), 'Stopping');
-    assert.equal(ok(await rig.lifecycle.heartbeat(drained.uniqueID, BEAT)), 'stop');
+    assert.equal(ok(await rig.heartbeat(drained.uniqueID, BEAT)), 'stop');
     assert.equal(await rig.status(kept.instanceID), 'Running');
 
     await store().setMode('halt');

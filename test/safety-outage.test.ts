@@ -15,7 +15,7 @@ import { createLogger } from '../src/ops/log';
 import { registry } from '../src/ops/metrics';
 import { FleetGuard } from '../src/safety/guard';
 import { type Pulse, startPulse } from '../src/safety/pulse';
-import { SafetyStore } from '../src/safety/store';
+import { SafetyStore } from '../src/db/safety-store';
 import { VirtualMachineDB } from '../src/db/vmdb';
 import { createVmdbWorker } from '../src/temporal/worker';
 import { type LifecycleInput, lifecycleWorkflowId } from '../workflows/definitions';

@@ -94,7 +94,7 @@ describe('API fuzzing with schemathesis against /openapi.json, with real data', 
     vmInstance = launched[0].instanceID;
     const uniqueID = await rig.uniqueID(vmInstance);
     assert.ok((await rig.lifecycle.running(uniqueID, '10.0.0.7')).OK);
-    for (let i = 1; i <= 3; i++) assert.ok((await rig.lifecycle.heartbeat(uniqueID, { load: i, jobs: i, transferredFiles: i, transferredBytes: i, uptime: 60 * i })).OK);
+    for (let i = 1; i <= 3; i++) assert.ok((await rig.heartbeat(uniqueID, { load: i, jobs: i, transferredFiles: i, transferredBytes: i, uptime: 60 * i })).OK);
   });
 
   after(async function () {

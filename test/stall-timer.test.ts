@@ -39,7 +39,7 @@ describe('stall timer at the real 2400 s (time-skipping server) [mariadb]', func
     const { instanceID, handle } = await rig.launch({ stallingIntervalSeconds: STALL });
     await rig.waitForStatus(instanceID, 'Submitted');
     await env.sleep('2000s');
-    assert.deepEqual(await rig.lifecycle.heartbeat(await rig.uniqueID(instanceID), { load: 1, jobs: 1, transferredFiles: 0, transferredBytes: 0, uptime: 2000 }), { OK: true, Value: 'ok' });
+    assert.deepEqual(await rig.heartbeat(await rig.uniqueID(instanceID), { load: 1, jobs: 1, transferredFiles: 0, transferredBytes: 0, uptime: 2000 }), { OK: true, Value: 'ok' });
     await env.sleep('1000s'); // 3000 s after the start, 1000 s after the beat
     assert.equal((await handle.query(stateQuery)).status, 'Running');
     assert.equal(await rig.status(instanceID), 'Running');
@@ -53,7 +53,7 @@ describe('stall timer at the real 2400 s (time-skipping server) [mariadb]', func
   it('maxLifetimeSeconds stops a running instance; silence after the stop halts it', async function () {
     const { instanceID, handle } = await rig.launch({ stallingIntervalSeconds: STALL, maxLifetimeSeconds: 600 });
     await rig.waitForStatus(instanceID, 'Submitted');
-    await rig.lifecycle.heartbeat(await rig.uniqueID(instanceID), { load: 1, jobs: 1, transferredFiles: 0, transferredBytes: 0, uptime: 1 });
+    await rig.heartbeat(await rig.uniqueID(instanceID), { load: 1, jobs: 1, transferredFiles: 0, transferredBytes: 0, uptime: 1 });
     const final = await handle.result();
     assert.equal(final.status, 'Halted');
     assert.deepEqual(await rig.history(instanceID), ['New', 'Submitted', 'Running', 'Stopping', 'Halted']);

@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { ALIVE } from '../activities/safety';
+import { isAliveState } from '../entities/states';
 import { type InstanceRow, StartedStack, killLeftovers, startEnv, storedInstances, vmRunning } from './support/start-stack';
 
 const ROOT = join(__dirname, '..', '..');
@@ -78,7 +78,7 @@ describe('README\'s start line in a fresh clone', function () {
     assert.equal(first.running, false);
     for (const vm of before) assert.equal(await vmRunning(data, vm.uniqueID), false, `demo VM ${vm.id} stopped by Ctrl-C`);
     const recorded = await storedInstances(data);
-    assert.deepEqual(recorded.filter((r) => r.uniqueID && ALIVE.includes(r.status)), [], 'Ctrl-C records the VMs it stopped');
+    assert.deepEqual(recorded.filter((r) => r.uniqueID && isAliveState(r.status)), [], 'Ctrl-C records the VMs it stopped');
     assert.deepEqual(before.map((vm) => recorded.find((r) => r.id === vm.id)?.status), before.map(() => 'Halted'));
 
     const second = start();

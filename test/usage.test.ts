@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { buildApi } from '../src/api/server';
 import { hashToken, newSecret } from '../src/auth/tokens';
-import { type UsagePrice, usageByDay, usagePrices, usageTotals } from '../src/elastic/usage';
+import { type UsagePrice, usageByDay, usagePrices, usageTotals } from '../src/db/usage';
 import { validateFleet } from '../src/config/fleet';
 import { LifecycleClient } from '../src/temporal/lifecycle-client';
 import { refreshUsageTotals, renderMetrics, trackInstances } from '../src/ops/metrics';
@@ -52,21 +52,21 @@ const EXPECTED_DAYS = [
 onEveryBackend('VM-hours from the history', (fx) => {
   it('per day, endpoint, image and pod, as computed by hand, with costs where priced', async function () {
     await loadHistory(fx.db);
-    assert.deepEqual(await usageByDay(fx.db.executor, { from: '2026-11-01', to: '2026-11-02' }, PRICES), EXPECTED_DAYS);
+    assert.deepEqual(await usageByDay(fx.db, { from: '2026-11-01', to: '2026-11-02' }, PRICES), EXPECTED_DAYS);
     // A day outside every span, and filters.
-    assert.deepEqual(await usageByDay(fx.db.executor, { from: '2026-10-01', to: '2026-10-30' }), []);
-    assert.deepEqual(await usageByDay(fx.db.executor, { from: '2026-10-31', to: '2026-11-03', pod: 'Q' }), [
+    assert.deepEqual(await usageByDay(fx.db, { from: '2026-10-01', to: '2026-10-30' }), []);
+    assert.deepEqual(await usageByDay(fx.db, { from: '2026-10-31', to: '2026-11-03', pod: 'Q' }), [
       { day: '2026-10-31', endpoint: 'Site2::ce2', image: 'I2', pod: 'Q', vmHours: 1, instances: 1 },
       { day: '2026-11-01', endpoint: 'Site2::ce2', image: 'I2', pod: 'Q', vmHours: 24, instances: 1 },
       { day: '2026-11-02', endpoint: 'Site2::ce2', image: 'I2', pod: 'Q', vmHours: 24, instances: 1 },
       { day: '2026-11-03', endpoint: 'Site2::ce2', image: 'I2', pod: 'Q', vmHours: 6, instances: 1 },
     ]);
-    assert.deepEqual(await usageByDay(fx.db.executor, { from: '2026-11-01', to: '2026-11-02', endpoint: "Site1::ce1' OR '1'='1" }), [], 'values are bound');
+    assert.deepEqual(await usageByDay(fx.db, { from: '2026-11-01', to: '2026-11-02', endpoint: "Site1::ce1' OR '1'='1" }), [], 'values are bound');
   });
 
   it('the counter totals: every whole span, in seconds', async function () {
     await loadHistory(fx.db);
-    const totals = (await usageTotals(fx.db.executor)).sort((a, b) => a.endpoint.localeCompare(b.endpoint));
+    const totals = (await usageTotals(fx.db)).sort((a, b) => a.endpoint.localeCompare(b.endpoint));
     // A: 3.5 h = 12600 s; B: 1 h 45 min 36 s = 6336 s; D: 55 h = 198000 s.
     assert.deepEqual(totals, [
       { endpoint: 'Site1::ce1', image: 'I1', pod: 'P', vmSeconds: 18936 },

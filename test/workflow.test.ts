@@ -46,10 +46,10 @@ describe('instanceLifecycle on a dev server [mariadb]', function () {
     const vm = await rig.drivers.get(ENDPOINT)!.getInstanceStatus(uniqueID);
     assert.equal(vm.status, 'running', 'the local VM process is alive');
 
-    assert.deepEqual(await rig.lifecycle.heartbeat(uniqueID, beat(1)), { OK: true, Value: 'ok' });
+    assert.deepEqual(await rig.heartbeat(uniqueID, beat(1)), { OK: true, Value: 'ok' });
     assert.equal(await rig.status(instanceID), 'Running', 'committed before the answer');
     assert.equal(ok(await rig.db.checkImageStatus('test-image')), 'Validated');
-    assert.deepEqual(await rig.lifecycle.heartbeat(uniqueID, beat(2)), { OK: true, Value: 'ok' });
+    assert.deepEqual(await rig.heartbeat(uniqueID, beat(2)), { OK: true, Value: 'ok' });
     assert.equal(ok(await rig.db.getInstanceParameter('Jobs', instanceID)), 2);
 
     const state = await handle.query(stateQuery);
@@ -58,7 +58,7 @@ describe('instanceLifecycle on a dev server [mariadb]', function () {
     assert.equal(state.lastHeartbeat?.jobs, 2);
 
     assert.deepEqual(await rig.lifecycle.stop(instanceID), { OK: true, Value: 'Stopping' });
-    assert.deepEqual(await rig.lifecycle.heartbeat(uniqueID, beat(3)), { OK: true, Value: 'stop' });
+    assert.deepEqual(await rig.heartbeat(uniqueID, beat(3)), { OK: true, Value: 'stop' });
     assert.deepEqual(await rig.lifecycle.halting(uniqueID, 0.1), { OK: true, Value: 'Halted' });
     const final = await handle.result();
     assert.equal(final.status, 'Halted');
@@ -103,7 +103,7 @@ describe('instanceLifecycle on a dev server [mariadb]', function () {
     await rig.waitForStatus(instanceID, 'Submitted');
     const uniqueID = await rig.uniqueID(instanceID);
     for (let i = 1; i <= 5; i++) {
-      assert.deepEqual(await rig.lifecycle.heartbeat(uniqueID, beat(i)), { OK: true, Value: 'ok' });
+      assert.deepEqual(await rig.heartbeat(uniqueID, beat(i)), { OK: true, Value: 'ok' });
       await new Promise((r) => setTimeout(r, 1000));
     }
     assert.equal(await rig.status(instanceID), 'Running', 'five seconds of beats every second: never stalled');
@@ -115,11 +115,11 @@ describe('instanceLifecycle on a dev server [mariadb]', function () {
     await rig.waitForStatus(instanceID, 'Submitted');
     const uniqueID = await rig.uniqueID(instanceID);
     const before = await rig.history(instanceID);
-    const viaClient = await rig.lifecycle.heartbeat(uniqueID, { ...beat(), load: Number.NaN });
+    const viaClient = await rig.heartbeat(uniqueID, { ...beat(), load: Number.NaN });
     assert.equal(viaClient.OK, false);
     assert.match((viaClient as { Message: string }).Message, /load must be a finite number/);
     assert.deepEqual(await rig.history(instanceID), before, 'nothing recorded');
-    assert.deepEqual(await rig.lifecycle.heartbeat('no-such-vm', beat()), { OK: false, Message: 'Unknown UniqueID = no-such-vm' });
+    assert.deepEqual(await rig.heartbeat('no-such-vm', beat()), { OK: false, Message: 'Unknown UniqueID = no-such-vm' });
     // A signal no API would send: dropped with a warning, the workflow carries on.
     await handle.signal(heartbeatNewsSignal, { figures: { ...beat(), jobs: -1 }, recorded: true, status: 'Running', version: 99, lastUpdate: null });
     await handle.signal(heartbeatNewsSignal, { figures: beat(), recorded: true, status: 'Nonsense', version: 99, lastUpdate: null } as never);
@@ -133,7 +133,7 @@ describe('instanceLifecycle on a dev server [mariadb]', function () {
   it('a stop of a finished instance is a clear error and changes nothing', async function () {
     const { instanceID, handle } = await rig.launch();
     await rig.waitForStatus(instanceID, 'Submitted');
-    await rig.lifecycle.heartbeat(await rig.uniqueID(instanceID), beat());
+    await rig.heartbeat(await rig.uniqueID(instanceID), beat());
     assert.deepEqual(await rig.lifecycle.stop(instanceID), { OK: true, Value: 'Stopping' });
     await rig.lifecycle.halting(await rig.uniqueID(instanceID), 0);
     await handle.result();
@@ -180,8 +180,8 @@ describe('instanceLifecycle on a dev server [mariadb]', function () {
     const firstRun = (await handle.describe()).runId;
     for (let i = 1; i <= 8; i++) {
       const mark = { bootId: 'boot-a', seq: i };
-      assert.deepEqual(await rig.lifecycle.heartbeat(uniqueID, beat(i), mark), { OK: true, Value: 'ok' });
-      assert.deepEqual(await rig.lifecycle.heartbeat(uniqueID, beat(i), mark), { OK: true, Value: 'ok' }, 'a retry is answered from the record');
+      assert.deepEqual(await rig.heartbeat(uniqueID, beat(i), mark), { OK: true, Value: 'ok' });
+      assert.deepEqual(await rig.heartbeat(uniqueID, beat(i), mark), { OK: true, Value: 'ok' }, 'a retry is answered from the record');
     }
     await waitFor('the workflow to count 8 heartbeats', async () => ((await handle.query(stateQuery)).heartbeats === 8 ? true : undefined), 20_000);
     assert.notEqual((await handle.describe()).runId, firstRun, 'a new run carries on');
@@ -195,7 +195,7 @@ describe('instanceLifecycle on a dev server [mariadb]', function () {
     const uniqueID = await rig.uniqueID(instanceID);
     await rig.stopWorker();
     try {
-      assert.deepEqual(await rig.lifecycle.heartbeat(uniqueID, beat(1), { bootId: 'b', seq: 1 }), { OK: true, Value: 'ok' });
+      assert.deepEqual(await rig.heartbeat(uniqueID, beat(1), { bootId: 'b', seq: 1 }), { OK: true, Value: 'ok' });
       assert.deepEqual(await rig.history(instanceID), ['New', 'Submitted', 'Running'], 'recorded without a worker');
     } finally {
       await rig.startWorker();
@@ -247,7 +247,7 @@ describe('instanceLifecycle on a dev server [mariadb]', function () {
     const { instanceID, handle } = await rig.launch();
     await rig.waitForStatus(instanceID, 'Submitted');
     const uniqueID = await rig.uniqueID(instanceID);
-    await rig.lifecycle.heartbeat(uniqueID, beat());
+    await rig.heartbeat(uniqueID, beat());
     await handle.cancel();
     await assert.rejects(handle.result());
     assert.deepEqual(await rig.history(instanceID), ['New', 'Submitted', 'Running', 'Halted']);
@@ -272,13 +272,13 @@ describe('instanceLifecycle on a dev server [mariadb]', function () {
     await rig.waitForStatus(instanceID, 'Submitted');
     const uniqueID = await rig.uniqueID(instanceID);
     const busy = { ...beat(1), jobs: 1 };
-    assert.deepEqual(await rig.lifecycle.heartbeatWithNotice(uniqueID, busy), { OK: true, Value: { directive: 'ok' } });
+    assert.deepEqual(await rig.heartbeatWithNotice(uniqueID, busy), { OK: true, Value: { directive: 'ok' } });
     assert.deepEqual(await rig.lifecycle.stop(instanceID), { OK: true, Value: 'Stopping' });
-    const told = await rig.lifecycle.heartbeatWithNotice(uniqueID, busy);
+    const told = await rig.heartbeatWithNotice(uniqueID, busy);
     assert.ok(told.OK && told.Value.directive === 'stop' && told.Value.shutdownAt, `told to drain, with the deadline: ${JSON.stringify(told)}`);
     let answers = 0;
     while ((await handle.describe()).status.name === 'RUNNING') {
-      await rig.lifecycle.heartbeat(uniqueID, busy); // still busy: jobs 1
+      await rig.heartbeat(uniqueID, busy); // still busy: jobs 1
       answers++;
       await new Promise((r) => setTimeout(r, 300));
     }
@@ -297,7 +297,7 @@ describe('instanceLifecycle on a dev server [mariadb]', function () {
   it('the VmStatus search attribute follows the status', async function () {
     const { instanceID, handle } = await rig.launch();
     await rig.waitForStatus(instanceID, 'Submitted');
-    await rig.lifecycle.heartbeat(await rig.uniqueID(instanceID), beat());
+    await rig.heartbeat(await rig.uniqueID(instanceID), beat());
     const query = `WorkflowId = "${handle.workflowId}" AND VmStatus = "Running" AND VmEndpoint = "${ENDPOINT}" AND VmImage = "test-image" AND VmRunningPod = "testvo"`;
     let found = 0;
     for (let i = 0; i < 50 && found === 0; i++) {
@@ -343,7 +343,7 @@ describe('SSH contextualization through the workflow [mariadb]', function () {
     const uniqueID = await rig.uniqueID(instanceID);
     for (let i = 0; i < 100 && !existsSync(marker); i++) await new Promise((r) => setTimeout(r, 100));
     assert.equal(readFileSync(marker, 'utf8'), 'contextualized for testvo\n');
-    assert.deepEqual(await rig.lifecycle.heartbeat(uniqueID, beat()), { OK: true, Value: 'ok' });
+    assert.deepEqual(await rig.heartbeat(uniqueID, beat()), { OK: true, Value: 'ok' });
     assert.deepEqual(await rig.history(instanceID), ['New', 'Submitted', 'Wait_ssh_context', 'Contextualizing', 'Running']);
     await rig.lifecycle.stop(instanceID);
     await rig.lifecycle.halting(uniqueID, 0);

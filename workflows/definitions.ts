@@ -1,10 +1,9 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { SearchAttributeType, defineSearchAttributeKey } from '@temporalio/common';
 import type { HeartbeatFigures } from '../entities/heartbeat';
-import type { VmDirective } from '../entities/states';
+import type { Directive, InstanceStatus } from '../entities/states';
 
-/** What a VM's monitor is told after a heartbeat: carry on, drain, or power off. */
-export type Directive = VmDirective;
+export type { Directive };
 
 /** The answer to a heartbeat: the directive, and when the VM is planned to be shut down (ISO time), if it is. */
 export interface HeartbeatReply {
@@ -62,7 +61,7 @@ export interface LifecycleInput {
 
 export interface LifecycleState {
   instanceID: number;
-  status: string;
+  status: InstanceStatus;
   uniqueID: string;
   publicIP: string;
   privateIP: string;
@@ -105,7 +104,7 @@ export interface HeartbeatNews {
   figures: HeartbeatFigures;
   /** A history row was written (false: refused by the table, e.g. while Stopping). */
   recorded: boolean;
-  status: string;
+  status: InstanceStatus;
   version: number;
   /** LastUpdate after the heartbeat, UTC ISO. */
   lastUpdate: string | null;
@@ -113,8 +112,6 @@ export interface HeartbeatNews {
 
 /** v1 only: the heartbeat recorded by the workflow (runs that began with v1; v2 takes heartbeatNewsSignal). */
 export const heartbeatUpdate = defineUpdate<HeartbeatReply | Directive, [HeartbeatFigures]>('heartbeat');
-/** v1 only: a heartbeat for the workflow to record (no sender since v2; kept for runs that began with v1). */
-export const heartbeatSignal = defineSignal<[HeartbeatFigures]>('heartbeatSignal');
 /** v2: a heartbeat the API has recorded; the handler only moves the news time and adopts the status. */
 export const heartbeatNewsSignal = defineSignal<[HeartbeatNews]>('heartbeatNews');
 /** The VM reports it is up, with its addresses; answered with the recorded status. */

@@ -15,6 +15,7 @@ import {
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
+import { isStopUnderWay } from '../entities/states';
 import type { CloudActivities } from '../activities/cloud';
 import type { DatabaseActivities } from '../activities/database';
 import type { SafetyActivities } from '../activities/safety';
@@ -265,7 +266,7 @@ function progressMark(life: InstanceLife): string {
 /** Asks the safety rules before an automatic action; false: held back, every deadline waits for the hold. */
 async function allowedBySafety(life: InstanceLife, deadline: Deadline): Promise<boolean> {
   const { s, input } = life;
-  const silent = s.status === 'Stopping' || s.status === 'Stalled' ? 'halt' : 'stall';
+  const silent = isStopUnderWay(s.status) ? 'halt' : 'stall';
   const action = deadline.kind === 'stall' ? silent : deadline.kind === 'drain' ? 'drain' : 'lifetime';
   const verdict = await safety.safetyVerdict(s.instanceID, input.endpoint, action);
   if (verdict.allow) {
@@ -293,7 +294,7 @@ async function onDeadline(life: InstanceLife, deadline: Deadline): Promise<void>
     log.info(`${deadline.kind} deadline: stopping`, { instanceID: s.instanceID, status: s.status });
     return;
   }
-  if (s.status === 'Stopping' || s.status === 'Stalled') {
+  if (isStopUnderWay(s.status)) {
     // Told to stop (or already Stalled) and silent since: take it down at the endpoint.
     s.ending = `silent for ${life.input.stallingIntervalSeconds} s while ${s.status}`;
     return;

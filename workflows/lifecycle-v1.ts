@@ -5,6 +5,7 @@ import {
   allHandlersFinished,
   condition,
   continueAsNew,
+  defineSignal,
   isCancellation,
   log,
   patched,
@@ -32,12 +33,14 @@ import {
   VmStatus,
   haltSignal,
   haltingUpdate,
-  heartbeatSignal,
   runningUpdate,
   heartbeatUpdate,
   stateQuery,
   stopUpdate,
 } from './definitions';
+
+/** A heartbeat for the workflow to record: nothing sends it since v2; v1 runs still listen for it. */
+const heartbeatSignal = defineSignal<[HeartbeatFigures]>('heartbeatSignal');
 
 // The database is the record: keep retrying through an outage rather than lose a state change.
 const db = proxyActivities<DatabaseActivities>({

@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { UINT32_MAX } from '../../entities/heartbeat';
+import { DIRECTIVES, type Directive } from '../../entities/states';
 import { type AgentConfig, describeAgentConfig } from './config';
 import { ElasticStopPolicy, readLoad } from './stop-policy';
 
@@ -24,7 +25,7 @@ import { ElasticStopPolicy, readLoad } from './stop-policy';
  * and the call is tried again at the next period. Nothing the service sends crashes the agent.
  */
 
-export type Directive = 'ok' | 'stop' | 'halt';
+export type { Directive };
 
 export interface BackoffOptions {
   /** First delay (ms), default 1000. */
@@ -94,7 +95,6 @@ const DEFAULT_BACKOFF: BackoffOptions = { initialMs: 1000, maxMs: 60_000, factor
 const MAX_BODY_BYTES = 64 * 1024;
 const MAX_OUTPUT_BYTES = 64 * 1024;
 const TRANSIENT_4XX = new Set([408, 425, 429]);
-const DIRECTIVES: readonly string[] = ['ok', 'stop', 'halt'];
 
 /**
  * Delay before retry number `attempt` (0 for the first retry): exponential, capped at `maxMs`, with
@@ -118,7 +118,7 @@ export function clean(text: unknown, max = 200): string {
 export function parseDirective(body: unknown): Directive | undefined {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) return undefined;
   const directive = (body as Record<string, unknown>).directive;
-  return typeof directive === 'string' && DIRECTIVES.includes(directive) ? (directive as Directive) : undefined;
+  return typeof directive === 'string' && (DIRECTIVES as readonly string[]).includes(directive) ? (directive as Directive) : undefined;
 }
 
 /** The number of jobs from the jobs command's stdout: one non-negative integer. */

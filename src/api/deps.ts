@@ -1,7 +1,7 @@
 import type { Client } from '@temporalio/client';
 import type { OperatorToken } from '../auth/tokens';
 import type { VirtualMachineDB } from '../db/vmdb';
-import type { UsagePrice } from '../elastic/usage';
+import type { UsagePrice } from '../db/usage';
 import type { Logger } from '../ops/log';
 import type { SafetyConfig } from '../safety/config';
 import type { LifecycleClient } from '../temporal/lifecycle-client';

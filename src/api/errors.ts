@@ -1,5 +1,5 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
-import { type Failure, type Result, isDatabaseError } from '../db/result';
+import type { Failure, Result } from '../db/result';
 
 /** The error reply of every route: `{ error, message }`, plus `state` for a refused transition. */
 export interface ApiErrorBody {
@@ -50,26 +50,29 @@ export function unavailable(what: 'database' | 'Temporal', detail: string): ApiE
   return new ApiError(503, 'unavailable', `${subject} cannot be reached right now; retry later`, undefined, detail);
 }
 
-const UNKNOWN_ID = /^Unknown (InstanceID|UniqueID)\b/;
-const REFUSED = /^Transition \( .* \) not allowed/;
-export const NO_LIFECYCLE = /^No running life cycle\b/;
-// LifecycleClient passes on the Temporal client's message without the gRPC code: these are the ones a
-// server that cannot be reached produces, not anything the request could have caused.
-const TEMPORAL_DOWN = /\b(UNAVAILABLE|DEADLINE_EXCEEDED)\b|^Deadline exceeded\b|\bcontext deadline exceeded\b|^Workflow Update( Poll)? failed$|^Failed to connect to Temporal server|ECONNREFUSED/;
-
 export function isTemporalUnavailable(failure: Failure): boolean {
-  return TEMPORAL_DOWN.test(failure.Message);
+  return failure.code === 'temporal_unavailable';
 }
 
-/** A facade or LifecycleClient failure as an HTTP error; the contract's table in one place. */
+/** A facade or LifecycleClient failure as an HTTP error, by its code: the contract's table in one place. */
 export function fromFailure(failure: Failure): ApiError {
   const message = failure.Message;
-  if (isDatabaseError(failure)) return unavailable('database', message);
-  if (isTemporalUnavailable(failure)) return unavailable('Temporal', message);
-  if (UNKNOWN_ID.test(message)) return new ApiError(404, 'not_found', message);
-  if (failure.State !== undefined || REFUSED.test(message)) return new ApiError(409, 'refused', message, failure.State);
-  if (NO_LIFECYCLE.test(message)) return new ApiError(409, 'no_lifecycle', message);
-  return badRequest(message);
+  switch (failure.code) {
+    case 'database_unavailable':
+      return unavailable('database', message);
+    case 'temporal_unavailable':
+      return unavailable('Temporal', message);
+    case 'not_found':
+      return new ApiError(404, 'not_found', message);
+    case 'refused':
+      return new ApiError(409, 'refused', message, failure.State);
+    case 'no_lifecycle':
+      return new ApiError(409, 'no_lifecycle', message);
+    case 'not_ready':
+      return new ApiError(409, 'not_ready', message, failure.State);
+    default:
+      return badRequest(message);
+  }
 }
 
 /** The Value of an OK result; anything else is thrown as its HTTP error. */

@@ -6,6 +6,10 @@ import type { Dialect } from '../../entities/migrations/dialect';
 import { Mutex } from './mutex';
 
 export type { Dialect };
+
+/** The table TypeORM records applied migrations in. */
+export const MIGRATIONS_TABLE = 'vm_Migrations';
+
 export type Row = Record<string, unknown>;
 export interface WriteResult {
   affected: number;
@@ -158,7 +162,7 @@ export class Database {
     const common = {
       entities: [VmImage, VmInstance, VmHistory, VmEndpointControl, VmInstanceControl, VmFleetControl, VmInstanceLife] as Function[],
       migrations: MIGRATIONS as Function[],
-      migrationsTableName: 'vm_Migrations',
+      migrationsTableName: MIGRATIONS_TABLE,
       synchronize: false,
       logging: false,
     } as const;
@@ -320,6 +324,21 @@ export class Database {
 }
 
 const LOCK_WAIT_SECONDS = 30;
+
+/** Runs `fn` inside the transaction of `ex` so that a throw undoes only its own work, and what it queued for after the commit. */
+export async function undoOnThrow<T>(ex: Executor, savepoint: string, fn: () => Promise<T>): Promise<T> {
+  await ex.write(`SAVEPOINT ${savepoint}`);
+  const queued = ex.afterCommitQueue?.length ?? 0;
+  try {
+    const result = await fn();
+    await ex.write(`RELEASE SAVEPOINT ${savepoint}`);
+    return result;
+  } catch (err) {
+    await ex.write(`ROLLBACK TO SAVEPOINT ${savepoint}`);
+    if (ex.afterCommitQueue) ex.afterCommitQueue.length = queued;
+    throw err;
+  }
+}
 
 function bindExecutor(dialect: Dialect, runner: QueryRunner): Executor & { locksHeld: boolean; afterCommitQueue: (() => void)[] } {
   const afterCommitQueue: (() => void)[] = [];

@@ -1,4 +1,4 @@
-import { type VmDirective, checkTransition, directiveForStatus } from '../../entities/states';
+import { type Directive, type InstanceStatus, checkTransition, recordedStatus, directiveForStatus } from '../../entities/states';
 import type { HeartbeatFigures } from '../../entities/heartbeat';
 import type { Executor } from './database';
 import type { HeartbeatMark } from './instance-life';
@@ -9,12 +9,12 @@ import { fromSqlTime, nowSql } from './time';
 /** A heartbeat as the record answers it: what the VM is told, and what its workflow is signalled. */
 export interface RecordedHeartbeat {
   /** ok / stop / halt, from the recorded status or the refused transition's State. */
-  directive: VmDirective;
+  directive: Directive;
   /** A new history row was written (false: refused, or a repeat answered from the record). */
   recorded: boolean;
   /** The same (boot id, sequence) was recorded before: nothing was written. */
   repeated: boolean;
-  status: string;
+  status: InstanceStatus;
   /** The instance's version after this heartbeat (orders the workflow's reads of the record). */
   version: number;
   /** LastUpdate after this heartbeat, UTC ISO. */
@@ -22,9 +22,6 @@ export interface RecordedHeartbeat {
   /** The planned shutdown the workflow stored, UTC ISO; null when none is planned. */
   shutdownAt: string | null;
 }
-
-/** Why a heartbeat got no answer: the code tells the API which HTTP answer to give. */
-export type HeartbeatRefusalCode = 'unknown_instance' | 'not_ready' | 'conflict';
 
 const iso = (value: unknown): string | null => fromSqlTime(value)?.toISOString() ?? null;
 
@@ -43,16 +40,16 @@ export async function recordHeartbeat(
   instanceID: number,
   beat: HeartbeatFigures,
   mark?: HeartbeatMark,
-): Promise<Result<RecordedHeartbeat> & { code?: HeartbeatRefusalCode }> {
+): Promise<Result<RecordedHeartbeat>> {
   const [row] = await ex.select(
     `SELECT i.\`InstanceID\`, i.\`VMImageID\`, i.\`Status\`, i.\`ErrorMessage\`, i.\`UniqueID\`, i.\`LastUpdate\`, l.\`Version\`, l.\`BootID\`, l.\`Seq\`, l.\`ShutdownAt\`
      FROM \`vm_Instances\` i LEFT JOIN \`vm_InstanceLife\` l ON l.\`InstanceID\` = i.\`InstanceID\` WHERE i.\`InstanceID\` = ?${forUpdate(ex)}`,
     [instanceID],
   );
-  if (!row) return { ...S_ERROR(`Unknown InstanceID = ${instanceID}`), code: 'unknown_instance' };
-  const status = String(row.Status);
-  if (!row.UniqueID) return { ...S_ERROR(`Instance ${instanceID} has no VM yet (status ${status})`, status), code: 'not_ready' };
-  const fromRecord = (recorded: boolean, repeated: boolean, now: { status: string; version: number; lastUpdate: unknown }): RecordedHeartbeat => ({
+  if (!row) return S_ERROR(`Unknown InstanceID = ${instanceID}`, undefined, 'not_found');
+  const status = recordedStatus(row.Status);
+  if (!row.UniqueID) return S_ERROR(`Instance ${instanceID} has no VM yet (status ${status})`, status, 'not_ready');
+  const fromRecord = (recorded: boolean, repeated: boolean, now: { status: InstanceStatus; version: number; lastUpdate: unknown }): RecordedHeartbeat => ({
     directive: directiveForStatus(now.status),
     recorded,
     repeated,
@@ -74,9 +71,9 @@ export async function recordHeartbeat(
     // Refused by the table before anything was written: Stopping, Halted and Error answer the VM.
     if (!(err instanceof Refusal)) throw err;
     const verdict = checkTransition('Instance', status, 'Running');
-    if (status === 'Error' || status === 'Stopping' || status === 'Halted') return S_OK(fromRecord(false, false, stored));
+    if (directiveForStatus(status) !== 'ok') return S_OK(fromRecord(false, false, stored));
     const refused = err.result;
-    return { ...S_ERROR(refused.Message, refused.State ?? (verdict.allowed ? undefined : verdict.state)), code: 'conflict' };
+    return S_ERROR(refused.Message, refused.State ?? (verdict.allowed ? undefined : verdict.state), 'refused');
   }
   // Recorded (Running), or forced to Error (image in Error, or a corrupt status): one history row either way.
   const after = result.OK ? 'Running' : 'Error';

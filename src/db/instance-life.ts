@@ -1,3 +1,4 @@
+import { type InstanceStatus, recordedStatus } from '../../entities/states';
 import type { Executor } from './database';
 import { fromSqlTime } from './time';
 
@@ -48,7 +49,7 @@ export interface HeartbeatMark {
 
 /** Where an instance stands, read in one statement so that status, version and time belong together. */
 export interface LifeSnapshot {
-  status: string;
+  status: InstanceStatus;
   /** LastUpdate as a UTC ISO string. */
   lastUpdate: string | null;
   errorMessage: string;
@@ -68,7 +69,7 @@ export async function readLife(ex: Executor, instanceID: number): Promise<LifeSn
   );
   if (!row) return undefined;
   return {
-    status: String(row.Status),
+    status: recordedStatus(row.Status),
     lastUpdate: fromSqlTime(row.LastUpdate)?.toISOString() ?? null,
     errorMessage: String(row.ErrorMessage ?? ''),
     version: Number(row.Version ?? 0),

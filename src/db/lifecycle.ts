@@ -1,8 +1,19 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { HeartbeatFigures } from '../../entities/heartbeat';
-import { type ObjectKind, OCCUPYING_STATES, STALLABLE_STATES, allowedSources, checkTransition, isValidState } from '../../entities/states';
+import {
+  type InstanceStatus,
+  type ObjectKind,
+  OCCUPYING_STATES,
+  STALLABLE_STATES,
+  allowedSources,
+  checkTransition,
+  isStopUnderWay,
+  isValidState,
+  lifecycleStopTarget,
+  operatorStopTarget,
+} from '../../entities/states';
 import type { Executor, Row } from './database';
-import { type HeartbeatMark, bumpVersion, insertLife } from './instance-life';
+import { type HeartbeatMark, bumpVersion, insertLife, planShutdown } from './instance-life';
 import { Refusal, type Result, S_ERROR, S_OK } from './result';
 import { fromSqlTime, nowSql, secondsAgoSql } from './time';
 
@@ -31,6 +42,7 @@ function forUpdate(ex: Executor): string {
 export interface InstanceRow {
   InstanceID: number;
   VMImageID: number;
+  /** As stored: the transition checks refuse (and flag) a value that is not a state. */
   Status: string;
   ErrorMessage: string;
 }
@@ -41,7 +53,7 @@ export async function lockInstance(ex: Executor, by: 'InstanceID' | 'UniqueID', 
     `SELECT \`InstanceID\`, \`VMImageID\`, \`Status\`, \`ErrorMessage\` FROM \`vm_Instances\` WHERE \`${by}\` = ?${forUpdate(ex)}`,
     [value],
   );
-  if (rows.length === 0) throw new Refusal(S_ERROR(`Unknown ${by} = ${value}`));
+  if (rows.length === 0) throw new Refusal(S_ERROR(`Unknown ${by} = ${value}`, undefined, 'not_found'));
   if (rows.length > 1) throw new Refusal(S_ERROR(`${by} is not unique: ${value}`));
   const row = rows[0];
   return {
@@ -82,7 +94,7 @@ function changed(ex: Executor, kind: ObjectKind, from: string, to: string): void
  * Appends a history row; the instance's version moves on with it (with the heartbeat's number when
  * the row is a heartbeat's), so every recorded change of an instance has a version of its own.
  */
-export async function appendHistory(ex: Executor, instanceID: number, status: string, figures: HistoryFigures, now: string, mark?: HeartbeatMark): Promise<void> {
+export async function appendHistory(ex: Executor, instanceID: number, status: InstanceStatus, figures: HistoryFigures, now: string, mark?: HeartbeatMark): Promise<void> {
   await ex.write(
     'INSERT INTO `vm_History` (`InstanceID`, `Status`, `Load`, `Jobs`, `TransferredFiles`, `TransferredBytes`, `Update`) VALUES (?, ?, ?, ?, ?, ?, ?)',
     [instanceID, status, figures.load ?? 0, figures.jobs ?? 0, figures.transferredFiles ?? 0, figures.transferredBytes ?? 0, now],
@@ -135,7 +147,7 @@ export async function applyTransition(
 export async function moveInstance(
   ex: Executor,
   instance: InstanceRow,
-  target: string,
+  target: InstanceStatus,
   figures: HistoryFigures = {},
   now = nowSql(),
 ): Promise<Result<string>> {
@@ -317,6 +329,32 @@ export async function declareRunning(ex: Executor, uniqueID: string, publicIP: s
     instance.InstanceID,
   ]);
   return moved;
+}
+
+/** The seed's operator stop of one instance (Stalled and New: Halted at once, else Stopping). */
+export async function operatorStop(ex: Executor, instanceID: number): Promise<Result<string>> {
+  const instance = await lockInstance(ex, 'InstanceID', instanceID);
+  return moveInstance(ex, instance, operatorStopTarget(instance.Status));
+}
+
+/**
+ * The life cycle's stop: Running goes to Stopping, planned to shut down at `shutdownAt` (null: not
+ * planned), a starting instance to Stalled; Stopping and Stalled stay; Halted and Error are refused.
+ */
+export async function lifecycleStop(ex: Executor, instanceID: number, shutdownAt: string | null): Promise<Result<string>> {
+  const instance = await lockInstance(ex, 'InstanceID', instanceID);
+  if (isStopUnderWay(instance.Status)) return S_OK(instance.Status);
+  const target = lifecycleStopTarget(instance.Status);
+  const moved = await moveInstance(ex, instance, target);
+  if (moved.OK && target === 'Stopping') await planShutdown(ex, instanceID, shutdownAt);
+  return moved;
+}
+
+/** An instance forced to Error with a message, whatever its state. */
+export async function declareError(ex: Executor, instanceID: number, message: string): Promise<Result<'Error'>> {
+  const instance = await lockInstance(ex, 'InstanceID', instanceID);
+  await forceError(ex, 'Instance', instanceID, message, undefined, instance.Status);
+  return S_OK('Error');
 }
 
 /** Every instance silent for longer than the interval in a state that may stall, now Stalled. */

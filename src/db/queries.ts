@@ -11,7 +11,7 @@ import { fail, plainObject, show } from './validate';
 
 async function oneInstanceValue(ex: Executor, column: string, by: string, value: unknown): Promise<Result<unknown>> {
   const rows = await ex.select(`SELECT ${quote(column)} FROM \`vm_Instances\` WHERE ${quote(by)} = ?`, [value]);
-  if (rows.length === 0) return S_ERROR(`Unknown ${by} = ${String(value)}`);
+  if (rows.length === 0) return S_ERROR(`Unknown ${by} = ${String(value)}`, undefined, 'not_found');
   if (rows.length > 1) return S_ERROR(`${by} is not unique: ${String(value)}`);
   return S_OK(toValue(columnOf('vm_Instances', column), rows[0][column]));
 }
@@ -35,7 +35,7 @@ export async function getUniqueIDByName(ex: Executor, name: string): Promise<Res
 /** Status of an instance; Error returns its message, an invalid status turns the row into Error. */
 export async function getInstanceStatus(ex: Executor, instanceID: number): Promise<Result<string>> {
   const rows = await ex.select('SELECT `Status`, `ErrorMessage` FROM `vm_Instances` WHERE `InstanceID` = ?', [instanceID]);
-  if (rows.length === 0) return S_ERROR(`Unknown InstanceID = ${instanceID}`);
+  if (rows.length === 0) return S_ERROR(`Unknown InstanceID = ${instanceID}`, undefined, 'not_found');
   const status = String(rows[0].Status);
   if (status === 'Error') return S_ERROR(String(rows[0].ErrorMessage || `Instance ${instanceID} is in Error`));
   if (!(INSTANCE_STATES as readonly string[]).includes(status)) {
@@ -56,7 +56,7 @@ export async function getAllInfoForUniqueID(
   uniqueID: string,
 ): Promise<Result<{ Image: Record<string, unknown>; Instance: Record<string, unknown> }>> {
   const instances = await ex.select('SELECT * FROM `vm_Instances` WHERE `UniqueID` = ?', [uniqueID]);
-  if (instances.length === 0) return S_ERROR(`Unknown UniqueID = ${uniqueID}`);
+  if (instances.length === 0) return S_ERROR(`Unknown UniqueID = ${uniqueID}`, undefined, 'not_found');
   if (instances.length > 1) return S_ERROR(`UniqueID is not unique: ${uniqueID}`);
   const [image] = await ex.select('SELECT * FROM `vm_Images` WHERE `VMImageID` = ?', [instances[0].VMImageID]);
   return S_OK({ Image: image ? toRecord('vm_Images', image) : {}, Instance: toRecord('vm_Instances', instances[0]) });

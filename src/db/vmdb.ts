@@ -1,11 +1,12 @@
 import { type HeartbeatFigures, heartbeatProblems } from '../../entities/heartbeat';
-import { ALLOWED_TRANSITIONS, IMAGE_STATES, INSTANCE_STATES, isStartingState } from '../../entities/states';
+import { ALLOWED_TRANSITIONS, type InstanceStatus, IMAGE_STATES, INSTANCE_STATES } from '../../entities/states';
 import { TABLES_DESC, type TableName, columnOf } from '../../entities/tables';
 import { type ConditionArgs, buildCondition as buildSqlCondition, type Condition } from './conditions';
-import { Database, type Executor, redact } from './database';
+import { Database, type Executor, redact, undoOnThrow } from './database';
 import * as generic from './generic';
+import { InstanceStore } from './instance-store';
 import { getHistoryValues, getRunningHistory, type RunningGroup } from './history';
-import { type HeartbeatRefusalCode, type RecordedHeartbeat, recordHeartbeat } from './heartbeat-record';
+import { type RecordedHeartbeat, recordHeartbeat } from './heartbeat-record';
 import * as lifeRecord from './instance-life';
 import type { HeartbeatMark, LifeSnapshot } from './instance-life';
 import * as life from './lifecycle';
@@ -87,7 +88,15 @@ export class VirtualMachineDB {
     await this.db.close();
   }
 
-  /** This facade's executor (its transaction, or the pool), for companion stores such as src/safety/store.ts. */
+  /**
+   * The life cycle's typed store over the same database (src/db/instance-store.ts). It opens its own
+   * transactions, also when this facade is bound to one.
+   */
+  instanceStore(): InstanceStore {
+    return new InstanceStore(this.db, this.stallingInterval);
+  }
+
+  /** This facade's executor (its transaction, or the pool), for the companion stores of src/db/ (safety-store.ts, halt-store.ts, usage.ts). */
   get executor(): Executor {
     return this.ex;
   }
@@ -102,7 +111,7 @@ export class VirtualMachineDB {
       if (err instanceof InputError) return S_ERROR(err.message);
       if (err instanceof Refusal) return err.result as Failure;
       if (this.tx) this.tx.failure ??= err;
-      return S_ERROR(`${DATABASE_ERROR_PREFIX}${(err as Error)?.message ?? String(err)}`);
+      return S_ERROR(`${DATABASE_ERROR_PREFIX}${(err as Error)?.message ?? String(err)}`, undefined, 'database_unavailable');
     }
   }
 
@@ -118,19 +127,7 @@ export class VirtualMachineDB {
 
   /** Inside a transaction: runs `fn` so that a throw undoes only its own work. */
   private async withSavepoint<T>(fn: (ex: Executor) => Promise<T>): Promise<T> {
-    const savepoint = `vmdb_sp${++this.tx!.savepoints}`;
-    await this.ex.write(`SAVEPOINT ${savepoint}`);
-    // What the undone work queued for after the commit (metrics of its transitions) goes with it.
-    const queued = this.ex.afterCommitQueue?.length ?? 0;
-    try {
-      const result = await fn(this.ex);
-      await this.ex.write(`RELEASE SAVEPOINT ${savepoint}`);
-      return result;
-    } catch (err) {
-      await this.ex.write(`ROLLBACK TO SAVEPOINT ${savepoint}`);
-      if (this.ex.afterCommitQueue) this.ex.afterCommitQueue.length = queued;
-      throw err;
-    }
+    return undoOnThrow(this.ex, `vmdb_sp${++this.tx!.savepoints}`, () => fn(this.ex));
   }
 
   private uniqueID(value: unknown): string {
@@ -184,14 +181,14 @@ export class VirtualMachineDB {
     });
   }
 
-  private moveByUniqueID(uniqueID: unknown, target: string, figures: life.HistoryFigures = {}): Promise<Result<string>> {
+  private moveByUniqueID(uniqueID: unknown, target: InstanceStatus, figures: life.HistoryFigures = {}): Promise<Result<string>> {
     return this.call(async () => {
       const unique = this.uniqueID(uniqueID);
       return this.atomic(async (ex) => life.moveInstance(ex, await life.lockInstance(ex, 'UniqueID', unique), target, figures));
     });
   }
 
-  private moveByInstanceID(instanceID: unknown, target: string, figures: life.HistoryFigures = {}): Promise<Result<string>> {
+  private moveByInstanceID(instanceID: unknown, target: InstanceStatus, figures: life.HistoryFigures = {}): Promise<Result<string>> {
     return this.call(async () => {
       const id = this.instanceID(instanceID);
       return this.atomic(async (ex) => life.moveInstance(ex, await life.lockInstance(ex, 'InstanceID', id), target, figures));
@@ -268,11 +265,7 @@ export class VirtualMachineDB {
     return this.call(async () => {
       const id = this.instanceID(instanceID);
       const message = check.freeText('errorMessage', errorMessage, NAME_LENGTH);
-      return this.atomic(async (ex) => {
-        const instance = await life.lockInstance(ex, 'InstanceID', id);
-        await life.forceError(ex, 'Instance', id, message, undefined, instance.Status);
-        return S_OK('Error');
-      });
+      return this.atomic((ex) => life.declareError(ex, id, message));
     });
   }
 
@@ -286,13 +279,7 @@ export class VirtualMachineDB {
       const ids = check.list('instanceIDs', instanceIDs).map((value) => check.id('instanceIDs[]', value));
       const outcome: Record<string, Result<string>> = {};
       for (const id of ids) {
-        outcome[id] = await this.call(() =>
-          this.atomic(async (ex) => {
-            const instance = await life.lockInstance(ex, 'InstanceID', id);
-            const target = instance.Status === 'Stalled' || instance.Status === 'New' ? 'Halted' : 'Stopping';
-            return life.moveInstance(ex, instance, target);
-          }),
-        );
+        outcome[id] = await this.call(() => this.atomic((ex) => life.operatorStop(ex, id)));
       }
       const failed = Object.entries(outcome).filter(([, r]) => !r.OK) as [string, Failure][];
       if (failed.length === 0) return S_OK(outcome);
@@ -343,7 +330,7 @@ export class VirtualMachineDB {
    * A VM's heartbeat by InstanceID, as the API records it: the seed's instanceIDHeartBeat in one
    * transaction, once per (bootId, seq); a repeat is answered from the record and writes nothing.
    */
-  recordHeartbeat(instanceID: number, figures: HeartbeatFigures, mark?: HeartbeatMark): Promise<Result<RecordedHeartbeat> & { code?: HeartbeatRefusalCode }> {
+  recordHeartbeat(instanceID: number, figures: HeartbeatFigures, mark?: HeartbeatMark): Promise<Result<RecordedHeartbeat>> {
     return this.call(async () => {
       const id = this.instanceID(instanceID);
       const problems = heartbeatProblems(figures);
@@ -362,14 +349,7 @@ export class VirtualMachineDB {
     return this.call(async () => {
       const id = this.instanceID(instanceID);
       const at = shutdownAt === null ? null : check.datetime('shutdownAt', shutdownAt);
-      return this.atomic(async (ex) => {
-        const instance = await life.lockInstance(ex, 'InstanceID', id);
-        if (instance.Status === 'Stopping' || instance.Status === 'Stalled') return S_OK(instance.Status);
-        const target = isStartingState(instance.Status) ? 'Stalled' : 'Stopping';
-        const moved = await life.moveInstance(ex, instance, target);
-        if (moved.OK && target === 'Stopping') await lifeRecord.planShutdown(ex, id, at);
-        return moved;
-      });
+      return this.atomic((ex) => life.lifecycleStop(ex, id, at));
     });
   }
 
@@ -401,7 +381,7 @@ export class VirtualMachineDB {
     return this.call(async () => {
       const id = this.instanceID(instanceID);
       const snapshot = await lifeRecord.readLife(this.ex, id);
-      return snapshot ? S_OK(snapshot) : S_ERROR(`Unknown InstanceID = ${id}`);
+      return snapshot ? S_OK(snapshot) : S_ERROR(`Unknown InstanceID = ${id}`, undefined, 'not_found');
     });
   }
 

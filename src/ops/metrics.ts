@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { INSTANCE_STATES } from '../../entities/states';
-import { type UsageTotal, usageTotals } from '../elastic/usage';
+import { type UsageTotal, usageTotals } from '../db/usage';
 import { observeTransitions } from '../db/lifecycle';
 import type { VirtualMachineDB } from '../db/vmdb';
 
@@ -181,7 +181,7 @@ export const vmSeconds = new Counter({
     if (!db) return;
     if (!usageCache || Date.now() - usageCache.at >= USAGE_CACHE_MS) {
       try {
-        usageCache = { at: Date.now(), totals: await usageTotals(db.executor) };
+        usageCache = { at: Date.now(), totals: await usageTotals(db) };
       } catch {
         instanceScrapeErrors.inc();
         return; // the last values stay: a counter must not go down

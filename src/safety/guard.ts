@@ -1,9 +1,8 @@
 import { type Logger, processLogger } from '../ops/log';
 import { safetyGuardTripped, safetyHeld } from '../ops/metrics';
-import { toSqlTime } from '../db/time';
 import type { VirtualMachineDB } from '../db/vmdb';
 import { type SafetyConfig, deferSeconds, recoveryGraceSeconds } from './config';
-import { SafetyStore } from './store';
+import { SafetyStore } from '../db/safety-store';
 
 /** An automatic action the guard decides on. */
 export type GuardedAction = 'stall' | 'halt' | 'lifetime' | 'drain';
@@ -102,13 +101,8 @@ export class FleetGuard {
    * scope's guard, with an alert on each change. Returns why stalls are held, or undefined.
    */
   async evaluateScope(scope: string, endpoint?: string): Promise<string | undefined> {
-    const cutoff = toSqlTime(new Date(this.now().getTime() - this.db.stallingInterval * this.config.guard.silentAfterFraction * 1000));
-    const [row] = await this.db.executor.select(
-      `SELECT COUNT(*) AS total, COALESCE(SUM(CASE WHEN \`LastUpdate\` < ? THEN 1 ELSE 0 END), 0) AS silent FROM \`vm_Instances\` WHERE \`Status\` = ?${endpoint === undefined ? '' : ' AND `Endpoint` = ?'}`,
-      endpoint === undefined ? [cutoff, 'Running'] : [cutoff, 'Running', endpoint],
-    );
-    const total = Number(row?.total ?? 0);
-    const silent = Number(row?.silent ?? 0);
+    const cutoff = new Date(this.now().getTime() - this.db.stallingInterval * this.config.guard.silentAfterFraction * 1000);
+    const { total, silent } = await this.store.runningSilence(cutoff, endpoint);
     const { maxSilentFraction, minSilentInstances } = this.config.guard;
     const tripped = silent >= minSilentInstances && silent > total * maxSilentFraction;
     const mark = await this.store.mark(`guard:${scope}`);
@@ -139,12 +133,7 @@ export class FleetGuard {
   /** The halt cap: automatic stalls at this endpoint within the window. */
   private async capReason(endpoint: string): Promise<string | undefined> {
     const { maxPerEndpoint, windowSeconds } = this.config.halts;
-    const since = toSqlTime(new Date(this.now().getTime() - windowSeconds * 1000));
-    const [row] = await this.db.executor.select(
-      'SELECT COUNT(*) AS n FROM `vm_History` h JOIN `vm_Instances` i ON i.`InstanceID` = h.`InstanceID` WHERE i.`Endpoint` = ? AND h.`Status` = ? AND h.`Update` > ?',
-      [endpoint, 'Stalled', since],
-    );
-    const n = Number(row?.n ?? 0);
+    const n = await this.store.stallsSince(endpoint, new Date(this.now().getTime() - windowSeconds * 1000));
     if (n >= maxPerEndpoint) return `${n} instances of ${endpoint} were stalled within ${windowSeconds} s (cap ${maxPerEndpoint})`;
     return undefined;
   }

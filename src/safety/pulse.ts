@@ -3,7 +3,7 @@ import { type Logger, processLogger } from '../ops/log';
 import type { VirtualMachineDB } from '../db/vmdb';
 import { type SafetyConfig, recoveryGraceSeconds } from './config';
 import type { PULSE_COMPONENTS } from './guard';
-import { SafetyStore } from './store';
+import { SafetyStore } from '../db/safety-store';
 
 export type PulseComponent = (typeof PULSE_COMPONENTS)[number];
 

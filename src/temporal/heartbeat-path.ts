@@ -1,7 +1,7 @@
 import { type Client, WorkflowNotFoundError } from '@temporalio/client';
 import type { HeartbeatFigures } from '../../entities/heartbeat';
 import { type HeartbeatNews, type HeartbeatReply, heartbeatNewsSignal, lifecycleWorkflowId } from '../../workflows/definitions';
-import type { HeartbeatRefusalCode, RecordedHeartbeat } from '../db/heartbeat-record';
+import type { RecordedHeartbeat } from '../db/heartbeat-record';
 import type { HeartbeatMark } from '../db/instance-life';
 import { instanceFields, processLogger } from '../ops/log';
 import { heartbeatSignals } from '../ops/metrics';
@@ -13,7 +13,7 @@ export const DEFAULT_SIGNAL_TIMEOUT_MS = 2_000;
 /** A missed signal is logged at most this often (with the count since), so an outage does not flood the log. */
 const MISSED_LOG_INTERVAL_MS = 10_000;
 
-export type HeartbeatAnswer = Result<HeartbeatReply & { recorded: RecordedHeartbeat }> & { code?: HeartbeatRefusalCode };
+export type HeartbeatAnswer = Result<HeartbeatReply & { recorded: RecordedHeartbeat }>;
 
 /**
  * A heartbeat end to end (v2): recorded by the facade in one transaction (MySQL is the record),

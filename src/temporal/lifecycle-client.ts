@@ -1,10 +1,10 @@
-import { ApplicationFailure, type Client, WorkflowUpdateFailedError, WorkflowNotFoundError } from '@temporalio/client';
+import { status as GrpcStatus } from '@grpc/grpc-js';
+import { ApplicationFailure, type Client, WorkflowUpdateFailedError, WorkflowNotFoundError, isGrpcServiceError } from '@temporalio/client';
 import { heartbeatProblems, type HeartbeatFigures } from '../../entities/heartbeat';
-import { type Directive, type HeartbeatReply, haltingUpdate, runningUpdate, lifecycleWorkflowId, stateQuery, stopUpdate, type LifecycleState } from '../../workflows/definitions';
+import { type HeartbeatReply, haltingUpdate, runningUpdate, lifecycleWorkflowId, stateQuery, stopUpdate, type LifecycleState } from '../../workflows/definitions';
 import { HeartbeatPath } from './heartbeat-path';
-import type { HeartbeatRefusalCode } from '../db/heartbeat-record';
 import type { HeartbeatMark } from '../db/instance-life';
-import { type Result, S_ERROR, S_OK } from '../db/result';
+import { type Failure, type Result, S_ERROR, S_OK } from '../db/result';
 import type { VirtualMachineDB } from '../db/vmdb';
 
 /**
@@ -62,25 +62,11 @@ export class LifecycleClient {
   }
 
   /**
-   * Records a heartbeat (v2: in the database, then signalled to the workflow) and returns the VM's
-   * directive. `mark` (the agent's boot id and sequence) makes a retried heartbeat count once.
+   * Records a heartbeat by InstanceID (the API knows it from the VM's token): in the database, then
+   * signalled to the workflow; answers the directive and the planned shutdown. `mark` (the agent's
+   * boot id and sequence) makes a retried heartbeat count once.
    */
-  async heartbeat(uniqueID: string, figures: HeartbeatFigures, mark?: HeartbeatMark): Promise<Result<Directive>> {
-    const reply = await this.heartbeatWithNotice(uniqueID, figures, mark);
-    return reply.OK ? S_OK(reply.Value.directive) : reply;
-  }
-
-  /** `heartbeat`, answered with the planned shutdown time too (when the instance has one). */
-  async heartbeatWithNotice(uniqueID: string, figures: HeartbeatFigures, mark?: HeartbeatMark): Promise<Result<HeartbeatReply>> {
-    const malformed = malformedHeartbeat(figures);
-    if (malformed) return malformed;
-    const id = await this.db.getInstanceID(uniqueID);
-    if (!id.OK) return id;
-    return this.heartbeatOf(id.Value, figures, mark);
-  }
-
-  /** `heartbeatWithNotice` by InstanceID, for callers that already know it (the API, from the VM's token). */
-  async heartbeatOf(instanceID: number, figures: HeartbeatFigures, mark?: HeartbeatMark): Promise<Result<HeartbeatReply> & { code?: HeartbeatRefusalCode }> {
+  async heartbeatOf(instanceID: number, figures: HeartbeatFigures, mark?: HeartbeatMark): Promise<Result<HeartbeatReply>> {
     const malformed = malformedHeartbeat(figures);
     if (malformed) return malformed;
     const answer = await this.heartbeats.beat(instanceID, figures, mark);
@@ -119,17 +105,32 @@ export class LifecycleClient {
     try {
       return S_OK(await call());
     } catch (err) {
-      if (err instanceof WorkflowNotFoundError) return S_ERROR(`No running life cycle for ${who}: the instance has finished or never started`);
-      if (err instanceof WorkflowUpdateFailedError) {
-        // A refused transition carries its State (stop/halt/current) as the failure's first detail.
-        const state = err.cause instanceof ApplicationFailure ? err.cause.details?.[0] : undefined;
-        return S_ERROR(err.cause?.message ?? err.message, typeof state === 'string' ? state : undefined);
+      if (err instanceof WorkflowNotFoundError || grpcCode(err) === GrpcStatus.NOT_FOUND) {
+        return S_ERROR(`No running life cycle for ${who}: the instance has finished or never started`, undefined, 'no_lifecycle');
       }
-      const message = (err as Error).message ?? String(err);
-      if (/already completed|workflow execution already completed/i.test(message)) {
-        return S_ERROR(`No running life cycle for ${who}: the instance has finished`);
-      }
-      return S_ERROR(message);
+      if (err instanceof WorkflowUpdateFailedError) return refusalOf(err);
+      // Every call here is well formed: what fails besides the workflow's own answer is Temporal.
+      return S_ERROR((err as Error)?.message ?? String(err), undefined, 'temporal_unavailable');
     }
   }
+}
+
+/** The workflow's failure types that refuse a request (workflows/instance-life.ts); their first detail is the State. */
+const REFUSAL_TYPES = new Set(['RunningRefused', 'HaltingRefused', 'StopRefused']);
+
+/** An update the workflow refused, as the facade would word it: a refusal with its State, or bad input. */
+function refusalOf(err: WorkflowUpdateFailedError): Failure {
+  const cause = err.cause instanceof ApplicationFailure ? err.cause : undefined;
+  const state = cause?.details?.[0];
+  const message = err.cause?.message ?? err.message;
+  if (cause && REFUSAL_TYPES.has(cause.type ?? '') && typeof state === 'string') return S_ERROR(message, state, 'refused');
+  return S_ERROR(message);
+}
+
+/** The gRPC status of a Temporal call that failed, wherever in the chain of causes it is. */
+function grpcCode(err: unknown): number | undefined {
+  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if (isGrpcServiceError(e)) return e.code;
+  }
+  return undefined;
 }

@@ -5,15 +5,19 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { type History, historyToJSON } from '@temporalio/common/lib/proto-utils';
 import type { Worker } from '@temporalio/worker';
 import type { FastifyInstance } from 'fastify';
+import type { HeartbeatFigures } from '../../entities/heartbeat';
+import type { Directive } from '../../entities/states';
 import { type ApiDeps, buildApi } from '../../src/api/server';
 import type { OperatorToken } from '../../src/auth/tokens';
 import { type CloudDriver } from '../../src/drivers/driver';
 import { createDrivers } from '../../src/drivers/registry';
 import { type FleetConfig, driverConfigs, validateFleet } from '../../src/config/fleet';
 import { LifecycleClient } from '../../src/temporal/lifecycle-client';
+import type { HeartbeatMark } from '../../src/db/instance-life';
+import type { Result } from '../../src/db/result';
 import { VirtualMachineDB } from '../../src/db/vmdb';
 import { createVmdbWorker } from '../../src/temporal/worker';
-import { type LifecycleInput, lifecycleWorkflowId, stateQuery } from '../../workflows/definitions';
+import { type HeartbeatReply, type LifecycleInput, lifecycleWorkflowId, stateQuery } from '../../workflows/definitions';
 import type { WorkflowHandle } from '@temporalio/client';
 import { BACKENDS, ok } from './backends';
 import { workflowBundle } from './temporal';
@@ -62,6 +66,18 @@ export class LifecycleRig {
       apiUrl?: string;
     } = {},
   ) {}
+
+  /** A VM's heartbeat by its UniqueID, as the API records it (the API knows the InstanceID from the VM's token). */
+  async heartbeatWithNotice(uniqueID: string, figures: HeartbeatFigures, mark?: HeartbeatMark): Promise<Result<HeartbeatReply>> {
+    const id = await this.db.getInstanceID(uniqueID);
+    return id.OK ? this.lifecycle.heartbeatOf(id.Value, figures, mark) : id;
+  }
+
+  /** `heartbeatWithNotice`'s directive alone. */
+  async heartbeat(uniqueID: string, figures: HeartbeatFigures, mark?: HeartbeatMark): Promise<Result<Directive>> {
+    const reply = await this.heartbeatWithNotice(uniqueID, figures, mark);
+    return reply.OK ? { OK: true, Value: reply.Value.directive } : reply;
+  }
 
   get endpoint(): string {
     return this.options.endpoint?.endpoint ?? ENDPOINT;

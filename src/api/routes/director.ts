@@ -1,6 +1,6 @@
 import { type Client, ScheduleNotFoundError } from '@temporalio/client';
 import type { FastifyInstance } from 'fastify';
-import { FLEET_MODES, SafetyStore } from '../../safety/store';
+import { FLEET_MODES, SafetyStore } from '../../db/safety-store';
 import { DIRECTOR_SCHEDULE_ID, RECONCILE_SCHEDULE_ID, SWEEP_SCHEDULE_ID } from '../../temporal/schedules';
 import { requireRole } from '../auth';
 import { ApiError, temporalError } from '../errors';

@@ -1,13 +1,11 @@
 import type { FastifyInstance } from 'fastify';
-import { HALT_REASONS, type HaltReason, HaltStore } from '../../elastic/halts';
+import { isReportingState } from '../../../entities/states';
+import { HALT_REASONS, type HaltReason, HaltStore } from '../../db/halt-store';
 import { instanceFields } from '../../ops/log';
 import { requireVm } from '../auth';
 import { ApiError, unwrap } from '../errors';
 import { errorReplies, instanceIDParams } from '../schemas';
 import type { ApiDeps } from '../deps';
-
-/** States in which a VM is up and may still say why it is about to halt. */
-const LIVE = ['Running', 'Stopping'];
 
 /**
  * `POST /vms/{instanceID}/halt-reason`: a VM's stop policy found it idle and it is about to declare
@@ -42,7 +40,7 @@ export default async function haltReasonRoutes(app: FastifyInstance, { deps }: {
     async (request) => {
       const { instanceID } = request.params;
       const status = String(unwrap(await deps.db.getInstanceParameter('Status', instanceID)));
-      if (!LIVE.includes(status)) throw new ApiError(409, 'refused', `Instance ${instanceID} is ${status}: only a live VM records why it halts`, status);
+      if (!isReportingState(status)) throw new ApiError(409, 'refused', `Instance ${instanceID} is ${status}: only a live VM records why it halts`, status);
       const { reason, load, uptime, detail } = request.body;
       const recorded = await halts.record(instanceID, reason, detail ?? `${reason}: load ${load}`, uptime);
       request.log.info({ ...instanceFields({ instanceID }), reason, load, uptime }, 'VM halts itself');

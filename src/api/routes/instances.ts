@@ -2,9 +2,10 @@ import type { FastifyInstance } from 'fastify';
 import { INSTANCE_STATES } from '../../../entities/states';
 import { lifecycleWorkflowId } from '../../../workflows/definitions';
 import { columnNames, columnOf } from '../../../entities/tables';
-import { type Failure, type Result, S_ERROR, isDatabaseError } from '../../db/result';
+import { type Failure, type Result, S_ERROR, failureCode, isDatabaseError } from '../../db/result';
+import { UnwatchedInstances } from '../../db/unwatched';
 import { requireRole } from '../auth';
-import { ApiError, NO_LIFECYCLE, badRequest, isTemporalUnavailable, unwrap } from '../errors';
+import { ApiError, badRequest, isTemporalUnavailable, unwrap } from '../errors';
 import { filtersOf, sortListOf } from '../filters';
 import { MAX_ID, errorReplies, instanceIDParams, table, withFilters } from '../schemas';
 import type { ApiDeps } from '../deps';
@@ -28,6 +29,7 @@ const stopResults = {
 /** Operators' view of the instances, and the operator stop. */
 export default async function instanceRoutes(app: FastifyInstance, { deps }: { deps: ApiDeps }): Promise<void> {
   const { db, lifecycle } = deps;
+  const unwatched = new UnwatchedInstances(db);
 
   app.get<{ Querystring: { sort?: string; start: number; limit: number } & Record<string, unknown> }>(
     '/instances',
@@ -220,9 +222,7 @@ export default async function instanceRoutes(app: FastifyInstance, { deps }: { d
 
   async function stopOne(instanceID: number): Promise<Result<string>> {
     const viaWorkflow = await lifecycle.stop(instanceID);
-    if (viaWorkflow.OK || !NO_LIFECYCLE.test(viaWorkflow.Message)) return viaWorkflow;
-    const viaDatabase = await db.declareInstancesStopping([instanceID]);
-    if (viaDatabase.OK) return viaDatabase.Value[instanceID];
-    return (viaDatabase as Failure & { Value?: Record<string, Result<string>> }).Value?.[instanceID] ?? viaDatabase;
+    if (failureCode(viaWorkflow) !== 'no_lifecycle') return viaWorkflow;
+    return unwatched.stop(instanceID);
   }
 }

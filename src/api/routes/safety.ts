@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { parseEndpointName } from '../../drivers/driver';
 import { DEFAULT_SAFETY } from '../../safety/config';
 import { FleetGuard } from '../../safety/guard';
-import { FLEET_MODES, type FleetMode, SafetyStore } from '../../safety/store';
+import { FLEET_MODES, type FleetMode, SafetyStore } from '../../db/safety-store';
 import { requireRole } from '../auth';
 import { ApiError, badRequest, unwrap } from '../errors';
 import { errorReplies, instanceIDParams } from '../schemas';

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { MAX_USAGE_DAYS, USAGE_DEFINITION, type UsageRow, usageByDay } from '../../elastic/usage';
+import { MAX_USAGE_DAYS, USAGE_DEFINITION, type UsageRow, usageByDay } from '../../db/usage';
 import { requireRole } from '../auth';
 import { unavailable } from '../errors';
 import { errorReplies } from '../schemas';
@@ -69,7 +69,7 @@ export default async function usageRoutes(app: FastifyInstance, { deps }: { deps
       const to = new Date(toMs).toISOString().slice(0, 10);
       let rows: UsageRow[];
       try {
-        rows = await usageByDay(deps.db.executor, { from, to, endpoint, image, pod }, deps.prices ?? []);
+        rows = await usageByDay(deps.db, { from, to, endpoint, image, pod }, deps.prices ?? []);
       } catch (err) {
         throw unavailable('database', (err as Error)?.message ?? String(err));
       }

@@ -1,11 +1,12 @@
 import { isIP } from 'node:net';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { HeartbeatFigures } from '../../../entities/heartbeat';
-import type { Directive, HeartbeatReply } from '../../../workflows/definitions';
+import { DIRECTIVES, type Directive } from '../../../entities/states';
+import type { HeartbeatReply } from '../../../workflows/definitions';
 import { instanceFields } from '../../ops/log';
 import { heartbeats } from '../../ops/metrics';
 import { requireVm } from '../auth';
-import { ApiError, badRequest, fromFailure, unwrap } from '../errors';
+import { ApiError, badRequest, unwrap } from '../errors';
 import { count, errorReplies, figure, instanceIDParams } from '../schemas';
 import type { ApiDeps } from '../deps';
 
@@ -130,7 +131,7 @@ export default async function vmRoutes(app: FastifyInstance, { deps }: { deps: A
           200: {
             type: 'object',
             properties: {
-              directive: { type: 'string', enum: ['ok', 'stop', 'halt'] },
+              directive: { type: 'string', enum: [...DIRECTIVES] },
               shutdownAt: {
                 type: 'string',
                 format: 'date-time',
@@ -163,9 +164,7 @@ export default async function vmRoutes(app: FastifyInstance, { deps }: { deps: A
     if ((bootId === undefined) !== (seq === undefined)) throw badRequest('bootId and seq go together: send both or neither (body)');
     const mark = bootId === undefined || seq === undefined ? undefined : { bootId, seq };
     const result = await lifecycle.heartbeatOf(instanceID, figures, mark);
-    if (result.OK) return result.Value;
-    if (result.code === 'not_ready') throw new ApiError(409, 'not_ready', result.Message, result.State);
-    throw fromFailure(result);
+    return unwrap(result);
   }
 
   app.post<{ Params: { instanceID: number }; Body: { load: number } }>(

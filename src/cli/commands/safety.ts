@@ -2,7 +2,7 @@ import { type Command, InvalidArgumentError } from 'commander';
 import { instanceID } from '../args';
 import { apiClient, withJson } from '../context';
 import { json, table, write } from '../format';
-import { type EndpointHealth, FLEET_MODES, type ManualControl } from '../../safety/store';
+import { type EndpointHealth, FLEET_MODES, type ManualControl } from '../../db/safety-store';
 
 // The API answers with the store's own shapes; the store module is light (no database driver).
 const MODES: readonly string[] = FLEET_MODES;

@@ -1,5 +1,5 @@
 import { type Command, InvalidArgumentError } from 'commander';
-import type * as UsageModule from '../../elastic/usage';
+import type * as UsageModule from '../../db/usage';
 import type * as FleetConfigModule from '../../config/fleet';
 import type * as ApiConfigModule from '../../api/config';
 import type * as ApiServerModule from '../../api/server';
@@ -112,7 +112,7 @@ export function registerServerCommand(program: Command): void {
           temporalUi: settings.temporalUiUrl ? { url: settings.temporalUiUrl, namespace: temporal.namespace } : undefined,
           // The API's pulse tells the stall guard that VMs can report (fleet file: safety.pulse).
           safety: fleet.safety,
-          prices: (require('../../elastic/usage') as typeof UsageModule).usagePrices(fleet),
+          prices: (require('../../db/usage') as typeof UsageModule).usagePrices(fleet),
         });
         const { closeApi } = require('../../ops/graceful') as typeof GracefulModule;
         cleanups.push(() => closeApi(app));

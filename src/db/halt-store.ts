@@ -1,6 +1,6 @@
-import type { Executor } from '../db/database';
-import { fromSqlTime, toSqlTime } from '../db/time';
-import type { VirtualMachineDB } from '../db/vmdb';
+import type { Executor } from './database';
+import { fromSqlTime, toSqlTime } from './time';
+import type { VirtualMachineDB } from './vmdb';
 
 /** Why a VM halted itself; `idle` is the stop policy's verdict. */
 export const HALT_REASONS = ['idle'] as const;

@@ -1,6 +1,6 @@
-import type { Executor } from '../db/database';
-import { fromSqlTime, toSqlTime } from '../db/time';
-import type { VirtualMachineDB } from '../db/vmdb';
+import type { Executor } from './database';
+import { fromSqlTime, toSqlTime } from './time';
+import type { VirtualMachineDB } from './vmdb';
 
 /** The global switches: launch as usual, launch nothing new, drain (stop) everything, halt everything. */
 export const FLEET_MODES = ['normal', 'no-launch', 'drain', 'halt'] as const;
@@ -55,6 +55,24 @@ export class SafetyStore {
 
   static of(db: VirtualMachineDB): SafetyStore {
     return new SafetyStore(db.executor);
+  }
+
+  /** The Running instances of the fleet, or of one endpoint, and how many of them were last heard before `cutoff` (the silence guard). */
+  async runningSilence(cutoff: Date, endpoint?: string): Promise<{ total: number; silent: number }> {
+    const [row] = await this.ex.select(
+      `SELECT COUNT(*) AS total, COALESCE(SUM(CASE WHEN \`LastUpdate\` < ? THEN 1 ELSE 0 END), 0) AS silent FROM \`vm_Instances\` WHERE \`Status\` = ?${endpoint === undefined ? '' : ' AND `Endpoint` = ?'}`,
+      endpoint === undefined ? [toSqlTime(cutoff), 'Running'] : [toSqlTime(cutoff), 'Running', endpoint],
+    );
+    return { total: Number(row?.total ?? 0), silent: Number(row?.silent ?? 0) };
+  }
+
+  /** How many instances of the endpoint were stalled after `since` (the halt cap). */
+  async stallsSince(endpoint: string, since: Date): Promise<number> {
+    const [row] = await this.ex.select(
+      'SELECT COUNT(*) AS n FROM `vm_History` h JOIN `vm_Instances` i ON i.`InstanceID` = h.`InstanceID` WHERE i.`Endpoint` = ? AND h.`Status` = ? AND h.`Update` > ?',
+      [endpoint, 'Stalled', toSqlTime(since)],
+    );
+    return Number(row?.n ?? 0);
   }
 
   /** INSERT or UPDATE by primary key, in each dialect's own words; `columns` are fixed names, values are bound. */

@@ -1,7 +1,8 @@
 import { INSTANCE_STATES } from '../../entities/states';
-import type { Dialect, Executor } from '../db/database';
+import type { Dialect } from './database';
+import type { VirtualMachineDB } from './vmdb';
 import type { FleetConfig } from '../config/fleet';
-import { fromSqlTime, toSqlTime } from '../db/time';
+import { fromSqlTime, toSqlTime } from './time';
 
 /**
  * VM-hours from vm_History. An instance is up from its first history row other than `New` (the
@@ -81,7 +82,8 @@ const LABELS_OF_ALL = 'JOIN `vm_Instances` i ON i.`InstanceID` = s.InstanceID + 
 const round = (value: number, digits = 4) => Math.round(value * 10 ** digits) / 10 ** digits;
 
 /** VM-hours per day, endpoint, image and pod over [from, to] (whole UTC days), with costs where priced. */
-export async function usageByDay(ex: Executor, filter: UsageFilter, prices: readonly UsagePrice[] = []): Promise<UsageRow[]> {
+export async function usageByDay(db: VirtualMachineDB, filter: UsageFilter, prices: readonly UsagePrice[] = []): Promise<UsageRow[]> {
+  const ex = db.executor;
   const start = Date.parse(`${filter.from}T00:00:00Z`);
   const end = Date.parse(`${filter.to}T00:00:00Z`) + DAY_MS;
   const where: string[] = ['s.First IS NOT NULL', 's.First < ?', 's.Last >= ?'];
@@ -129,7 +131,8 @@ export interface UsageTotal {
 }
 
 /** Every instance's whole span, summed per endpoint, image and pod: the counter's value. */
-export async function usageTotals(ex: Executor): Promise<UsageTotal[]> {
+export async function usageTotals(db: VirtualMachineDB): Promise<UsageTotal[]> {
+  const ex = db.executor;
   const rows = await ex.select(
     `SELECT i.\`Endpoint\` AS Endpoint, img.\`Name\` AS Image, i.\`RunningPod\` AS Pod, SUM(${secondsBetween(ex.dialect, 's.First', 's.Last')}) AS Seconds FROM (${ALL_SPANS}) s ${LABELS_OF_ALL} GROUP BY i.\`Endpoint\`, img.\`Name\`, i.\`RunningPod\``,
     NOT_NEW,
