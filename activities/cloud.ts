@@ -20,7 +20,7 @@ export interface VmCredentials {
  * added. Made here, in the activity, so the token never enters the workflow
  * history. User data that is not a JSON object is passed on untouched.
  */
-export function withVmCredentials(userData: string | undefined, instanceID: number, credentials: VmCredentials | undefined): string | undefined {
+export function withVmCredentials(userData: string | undefined, instanceID: number, instanceName: string, credentials: VmCredentials | undefined): string | undefined {
   if (!credentials?.tokenSecret) return userData;
   let document: Record<string, unknown> = {};
   if (userData) {
@@ -34,7 +34,7 @@ export function withVmCredentials(userData: string | undefined, instanceID: numb
   }
   // Keep what the Director put in the block (the stop policy); the credentials are ours to set.
   const given = document.vmdb !== null && typeof document.vmdb === 'object' && !Array.isArray(document.vmdb) ? document.vmdb : {};
-  const vmdb = { ...given, apiUrl: credentials.apiUrl, instanceID, token: makeVmToken(credentials.tokenSecret, instanceID) };
+  const vmdb = { ...given, apiUrl: credentials.apiUrl, instanceID, token: makeVmToken(credentials.tokenSecret, instanceID, instanceName) };
   return JSON.stringify({ ...document, vmdb });
 }
 
@@ -103,7 +103,7 @@ export function createCloudActivities(drivers: ReadonlyMap<string, CloudDriver>,
   return {
     /** Idempotent by instanceName: a retried create returns the VM of the first attempt. */
     async createInstance(endpoint: string, request: CreateRequest, instanceID?: number): Promise<CloudInstance> {
-      const userData = instanceID === undefined ? request.userData : withVmCredentials(request.userData, instanceID, credentials);
+      const userData = instanceID === undefined ? request.userData : withVmCredentials(request.userData, instanceID, request.instanceName, credentials);
       let vm: CloudInstance;
       try {
         vm = await driverFor(endpoint).createInstance({ ...request, userData, ...(instanceID === undefined ? {} : { instanceID }) });

@@ -329,7 +329,7 @@ async function main(): Promise<void> {
       const uniqueID = ok(await db.getUniqueID(instanceID), 'getUniqueID');
       const status = ok(await lifecycle.running(uniqueID, '10.0.0.1', ''), `running ${instanceID}`);
       if (status !== 'Running') throw new Error(`instance ${instanceID} is ${status} after its running update`);
-      vms[i] = { instanceID, uniqueID, token: makeVmToken(tokenSecret, instanceID), bootId: `bench-${runTag}-${i}`, seq: 0 };
+      vms[i] = { instanceID, uniqueID, token: makeVmToken(tokenSecret, instanceID, `bench-${i}`), bootId: `bench-${runTag}-${i}`, seq: 0 };
     });
     await waitForCount(db, 'Running', options.vms, 30_000);
     const runningSeconds = (performance.now() - runningPhase) / 1000;

@@ -101,7 +101,7 @@ async function main(): Promise<void> {
   const generated = loadOrCreateSecrets(dataDir);
   const env = process.env;
   env.VMDB_DATABASE_URL ||= `sqlite:${join(dataDir, 'vmdb.sqlite')}`;
-  env.VMDB_TOKEN_SECRET ||= generated.tokenSecret;
+  if (!env.VMDB_TOKEN_SECRET && !env.VMDB_TOKEN_SECRETS) env.VMDB_TOKEN_SECRET = generated.tokenSecret;
   if (!env.VMDB_OPERATOR_TOKENS_FILE) env.VMDB_ADMIN_TOKEN ||= generated.adminToken;
   const api = loadApiConfig(env);
   const apiUrl = `http://${api.host}:${api.port}`;
@@ -132,6 +132,7 @@ async function main(): Promise<void> {
     temporal: client,
     operators: api.operators,
     tokenSecret: api.tokenSecret,
+    previousTokenSecrets: api.previousTokenSecrets,
     logger: log.child({ component: 'api' }),
     temporalUi: temporalUi ? { url: temporalUi, namespace: temporal.namespace } : undefined,
     safety: fleet.safety,

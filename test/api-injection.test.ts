@@ -1,7 +1,8 @@
 import { strict as assert } from 'node:assert';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { FastifyInstance, InjectOptions } from 'fastify';
-import { hashToken, makeVmToken, newSecret } from '../src/auth/tokens';
+import { hashToken, newSecret } from '../src/auth/tokens';
+import { vmTokenOf } from './support/vm-tokens';
 import { snapshot } from './support/backends';
 import { HOSTILE_STRINGS } from './support/corpus';
 import { LifecycleRig } from './support/lifecycle-rig';
@@ -53,7 +54,7 @@ describe('API injection corpus: every string parameter of every route', function
     assert.ok((await rig.lifecycle.running(uniqueID, '10.0.0.5')).OK);
     assert.ok((await rig.heartbeat(uniqueID, { load: 1, jobs: 1, transferredFiles: 1, transferredBytes: 1, uptime: 1 })).OK);
     running = instanceID;
-    const vmToken = makeVmToken(SECRET, running);
+    const vmToken = await vmTokenOf(rig.db, SECRET, running);
 
     for (const { method, path, operation } of openApiOperations(app.swagger() as any)) {
       if (method === 'POST' && path.endsWith('/director/trigger')) continue; // no parameter at all

@@ -4,7 +4,8 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { FastifyInstance, InjectOptions } from 'fastify';
 import { ApiConfigError, loadApiConfig } from '../src/api/config';
 import { buildApi } from '../src/api/server';
-import { ROLES, type Role, hashToken, makeVmToken, newSecret } from '../src/auth/tokens';
+import { ROLES, type Role, hashToken, newSecret } from '../src/auth/tokens';
+import { vmTokenOf } from './support/vm-tokens';
 import { LifecycleClient } from '../src/temporal/lifecycle-client';
 import { DIRECTOR_SCHEDULE_ID, RECONCILE_SCHEDULE_ID, SWEEP_SCHEDULE_ID, ensureSchedules } from '../src/temporal/schedules';
 import { VirtualMachineDB } from '../src/db/vmdb';
@@ -15,7 +16,8 @@ import { startDevServer } from './support/temporal';
 const SECRET = newSecret();
 const TOKENS: Record<Role, string> = { read: 'read-token-0123456789', operate: 'operate-token-0123456789', admin: 'admin-token-0123456789' };
 const OPERATORS = ROLES.map((role) => ({ name: `${role}-person`, role, sha256: hashToken(TOKENS[role]) }));
-const vmToken = (instanceID: number) => makeVmToken(SECRET, instanceID);
+/** The VM token of an instance, bound to its name in the record (as the worker makes it). */
+const vmToken = (db: VirtualMachineDB, instanceID: number) => vmTokenOf(db, SECRET, instanceID);
 const beat = (n = 1) => ({ load: 0.5 * n, jobs: n, transferredFiles: n, transferredBytes: 1000 * n, uptime: 60 * n });
 
 interface Reply {
@@ -92,7 +94,7 @@ describe('HTTP API on a dev server [mariadb]', function () {
   async function submitted() {
     const launched = await rig.launch();
     await rig.waitForStatus(launched.instanceID, 'Submitted');
-    return { ...launched, uniqueID: await rig.uniqueID(launched.instanceID), token: vmToken(launched.instanceID) };
+    return { ...launched, uniqueID: await rig.uniqueID(launched.instanceID), token: await vmToken(rig.db, launched.instanceID) };
   }
 
   /** An instance row with no workflow and no VM (New), as a Director leaves it before the launch. */
@@ -188,7 +190,7 @@ describe('HTTP API on a dev server [mariadb]', function () {
     it('no token, a malformed header or an unknown token: 401 with WWW-Authenticate', async function () {
       const routes = [...operatorRoutes(), ...vmRoutes(instanceID).map((r) => ({ ...r, method: 'POST' as const }))];
       for (const route of routes) {
-        for (const headers of [{}, { authorization: 'Basic cmVhZDpyZWFk' }, { authorization: 'Bearer' }, { authorization: 'Bearer not-a-token' }, { authorization: `Bearer ${TOKENS.admin}x` }, { authorization: `Bearer vm.${instanceID}.forged` }, { authorization: `Bearer ${makeVmToken('another-secret', instanceID)}` }]) {
+        for (const headers of [{}, { authorization: 'Basic cmVhZDpyZWFk' }, { authorization: 'Bearer' }, { authorization: 'Bearer not-a-token' }, { authorization: `Bearer ${TOKENS.admin}x` }, { authorization: `Bearer vm.${instanceID}.forged` }, { authorization: `Bearer ${await vmTokenOf(rig.db, 'another-secret-of-32-characters!', instanceID)}` }]) {
           const res = await app.inject({ method: route.method, url: route.url, headers, ...(route.body ? { payload: route.body as object } : {}) });
           assert.equal(res.statusCode, 401, `${route.method} ${route.url} with ${JSON.stringify(headers)}`);
           assert.equal(res.headers['www-authenticate'], 'Bearer');
@@ -212,7 +214,7 @@ describe('HTTP API on a dev server [mariadb]', function () {
 
     it('a VM token on operator routes: 403', async function () {
       for (const route of operatorRoutes()) {
-        const res = await request(route.method, route.url, { token: vmToken(instanceID), body: route.body });
+        const res = await request(route.method, route.url, { token: await vmToken(rig.db, instanceID), body: route.body });
         assert.equal(res.status, 403, `${route.method} ${route.url}`);
       }
     });
@@ -227,11 +229,11 @@ describe('HTTP API on a dev server [mariadb]', function () {
       const other = await bareInstance();
       const before = await snapshot(rig.db);
       for (const route of vmRoutes(other)) {
-        const res = await request('POST', route.url, { token: vmToken(instanceID), body: route.body });
+        const res = await request('POST', route.url, { token: await vmToken(rig.db, instanceID), body: route.body });
         assert.deepEqual([res.status, res.body.error], [403, 'forbidden'], route.url);
       }
       // Not fooled by another spelling of the same number either.
-      assert.equal((await request('POST', `/api/v1/vms/0${instanceID}/heartbeat`, { token: vmToken(instanceID), body: beat() })).status, 403);
+      assert.equal((await request('POST', `/api/v1/vms/0${instanceID}/heartbeat`, { token: await vmToken(rig.db, instanceID), body: beat() })).status, 403);
       assert.deepEqual(await snapshot(rig.db), before);
     });
 
@@ -327,12 +329,11 @@ describe('HTTP API on a dev server [mariadb]', function () {
       assert.deepEqual([res.status, res.body], [200, { status: 'Halted' }]);
       assert.equal((await vm.handle.result()).status, 'Halted');
 
-      res = await request('POST', `${base}/heartbeat`, { token: vm.token, body: beat(5) });
-      assert.deepEqual([res.status, res.body], [200, { directive: 'halt' }], 'the life cycle is over: power off');
-      res = await request('POST', `${base}/halting`, { token: vm.token, body: { load: 0 } });
-      assert.deepEqual([res.status, res.body.error], [409, 'no_lifecycle']);
-      res = await request('POST', `${base}/running`, { token: vm.token });
-      assert.deepEqual([res.status, res.body.error], [409, 'no_lifecycle']);
+      // The life cycle is over: the VM's token is refused on every route, and the VM told to power off.
+      for (const [route, body] of [['heartbeat', beat(5)], ['halting', { load: 0 }], ['running', undefined]] as const) {
+        res = await request('POST', `${base}/${route}`, { token: vm.token, body });
+        assert.deepEqual([res.status, res.body.error, res.body.state], [409, 'ended', 'halt'], route);
+      }
       assert.deepEqual(await rig.history(vm.instanceID), ['New', 'Submitted', 'Running', 'Running', 'Running', 'Stopping', 'Halted']);
     });
 
@@ -363,7 +364,7 @@ describe('HTTP API on a dev server [mariadb]', function () {
     it('an instance without a VM yet cannot report for it: 409 not_ready with its status', async function () {
       const bare = await bareInstance();
       for (const [route, body] of [['heartbeat', beat()], ['running', {}], ['halting', { load: 0 }]] as const) {
-        const res = await request('POST', `/api/v1/vms/${bare}/${route}`, { token: vmToken(bare), body });
+        const res = await request('POST', `/api/v1/vms/${bare}/${route}`, { token: await vmToken(rig.db, bare), body });
         assert.deepEqual([res.status, res.body.error, res.body.state], [409, 'not_ready', 'New'], route);
       }
       assert.equal(await rig.status(bare), 'New');
@@ -378,8 +379,9 @@ describe('HTTP API on a dev server [mariadb]', function () {
         assert.deepEqual([res.status, res.body], [404, { error: 'not_found', message: `Unknown InstanceID = ${NO_SUCH}` }], url);
       }
       for (const [route, body] of [['heartbeat', beat()], ['running', {}], ['halting', { load: 0 }]] as const) {
-        const res = await request('POST', `/api/v1/vms/${NO_SUCH}/${route}`, { token: vmToken(NO_SUCH), body });
-        assert.deepEqual([res.status, res.body.error], [404, 'not_found'], route);
+        // A VM token is bound to an instance the record holds: for any other, it is no token at all.
+        const res = await request('POST', `/api/v1/vms/${NO_SUCH}/${route}`, { token: await vmToken(rig.db, NO_SUCH), body });
+        assert.deepEqual([res.status, res.body.error], [401, 'unauthorized'], route);
       }
     });
 
@@ -548,10 +550,10 @@ describe('HTTP API when Temporal or the database is down [mariadb]', function ()
   it('Temporal down: health degraded; heartbeats recorded and answered from MySQL; running, stop and director 503', async function () {
     let res = await call(app, 'GET', '/health');
     assert.deepEqual([res.status, res.body], [200, { status: 'degraded', database: 'ok', temporal: 'down' }]);
-    res = await call(app, 'POST', `/api/v1/vms/${instanceID}/heartbeat`, { token: vmToken(instanceID), body: { ...beat(), bootId: 'b1', seq: 1 } });
+    res = await call(app, 'POST', `/api/v1/vms/${instanceID}/heartbeat`, { token: await vmToken(db, instanceID), body: { ...beat(), bootId: 'b1', seq: 1 } });
     assert.deepEqual([res.status, res.body], [200, { directive: 'ok' }], 'MySQL is the record: the heartbeat is answered');
     assert.deepEqual((await db.getHistoryForInstanceID(instanceID) as { Value: { Records: unknown[][] } }).Value.Records.map((r) => r[0]), ['Submitted', 'Running']);
-    res = await call(app, 'POST', `/api/v1/vms/${instanceID}/running`, { token: vmToken(instanceID), body: {} });
+    res = await call(app, 'POST', `/api/v1/vms/${instanceID}/running`, { token: await vmToken(db, instanceID), body: {} });
     assert.deepEqual([res.status, res.body.error], [503, 'unavailable']);
     assert.doesNotMatch(res.body.message, /127\.0\.0\.1|UNAVAILABLE|ECONNREFUSED/);
     res = await call(app, 'POST', '/api/v1/instances/stop', { token: TOKENS.operate, body: { instanceIDs: [instanceID] } });
@@ -572,7 +574,7 @@ describe('HTTP API when Temporal or the database is down [mariadb]', function ()
       // What the driver said (address, port, code) is for the server log, not for the caller.
       assert.match(res.body.message, /^The database cannot be reached right now; retry later$/);
     }
-    res = await call(app, 'POST', `/api/v1/vms/${instanceID}/heartbeat`, { token: vmToken(instanceID), body: beat() });
+    res = await call(app, 'POST', `/api/v1/vms/${instanceID}/heartbeat`, { token: await vmToken(db, instanceID), body: beat() });
     assert.deepEqual([res.status, res.body.error], [503, 'unavailable']);
   });
 });

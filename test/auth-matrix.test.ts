@@ -1,7 +1,8 @@
 import { strict as assert } from 'node:assert';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { FastifyInstance } from 'fastify';
-import { ROLES, type Role, hashToken, makeVmToken, newSecret, roleAllows } from '../src/auth/tokens';
+import { ROLES, type Role, hashToken, makeVmToken, newSecret, roleAllows, tokenKeyId } from '../src/auth/tokens';
+import { vmTokenOf } from './support/vm-tokens';
 import { snapshot } from './support/backends';
 import { LifecycleRig } from './support/lifecycle-rig';
 import { type RouteMethod, fastifyRoutes, openApiOperations } from './support/routes';
@@ -108,11 +109,13 @@ describe('auth matrix: every route x every role x VM tokens, own and foreign', f
       { name: 'unknown token', kind: 'stranger', authorization: `Bearer ${newSecret()}` },
       { name: 'an admin token with a character more', kind: 'stranger', authorization: `Bearer ${TOKENS.admin}x` },
       { name: 'forged VM token', kind: 'stranger', authorization: `Bearer vm.${own}.forged` },
-      { name: 'VM token of another secret', kind: 'stranger', authorization: `Bearer ${makeVmToken(newSecret(), own)}` },
+      { name: 'VM token of another secret', kind: 'stranger', authorization: `Bearer ${await vmTokenOf(rig.db, newSecret(), own)}` },
+      { name: 'VM token made for another instance name', kind: 'stranger', authorization: `Bearer ${makeVmToken(SECRET, own, 'not-its-name')}` },
+      { name: 'forged VM token with a key id', kind: 'stranger', authorization: `Bearer vm2.${tokenKeyId(SECRET)}.${own}.forged` },
+      { name: 'VM token of an instance that does not exist', kind: 'stranger', authorization: `Bearer ${await vmTokenOf(rig.db, SECRET, 987_654)}` },
       ...ROLES.map((role): Caller => ({ name: `role ${role}`, kind: 'operator', role, authorization: `Bearer ${TOKENS[role]}` })),
-      { name: 'own VM token', kind: 'own vm', authorization: `Bearer ${makeVmToken(SECRET, own)}` },
-      { name: 'VM token of another live instance', kind: 'foreign vm', authorization: `Bearer ${makeVmToken(SECRET, foreign)}` },
-      { name: 'VM token of an instance that does not exist', kind: 'foreign vm', authorization: `Bearer ${makeVmToken(SECRET, 987_654)}` },
+      { name: 'own VM token', kind: 'own vm', authorization: `Bearer ${await vmTokenOf(rig.db, SECRET, own)}` },
+      { name: 'VM token of another live instance', kind: 'foreign vm', authorization: `Bearer ${await vmTokenOf(rig.db, SECRET, foreign)}` },
     );
 
     const documented = openApiOperations(app.swagger() as any);

@@ -8,7 +8,8 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { DASHBOARD_CSP, DASHBOARD_MISSING } from '../src/api/dashboard';
 import { buildApi } from '../src/api/server';
 import { SafetyStore } from '../src/db/safety-store';
-import { ROLES, type Role, hashToken, makeVmToken, newSecret } from '../src/auth/tokens';
+import { ROLES, type Role, hashToken, newSecret } from '../src/auth/tokens';
+import { vmTokenOf } from './support/vm-tokens';
 import { ok, forceStatus } from './support/backends';
 import { artifactPath, eventually, launchChromium } from './support/browser';
 import { ENDPOINT, LifecycleRig } from './support/lifecycle-rig';
@@ -53,7 +54,7 @@ describe('dashboard in headless Chromium [mariadb]', function () {
 
   /** Posts to a VM route of `instanceID` with its VM token. */
   const vmCall = async (instanceID: number, what: string, body: unknown) => {
-    const res = await app.inject({ method: 'POST', url: `/api/v1/vms/${instanceID}/${what}`, headers: { authorization: `Bearer ${makeVmToken(SECRET, instanceID)}` }, payload: body as object });
+    const res = await app.inject({ method: 'POST', url: `/api/v1/vms/${instanceID}/${what}`, headers: { authorization: `Bearer ${await vmTokenOf(rig.db, SECRET, instanceID)}` }, payload: body as object });
     assert.equal(res.statusCode, 200, res.body);
   };
 
@@ -164,7 +165,7 @@ describe('dashboard in headless Chromium [mariadb]', function () {
       const me = await api<{ name: string; role: string; mayOperate: boolean; temporalUi: boolean }>('/me', { token: TOKENS[role] });
       assert.deepEqual(me, { name: `${role}-person`, role, mayOperate: role !== 'read', temporalUi: true });
     }
-    const vm = await fetch(`${base}/api/v1/me`, { headers: { authorization: `Bearer ${makeVmToken(SECRET, live[0])}` } });
+    const vm = await fetch(`${base}/api/v1/me`, { headers: { authorization: `Bearer ${await vmTokenOf(rig.db, SECRET, live[0])}` } });
     assert.equal(vm.status, 403);
   });
 

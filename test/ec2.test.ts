@@ -17,7 +17,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { ApplicationFailure } from '@temporalio/common';
 import { createCloudActivities } from '../activities/cloud';
-import { verifyVmToken } from '../src/auth/tokens';
+import { tokenIsFor } from './support/vm-tokens';
 import { EndpointError, InvalidRequestError } from '../src/drivers/driver';
 import { createDrivers } from '../src/drivers/registry';
 import { EC2_TAGS, Ec2Driver, type Ec2DriverOptions, classifyEc2Error, ec2ClientToken } from '../src/drivers/ec2';
@@ -578,7 +578,7 @@ describe('Director launches through the ec2 driver [mariadb]', function () {
       const userData = JSON.parse(Buffer.from(attribute.UserData?.Value ?? '', 'base64').toString('utf8'));
       assert.equal(userData.vmdb.instanceID, instanceID);
       assert.equal(userData.vmdb.apiUrl, 'http://127.0.0.1:8080');
-      assert.equal(verifyVmToken(secret, userData.vmdb.token), instanceID);
+      assert.ok(await tokenIsFor(rig.db, secret, userData.vmdb.token, instanceID), 'a token bound to the instance and its name');
       const history = historyToJSON(await env.client.workflow.getHandle(`vm-${instanceID}`).fetchHistory());
       assert.ok(!history.includes(userData.vmdb.token), 'the token stays out of the workflow history');
     }

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { ElasticStopPolicy, inHaltMargin, validateStopPolicy } from '../src/agent/stop-policy';
-import { makeVmToken } from '../src/auth/tokens';
+import { vmTokenOf } from './support/vm-tokens';
 import { userDataWithStopPolicy } from '../src/elastic/config';
 import { HaltStore } from '../src/db/halt-store';
 import { ok } from './support/backends';
@@ -126,9 +126,11 @@ describe('stop policies with the real agent under the local driver [mariadb]', f
       assert.equal((await vm.handle.result()).status, 'Halted', 'the workflow ends');
     }
     // Only a live VM records why it halts, and the first report stays.
-    const reasonOf = (id: number, body: object) => vms.app.inject({ method: 'POST', url: `/api/v1/vms/${id}/halt-reason`, headers: { authorization: `Bearer ${makeVmToken(vms.secret, id)}` }, payload: body });
+    // A halted instance's token is refused: the VM is told to halt (409, state halt).
+    const vmTokens = new Map([[idle.instanceID, await vmTokenOf(vms.rig.db, vms.secret, idle.instanceID)]]);
+    const reasonOf = (id: number, body: object) => vms.app.inject({ method: 'POST', url: `/api/v1/vms/${id}/halt-reason`, headers: { authorization: `Bearer ${vmTokens.get(id)}` }, payload: body });
     const late = await reasonOf(idle.instanceID, { reason: 'idle', load: 0, uptime: 5 });
-    assert.deepEqual([late.statusCode, late.json().state], [409, 'Halted']);
+    assert.deepEqual([late.statusCode, late.json().error, late.json().state], [409, 'ended', 'halt']);
     const first = await halts.of(idle.instanceID);
     assert.equal(await halts.record(idle.instanceID, 'idle', 'again', 1), false, 'the first report wins');
     assert.deepEqual(await halts.of(idle.instanceID), first);

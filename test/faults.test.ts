@@ -108,21 +108,23 @@ describe('fault injection under heartbeat load: kill -9 worker, kill -9 Temporal
       const { body } = await operator('GET', '/api/v1/instances?limit=100');
       const col = (name: string) => body.ParameterNames.indexOf(name);
       const rows = (body.Records as unknown[][]).filter((r) => r[col('inst.UniqueID')] && r[col('inst.Status')] === 'Submitted');
-      return rows.length >= INSTANCES ? rows.map((r) => r[col('inst.InstanceID')] as number) : undefined;
+      return rows.length >= INSTANCES ? rows.map((r) => [r[col('inst.InstanceID')] as number, r[col('inst.Name')] as string] as const) : undefined;
     }, 90_000, 500);
-    instanceIDs = submitted.slice(0, INSTANCES);
+    instanceIDs = submitted.slice(0, INSTANCES).map(([id]) => id);
+    // Each VM's token is bound to its instance's name, as the worker puts it in the user data.
+    const tokens = new Map(submitted.map(([id, name]) => [id, makeVmToken(secret, id, name)]));
     // Each VM declares itself Running, as vmdb-agent does at boot.
     for (const id of instanceIDs) {
       await waitFor(`instance ${id} Running`, async () => {
         const res = await fetch(`${apiUrl}/api/v1/vms/${id}/running`, {
           method: 'POST',
-          headers: { authorization: `Bearer ${makeVmToken(secret, id)}`, 'content-type': 'application/json' },
+          headers: { authorization: `Bearer ${tokens.get(id)}`, 'content-type': 'application/json' },
           body: JSON.stringify({ publicIP: '127.0.0.1' }),
         });
         return res.status === 200 ? true : undefined;
       });
     }
-    load = new HeartbeatLoad(apiUrl, instanceIDs.map((instanceID) => ({ instanceID, token: makeVmToken(secret, instanceID) })));
+    load = new HeartbeatLoad(apiUrl, instanceIDs.map((instanceID) => ({ instanceID, token: tokens.get(instanceID)! })));
   });
 
   after(async function () {

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { FastifyInstance } from 'fastify';
 import { buildApi } from '../src/api/server';
-import { hashToken, makeVmToken, newSecret } from '../src/auth/tokens';
+import { hashToken, newSecret } from '../src/auth/tokens';
+import { vmTokenOf } from './support/vm-tokens';
 import { createDrivers } from '../src/drivers/registry';
 import { driverConfigs, validateFleet } from '../src/config/fleet';
 import { LifecycleClient } from '../src/temporal/lifecycle-client';
@@ -155,7 +156,7 @@ describe('health: /healthz and /readyz [mariadb]', function () {
       const base = `http://127.0.0.1:${port}`;
       try {
         await waitFor('vmdb server /readyz', async () => ((await fetch(`${base}/readyz`)).status === 200 ? true : undefined), server.output);
-        const vm = { 'content-type': 'application/json', authorization: `Bearer ${makeVmToken(SECRET, launched.instanceID)}` };
+        const vm = { 'content-type': 'application/json', authorization: `Bearer ${await vmTokenOf(rig.db, SECRET, launched.instanceID)}` };
         const beat = await fetch(`${base}/api/v1/vms/${launched.instanceID}/heartbeat`, { method: 'POST', headers: vm, body: JSON.stringify(BEAT) });
         assert.deepEqual([beat.status, await beat.json()], [200, { directive: 'ok' }], 'a heartbeat is recorded by the API itself');
 

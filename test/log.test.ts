@@ -123,7 +123,8 @@ describe('logs (pino)', function () {
   it('the API logs VM requests with the instance, its workflow and the request id', async function () {
     const out = capture();
     const secret = newSecret();
-    const db = { getUniqueID: async () => ({ OK: true, Value: 'local-9' }) } as unknown as VirtualMachineDB;
+    const instance = { instanceID: 9, name: 'vm-9', uniqueID: 'local-9', endpoint: 'Site::ce', status: 'Running' };
+    const db = { getUniqueID: async () => ({ OK: true, Value: 'local-9' }), instanceStore: () => ({ instances: async () => [instance] }) } as unknown as VirtualMachineDB;
     // A heartbeat goes to the workflow by InstanceID: its lines do not pay a database read for the UniqueID.
     const lifecycle = {
       heartbeatOf: async () => ({ OK: true, Value: { directive: 'stop' } }),
@@ -134,14 +135,14 @@ describe('logs (pino)', function () {
       const res = await app.inject({
         method: 'POST',
         url: '/api/v1/vms/9/heartbeat',
-        headers: { authorization: `Bearer ${makeVmToken(secret, 9)}` },
+        headers: { authorization: `Bearer ${makeVmToken(secret, 9, 'vm-9')}` },
         payload: { load: 1, jobs: 2, transferredFiles: 0, transferredBytes: 0, uptime: 60 },
       });
       assert.deepEqual(res.json(), { directive: 'stop' });
       const running = await app.inject({
         method: 'POST',
         url: '/api/v1/vms/9/running',
-        headers: { authorization: `Bearer ${makeVmToken(secret, 9)}` },
+        headers: { authorization: `Bearer ${makeVmToken(secret, 9, 'vm-9')}` },
         payload: { publicIP: '10.0.0.9', privateIP: '' },
       });
       assert.deepEqual(running.json(), { status: 'Running' });

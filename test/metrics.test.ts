@@ -7,7 +7,8 @@ import { MockActivityEnvironment, type TestWorkflowEnvironment } from '@temporal
 import type { FastifyInstance, InjectOptions } from 'fastify';
 import { createDirectorActivities } from '../activities/director';
 import { createSshActivities } from '../activities/ssh';
-import { ROLES, type Role, hashToken, makeVmToken, newSecret } from '../src/auth/tokens';
+import { ROLES, type Role, hashToken, newSecret } from '../src/auth/tokens';
+import { vmTokenOf } from './support/vm-tokens';
 import { listeningPort, metricsBindAddress, serveMetrics } from '../src/ops/metrics';
 import { BACKENDS, ok } from './support/backends';
 import { ENDPOINT, LifecycleRig } from './support/lifecycle-rig';
@@ -125,7 +126,7 @@ describe('metrics [mariadb]', function () {
     const before = await scrape();
     const { instanceID, handle } = await rig.launch();
     await rig.waitForStatus(instanceID, 'Submitted');
-    const token = makeVmToken(SECRET, instanceID);
+    const token = await vmTokenOf(rig.db, SECRET, instanceID);
     const vm = (route: string, body: object) => request('POST', `/api/v1/vms/${instanceID}/${route}`, token, body);
 
     assert.deepEqual((await vm('running', { privateIP: '10.0.0.9' })).body, { status: 'Running' });
@@ -135,16 +136,18 @@ describe('metrics [mariadb]', function () {
     assert.deepEqual((await vm('heartbeat', beat(3))).body, { directive: 'stop' });
     assert.deepEqual((await vm('halting', { load: 0 })).body, { status: 'Halted' });
     await handle.result();
-    assert.deepEqual((await vm('heartbeat', beat(4))).body, { directive: 'halt' });
+    // Halted: the instance's token is refused, and the VM told to halt before any heartbeat is counted.
+    const ended = await vm('heartbeat', beat(4));
+    assert.deepEqual([ended.status, ended.body.error, ended.body.state], [409, 'ended', 'halt']);
     // An instance without a VM gets no directive: counted as none.
     const bare = ok(await rig.db.insertInstance('', 'test-image', `bare-${Date.now()}`, ENDPOINT, 'testvo'));
-    assert.equal((await request('POST', `/api/v1/vms/${bare}/heartbeat`, makeVmToken(SECRET, bare), beat())).status, 409);
+    assert.equal((await request('POST', `/api/v1/vms/${bare}/heartbeat`, await vmTokenOf(rig.db, SECRET, bare), beat())).status, 409);
 
     const after = await scrape();
     const delta = (name: string, labels: Record<string, string>) => after.value(name, labels) - before.value(name, labels);
     assert.deepEqual(
       Object.fromEntries(['ok', 'stop', 'halt', 'none'].map((directive) => [directive, delta('vmdb_heartbeats_total', { directive })])),
-      { ok: 2, stop: 1, halt: 1, none: 1 },
+      { ok: 2, stop: 1, halt: 0, none: 1 },
     );
     const moves = [
       ['New', 'Submitted'],

@@ -6,7 +6,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { createCloudActivities } from '../activities/cloud';
-import { verifyVmToken } from '../src/auth/tokens';
+import { tokenIsFor } from './support/vm-tokens';
 import { EndpointError, InvalidRequestError } from '../src/drivers/driver';
 import { createDrivers } from '../src/drivers/registry';
 import { OPENSTACK_METADATA, OPENSTACK_MAX_USER_DATA, OpenStackDriver, type OpenStackDriverOptions, classifyComputeAnswer } from '../src/drivers/openstack';
@@ -615,7 +615,7 @@ describe('Director launches through the openstack driver [mariadb]', function ()
       // The user data is what vmdb-agent reads on the VM: its API, its InstanceID and its own token.
       const userData = JSON.parse(Buffer.from(body.server['OS-EXT-SRV-ATTR:user_data'] ?? '', 'base64').toString('utf8'));
       assert.equal(userData.vmdb.instanceID, instanceID);
-      assert.equal(verifyVmToken(secret, userData.vmdb.token), instanceID);
+      assert.ok(await tokenIsFor(rig.db, secret, userData.vmdb.token, instanceID), 'a token bound to the instance and its name');
       const history = historyToJSON(await env.client.workflow.getHandle(`vm-${instanceID}`).fetchHistory());
       assert.ok(!history.includes(userData.vmdb.token), 'the token stays out of the workflow history');
     }

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { createDirectorActivities } from '../activities/director';
 import { createSafetyActivities } from '../activities/safety';
-import { makeVmToken } from '../src/auth/tokens';
+import { vmTokenOf } from './support/vm-tokens';
 import { SafetyStore } from '../src/db/safety-store';
 import { stateQuery } from '../workflows/definitions';
 import { forceStatus, ok } from './support/backends';
@@ -97,7 +97,7 @@ describe('fleet safety in the life cycle (time-skipping server) [mariadb]', func
     const res = await app.inject({
       method: 'POST',
       url: `/api/v1/vms/${instanceID}/heartbeat`,
-      headers: { authorization: `Bearer ${makeVmToken('s'.repeat(32), instanceID)}` },
+      headers: { authorization: `Bearer ${await vmTokenOf(rig.db, 's'.repeat(32), instanceID)}` },
       payload: BEAT,
     });
     assert.equal(res.statusCode, 200, res.body);

@@ -7,7 +7,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import type { FastifyInstance } from 'fastify';
 import { buildApi } from '../src/api/server';
-import { makeVmToken } from '../src/auth/tokens';
+import { vmTokenOf } from './support/vm-tokens';
 import { createDrivers } from '../src/drivers/registry';
 import { driverConfigs, validateFleet } from '../src/config/fleet';
 import { LifecycleClient } from '../src/temporal/lifecycle-client';
@@ -69,6 +69,11 @@ describe('outages of vmdb itself stall no VM (dev server, real time) [mariadb]',
   let lifecycle: LifecycleClient;
   const instances: number[] = [];
   const beating = new Set<number>();
+  /** Each instance's VM token, bound to its name as the worker makes it (read once, before outages). */
+  const tokens = new Map<number, string>();
+  const tokenOf = async (instanceID: number) => {
+    if (!tokens.has(instanceID)) tokens.set(instanceID, await vmTokenOf(db, SECRET, instanceID));
+  };
   let beater: NodeJS.Timeout | undefined;
 
   async function startWorker(): Promise<void> {
@@ -102,12 +107,12 @@ describe('outages of vmdb itself stall no VM (dev server, real time) [mariadb]',
   /** One heartbeat per beating VM through the API, not waited for: during an outage they hang or fail, as a VM's would. */
   function beatAll(): void {
     for (const instanceID of beating) {
-      if (!app) continue;
+      if (!app || !tokens.has(instanceID)) continue;
       app
         .inject({
           method: 'POST',
           url: `/api/v1/vms/${instanceID}/heartbeat`,
-          headers: { authorization: `Bearer ${makeVmToken(SECRET, instanceID)}` },
+          headers: { authorization: `Bearer ${tokens.get(instanceID)}` },
           payload: { load: 0.5, jobs: 1, transferredFiles: 0, transferredBytes: 0, uptime: 10 },
         })
         .catch(() => undefined);
@@ -194,6 +199,7 @@ describe('outages of vmdb itself stall no VM (dev server, real time) [mariadb]',
     for (let i = 0; i < 4; i++) instances.push(await launch());
     for (const id of instances) {
       await waitFor(`instance ${id} Submitted`, async () => ok(await db.getInstanceParameter('Status', id)) === 'Submitted');
+      await tokenOf(id);
       beating.add(id);
     }
     beater = setInterval(beatAll, 500);

@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { FastifyInstance } from 'fastify';
-import { ROLES, type Role, hashToken, makeVmToken, newSecret } from '../src/auth/tokens';
+import { ROLES, type Role, hashToken, newSecret } from '../src/auth/tokens';
+import { vmTokenOf } from './support/vm-tokens';
 import { LifecycleRig } from './support/lifecycle-rig';
 import { startDevServer } from './support/temporal';
 
@@ -110,7 +111,7 @@ describe('API fuzzing with schemathesis against /openapi.json, with real data', 
   });
 
   it("with a VM token, the VM routes of its instance: no server error, every answer as documented", async function () {
-    const { code, output } = await fuzz(apiUrl, dir, 'vm', makeVmToken(SECRET, vmInstance), `[parameters]\n"path.instanceID" = ${vmInstance}\n`, ['--include-tag', 'vm']);
+    const { code, output } = await fuzz(apiUrl, dir, 'vm', await vmTokenOf(rig.db, SECRET, vmInstance), `[parameters]\n"path.instanceID" = ${vmInstance}\n`, ['--include-tag', 'vm']);
     assert.equal(code, 0, summary(output));
     report('VM token', output);
   });

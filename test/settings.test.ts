@@ -66,7 +66,7 @@ describe('settings (src/config/settings.ts)', function () {
     assert.equal(settings.databaseUrl, 'sqlite:vmdb.sqlite');
     assert.equal(settings.stallingInterval, 2400);
     assert.equal(settings.autoMigrate, true);
-    assert.deepEqual(settings.api, { host: '127.0.0.1', port: 8080, publicUrl: 'http://127.0.0.1:8080', tokenSecret: undefined, adminToken: undefined, operatorTokensFile: undefined, temporalUiUrl: undefined });
+    assert.deepEqual(settings.api, { host: '127.0.0.1', port: 8080, publicUrl: 'http://127.0.0.1:8080', tokenSecret: undefined, previousTokenSecrets: [], adminToken: undefined, operatorTokensFile: undefined, temporalUiUrl: undefined });
     assert.deepEqual(settings.temporal, { address: '127.0.0.1:7233', namespace: 'default', taskQueue: 'vmdb', tls: undefined, apiKey: undefined });
     assert.equal(settings.workerHealth, undefined);
     assert.equal(settings.workerCachedWorkflows, undefined, "the SDK's own default");
@@ -177,6 +177,19 @@ describe('settings (src/config/settings.ts)', function () {
   });
 
   describe('VMDB_CONFIG_FILE', function () {
+    it('VMDB_TOKEN_SECRETS: the current secret first, then the previous ones', function () {
+      const OLDER = 'an-older-secret-0123456789';
+      const settings = loadSettings({ VMDB_TOKEN_SECRETS: `${SECRET},${OLDER}`, VMDB_ADMIN_TOKEN: ADMIN }, { require: ['api', 'worker'] });
+      assert.deepEqual([settings.api.tokenSecret, settings.api.previousTokenSecrets], [SECRET, [OLDER]]);
+      assert.deepEqual(problems({ VMDB_TOKEN_SECRET: SECRET, VMDB_TOKEN_SECRETS: `${SECRET},${OLDER}`, VMDB_ADMIN_TOKEN: ADMIN }, { require: ['api'] }), [], 'the same current secret');
+      assert.match(problems({ VMDB_TOKEN_SECRET: OLDER, VMDB_TOKEN_SECRETS: `${SECRET},${OLDER}` })[0], /VMDB_TOKEN_SECRET and VMDB_TOKEN_SECRETS disagree/);
+      assert.match(problems({ VMDB_TOKEN_SECRETS: `${SECRET},short` })[0], /VMDB_TOKEN_SECRETS: secret #2 must be at least 16 characters/);
+      assert.match(problems({ VMDB_TOKEN_SECRETS: `${SECRET},,${OLDER}` })[0], /secret #2/);
+      assert.match(problems({ VMDB_TOKEN_SECRETS: Array(9).fill(SECRET).join(',') })[0], /at most 8 secrets/);
+      const api = loadApiConfig({ VMDB_TOKEN_SECRETS: `${SECRET},${OLDER}`, VMDB_ADMIN_TOKEN: ADMIN });
+      assert.deepEqual([api.tokenSecret, api.previousTokenSecrets], [SECRET, [OLDER]]);
+    });
+
     it('gives settings under the same names; the environment wins over it', function () {
       const path = file('precedence.json', { VMDB_API_PORT: 9000, VMDB_STALLING_INTERVAL: '60', VMDB_AUTO_MIGRATE: false, TEMPORAL_NAMESPACE: 'from-file', VMDB_TASK_QUEUE: null });
       const env = { VMDB_CONFIG_FILE: path, VMDB_API_PORT: '9100', TEMPORAL_NAMESPACE: '' };

@@ -14,7 +14,7 @@ import { freePort } from './support/sshd';
 import { ScheduleOverlapPolicy } from '@temporalio/client';
 import { DIRECTOR_SCHEDULE_ID, RECONCILE_SCHEDULE_ID, SWEEP_SCHEDULE_ID, ensureSchedules } from '../src/temporal/schedules';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
-import { verifyVmToken } from '../src/auth/tokens';
+import { tokenIsFor } from './support/vm-tokens';
 import type { LocalDriver } from '../src/drivers/local';
 import { ageInstance, ok } from './support/backends';
 import { type TestSshd, startSshd } from './support/sshd';
@@ -390,7 +390,7 @@ describe('VM credentials [mariadb]', function () {
     assert.equal(userData.site, 'test', 'the configured user data is kept');
     assert.equal(userData.vmdb.instanceID, instanceID);
     assert.equal(userData.vmdb.apiUrl, 'http://127.0.0.1:8080');
-    assert.equal(verifyVmToken(secret, userData.vmdb.token), instanceID);
+    assert.ok(await tokenIsFor(rig.db, secret, userData.vmdb.token, instanceID), 'a token bound to the instance and its name');
     const history = historyToJSON(await handle.fetchHistory());
     assert.ok(!history.includes(userData.vmdb.token), 'no token in the history');
     await handle.terminate('test done');

@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify';
-import { type OperatorToken, type Role, findOperator, isVmToken, roleAllows, verifyVmToken } from '../auth/tokens';
+import { isTerminalState, type InstanceStatus } from '../../entities/states';
+import { type OperatorToken, type Role, type VmTokenKeys, findOperator, isVmToken, roleAllows } from '../auth/tokens';
 import { ApiError } from './errors';
 
 /** Who sent a request to a protected route. */
@@ -21,18 +22,39 @@ function unauthorized(message: string): ApiError {
   return new ApiError(401, 'unauthorized', message);
 }
 
-/** The principal of a bearer token, or a 401 naming what is wrong with it. */
-function authenticate(header: string | undefined, operators: readonly OperatorToken[], tokenSecret: string): Principal {
+/** The name and status of an instance, for checking a VM token against the record; undefined when unknown. */
+export type InstanceIdentity = (instanceID: number) => Promise<{ name: string; status: InstanceStatus } | undefined>;
+
+/** What the API checks tokens with. */
+export interface Credentials {
+  operators: readonly OperatorToken[];
+  vmKeys: VmTokenKeys;
+  identity: InstanceIdentity;
+  /** Told when the VM of an ended instance called (its workflow learns where the record stands). */
+  onEnded?: (instanceID: number) => void;
+}
+
+/**
+ * The principal of a bearer token, or a 401 naming what is wrong with it. A VM token holds only for
+ * the instance of the name it was made for, and only until that instance is Halted or Error: then
+ * the VM is told to halt (409, state halt), which every vmdb-agent obeys.
+ */
+async function authenticate(header: string | undefined, credentials: Credentials): Promise<Principal> {
   if (!header) throw unauthorized('Authorization: Bearer <token> is required');
   const match = /^Bearer +(\S+) *$/i.exec(header);
   if (!match) throw unauthorized('Authorization must be "Bearer <token>"');
   const token = match[1];
   if (isVmToken(token)) {
-    const instanceID = verifyVmToken(tokenSecret, token);
-    if (instanceID === undefined) throw unauthorized('Invalid VM token');
-    return { kind: 'vm', instanceID };
+    const claim = credentials.vmKeys.read(token);
+    const instance = claim && (await credentials.identity(claim.instanceID));
+    if (!claim || !instance || !claim.boundTo(instance.name)) throw unauthorized('Invalid VM token');
+    if (isTerminalState(instance.status)) {
+      credentials.onEnded?.(claim.instanceID);
+      throw new ApiError(409, 'ended', `Instance ${claim.instanceID} is ${instance.status}: its VM token is no longer accepted`, 'halt');
+    }
+    return { kind: 'vm', instanceID: claim.instanceID };
   }
-  const operator = findOperator(operators, token);
+  const operator = findOperator(credentials.operators, token);
   if (!operator) throw unauthorized('Invalid token');
   return { kind: 'operator', name: operator.name, role: operator.role };
 }
@@ -42,12 +64,12 @@ function authenticate(header: string | undefined, operators: readonly OperatorTo
  * their existence is not revealed to strangers) and makes sure every such
  * route declares who may call it.
  */
-export function installAuth(app: FastifyInstance, operators: readonly OperatorToken[], tokenSecret: string): void {
+export function installAuth(app: FastifyInstance, credentials: Credentials): void {
   app.decorateRequest('principal', null);
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     if (!isProtected(request.url)) return;
     try {
-      request.principal = authenticate(request.headers.authorization, operators, tokenSecret);
+      request.principal = await authenticate(request.headers.authorization, credentials);
     } catch (err) {
       reply.header('WWW-Authenticate', 'Bearer');
       throw err;

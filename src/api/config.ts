@@ -1,11 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { type OperatorToken, ROLES, type Role, hashToken } from '../auth/tokens';
-import { DEFAULT_API_HOST, DEFAULT_API_PORT, adminTokenProblem, httpUrlProblem, portProblem, settingsSource, tokenSecretProblem } from '../config/settings';
+import { DEFAULT_API_HOST, DEFAULT_API_PORT, adminTokenProblem, httpUrlProblem, portProblem, settingsSource, tokenSecretProblem, tokenSecretRing } from '../config/settings';
 
 /** What the API server needs from its environment. */
 export interface ApiConfig {
   operators: OperatorToken[];
   tokenSecret: string;
+  /** Secrets whose VM tokens are still accepted after a rotation (VMDB_TOKEN_SECRETS). */
+  previousTokenSecrets: string[];
   host: string;
   port: number;
   /** VMDB_TEMPORAL_UI_URL: where the dashboard links each instance's workflow; undefined: no links. */
@@ -52,9 +54,13 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env, readFile: (p
   }
   if (!file && !admin) problems.push('No operator token: set VMDB_OPERATOR_TOKENS_FILE and/or VMDB_ADMIN_TOKEN');
 
-  const tokenSecret = value('VMDB_TOKEN_SECRET') ?? '';
-  const secretProblem = tokenSecretProblem(tokenSecret);
-  if (secretProblem) problems.push(secretProblem);
+  const ring = tokenSecretRing(value('VMDB_TOKEN_SECRET'), value('VMDB_TOKEN_SECRETS'));
+  const tokenSecret = ring.current ?? '';
+  const previousTokenSecrets = ring.previous;
+  for (const secret of [tokenSecret, ...previousTokenSecrets]) {
+    const secretProblem = tokenSecretProblem(secret);
+    if (secretProblem) problems.push(value('VMDB_TOKEN_SECRETS') === undefined ? secretProblem : `VMDB_TOKEN_SECRETS: ${secretProblem}`);
+  }
 
   const host = value('VMDB_API_HOST') || DEFAULT_API_HOST;
   let port = DEFAULT_API_PORT;
@@ -70,7 +76,7 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env, readFile: (p
   if (uiProblem) problems.push(uiProblem);
 
   if (problems.length) throw new ApiConfigError(problems);
-  return { operators, tokenSecret, host, port, temporalUiUrl };
+  return { operators, tokenSecret, previousTokenSecrets, host, port, temporalUiUrl };
 }
 
 /** The operator tokens of a tokens file; problems are collected with the entry's position. */

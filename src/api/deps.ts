@@ -15,6 +15,8 @@ export interface ApiDeps {
   operators: OperatorToken[];
   /** The secret VM tokens are signed with (src/auth/tokens.ts). */
   tokenSecret: string;
+  /** Older secrets whose VM tokens are still accepted (a rotation: VMDB_TOKEN_SECRETS). */
+  previousTokenSecrets?: string[];
   /**
    * A pino logger (the process logger, or a child of it); true: the process logger; an object:
    * a logger at its `level`; false or absent: no logs.

@@ -15,7 +15,7 @@ export const errorSchema = {
   type: 'object',
   description: 'What went wrong; the message names the field for bad input',
   properties: {
-    error: { type: 'string', description: 'short code: bad_request, unauthorized, forbidden, not_found, refused, no_lifecycle, not_ready, unavailable' },
+    error: { type: 'string', description: 'short code: bad_request, unauthorized, forbidden, not_found, refused, no_lifecycle, not_ready, ended (a VM token of an instance that has ended; state: halt), unavailable' },
     message: { type: 'string' },
     state: { type: 'string', description: 'for a refused transition: stop, halt or the current status' },
   },

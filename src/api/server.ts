@@ -6,9 +6,11 @@ import { renderMetrics, trackInstances } from '../ops/metrics';
 import type { SafetyConfig } from '../safety/config';
 import { startPulse } from '../safety/pulse';
 import type { VirtualMachineDB } from '../db/vmdb';
+import { VmTokenKeys } from '../auth/tokens';
+import type { InstanceStore } from '../db/instance-store';
 import { API_PREFIX, installAuth } from './auth';
 import { installDashboard } from './dashboard';
-import { errorSchema, formatValidation, installErrorHandling } from './errors';
+import { errorSchema, formatValidation, installErrorHandling, unavailable } from './errors';
 import { installMethodNotAllowed } from './methods';
 import directorRoutes from './routes/director';
 import haltReasonRoutes from './routes/halt-reason';
@@ -78,7 +80,20 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
 
   installValidators(app);
   installErrorHandling(app);
-  installAuth(app, deps.operators, deps.tokenSecret);
+  let instances: InstanceStore | undefined; // made at the first VM token, from the facade
+  installAuth(app, {
+    operators: deps.operators,
+    vmKeys: new VmTokenKeys([deps.tokenSecret, ...(deps.previousTokenSecrets ?? [])]),
+    onEnded: (instanceID) => void deps.lifecycle.heartbeats?.noteEnded(instanceID).catch(() => undefined),
+    identity: async (instanceID) => {
+      try {
+        instances ??= deps.db.instanceStore();
+        return (await instances.instances({ instanceID }))[0];
+      } catch (err) {
+        throw unavailable('database', (err as Error)?.message ?? String(err));
+      }
+    },
+  });
   installMethodNotAllowed(app);
   app.addSchema(errorSchema);
 

@@ -50,6 +50,11 @@ export const SETTINGS: readonly SettingSpec[] = [
   { name: 'VMDB_API_PORT', kind: 'port', default: String(DEFAULT_API_PORT), description: 'Port the API listens on' },
   { name: 'VMDB_PUBLIC_API_URL', kind: 'http-url', description: "URL written into each VM's user data (default http://127.0.0.1:<VMDB_API_PORT>)" },
   { name: 'VMDB_TOKEN_SECRET', kind: 'secret', description: 'Secret VM tokens are signed with (API and worker)' },
+  {
+    name: 'VMDB_TOKEN_SECRETS',
+    kind: 'secret',
+    description: 'For a rotation: the current VM token secret, then the previous ones, comma-separated (API and worker); tokens signed with any of them are accepted, new ones are signed with the first. Instead of VMDB_TOKEN_SECRET',
+  },
   { name: 'VMDB_ADMIN_TOKEN', kind: 'secret', description: 'An operator token with role admin' },
   { name: 'VMDB_OPERATOR_TOKENS_FILE', kind: 'file', description: 'Operator tokens as SHA-256 hashes: [{ "name", "role", "sha256" }]' },
   { name: 'TEMPORAL_ADDRESS', kind: 'address', default: DEFAULT_TEMPORAL_ADDRESS, description: 'Temporal frontend host:port' },
@@ -269,6 +274,23 @@ export function adminTokenProblem(value: string): string | undefined {
 export const TOKEN_SECRET_MISSING =
   'VMDB_TOKEN_SECRET is not set: it signs the VM tokens (make one with: node -e "console.log(require(\'crypto\').randomBytes(32).toString(\'base64url\'))")';
 
+/** Secrets a rotation keeps accepting at most (VMDB_TOKEN_SECRETS). */
+export const MAX_TOKEN_SECRETS = 8;
+
+/** The VM token secrets in force: VMDB_TOKEN_SECRETS (current first), else VMDB_TOKEN_SECRET alone. */
+export function tokenSecretRing(single: string | undefined, list: string | undefined): { current?: string; previous: string[] } {
+  if (list === undefined) return { current: single, previous: [] };
+  const [current, ...previous] = list.split(',');
+  return { current, previous };
+}
+
+function tokenSecretsProblem(raw: string): string | undefined {
+  const parts = raw.split(',');
+  if (parts.length > MAX_TOKEN_SECRETS) return `VMDB_TOKEN_SECRETS holds at most ${MAX_TOKEN_SECRETS} secrets (the current one, then the previous ones), got ${parts.length}`;
+  const bad = parts.findIndex((part) => tokenSecretProblem(part) !== undefined);
+  return bad < 0 ? undefined : `VMDB_TOKEN_SECRETS: secret #${bad + 1} must be at least ${MIN_SECRET_LENGTH} characters, without commas or spaces`;
+}
+
 export function tokenSecretProblem(value: string | undefined): string | undefined {
   if (!value) return TOKEN_SECRET_MISSING;
   return value.length < MIN_SECRET_LENGTH ? `VMDB_TOKEN_SECRET must be at least ${MIN_SECRET_LENGTH} characters` : undefined;
@@ -307,6 +329,7 @@ function valueProblem(spec: SettingSpec, raw: string): string | undefined {
       return httpUrlProblem(name, raw);
     case 'secret':
       if (name === 'VMDB_TOKEN_SECRET') return tokenSecretProblem(raw);
+      if (name === 'VMDB_TOKEN_SECRETS') return tokenSecretsProblem(raw);
       if (name === 'VMDB_ADMIN_TOKEN') return adminTokenProblem(raw);
       return /\s/.test(raw) ? `${name} must not contain spaces` : undefined;
     case 'text':
@@ -339,7 +362,10 @@ export interface Settings {
     port: number;
     /** Where VMs reach the API (user data). */
     publicUrl: string;
+    /** The secret new VM tokens are signed with (VMDB_TOKEN_SECRETS' first, or VMDB_TOKEN_SECRET). */
     tokenSecret?: string;
+    /** Older secrets whose tokens are still accepted (the rest of VMDB_TOKEN_SECRETS). */
+    previousTokenSecrets: string[];
     adminToken?: string;
     operatorTokensFile?: string;
     /** The Temporal Web UI the dashboard links workflows to. */
@@ -380,7 +406,8 @@ function build(values: Record<string, string>, origin: SettingsSource['origin'],
       host: get('VMDB_API_HOST') ?? DEFAULT_API_HOST,
       port: apiPort,
       publicUrl: get('VMDB_PUBLIC_API_URL') ?? `http://127.0.0.1:${apiPort}`,
-      tokenSecret: get('VMDB_TOKEN_SECRET'),
+      tokenSecret: tokenSecretRing(get('VMDB_TOKEN_SECRET'), get('VMDB_TOKEN_SECRETS')).current,
+      previousTokenSecrets: tokenSecretRing(get('VMDB_TOKEN_SECRET'), get('VMDB_TOKEN_SECRETS')).previous,
       adminToken: get('VMDB_ADMIN_TOKEN'),
       operatorTokensFile: get('VMDB_OPERATOR_TOKENS_FILE'),
       temporalUiUrl: get('VMDB_TEMPORAL_UI_URL'),
@@ -415,6 +442,9 @@ export function readSettings(env: Env = process.env, readFile: ReadFile = readTe
   const values = source.values;
   if (Boolean(values.TEMPORAL_TLS_CERT) !== Boolean(values.TEMPORAL_TLS_KEY)) {
     problems.push({ name: values.TEMPORAL_TLS_CERT ? 'TEMPORAL_TLS_KEY' : 'TEMPORAL_TLS_CERT', message: 'TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY must be given together' });
+  }
+  if (values.VMDB_TOKEN_SECRET !== undefined && values.VMDB_TOKEN_SECRETS !== undefined && values.VMDB_TOKEN_SECRETS.split(',')[0] !== values.VMDB_TOKEN_SECRET) {
+    problems.push({ name: 'VMDB_TOKEN_SECRETS', message: 'VMDB_TOKEN_SECRET and VMDB_TOKEN_SECRETS disagree: set one, or make VMDB_TOKEN_SECRET the first of VMDB_TOKEN_SECRETS' });
   }
   const bad = new Set(problems.map((p) => p.name));
   return { settings: build(values, source.origin, source.file, bad), problems };
@@ -482,7 +512,7 @@ export function loadSettings(env: Env = process.env, options: LoadOptions = {}):
     }
   }
 
-  if ((roles.has('api') || roles.has('worker')) && !hasProblem('VMDB_TOKEN_SECRET') && !settings.api.tokenSecret) {
+  if ((roles.has('api') || roles.has('worker')) && !hasProblem('VMDB_TOKEN_SECRET') && !hasProblem('VMDB_TOKEN_SECRETS') && !settings.api.tokenSecret) {
     problems.push({
       name: 'VMDB_TOKEN_SECRET',
       message: roles.has('api') ? TOKEN_SECRET_MISSING : `${TOKEN_SECRET_MISSING}; the worker puts a token signed with it (the API's secret) into each VM's user data`,

@@ -334,7 +334,12 @@ export async function undoOnThrow<T>(ex: Executor, savepoint: string, fn: () => 
     await ex.write(`RELEASE SAVEPOINT ${savepoint}`);
     return result;
   } catch (err) {
-    await ex.write(`ROLLBACK TO SAVEPOINT ${savepoint}`);
+    try {
+      await ex.write(`ROLLBACK TO SAVEPOINT ${savepoint}`);
+    } catch {
+      // The server rolled the whole transaction back (a deadlock): the cause is what the caller must see, and retry.
+      throw err;
+    }
     if (ex.afterCommitQueue) ex.afterCommitQueue.length = queued;
     throw err;
   }

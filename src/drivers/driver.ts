@@ -1,4 +1,3 @@
-
 /** What the Director asks an endpoint to boot. */
 export interface CreateRequest {
   instanceName: string;

@@ -12,6 +12,8 @@ import type { VirtualMachineDB } from '../db/vmdb';
 export const DEFAULT_SIGNAL_TIMEOUT_MS = 2_000;
 /** A missed signal is logged at most this often (with the count since), so an outage does not flood the log. */
 const MISSED_LOG_INTERVAL_MS = 10_000;
+/** The figures of news that records no heartbeat (the workflow keeps figures only of recorded ones). */
+const NO_FIGURES: HeartbeatFigures = { load: 0, jobs: 0, transferredFiles: 0, transferredBytes: 0, uptime: 0 };
 
 export type HeartbeatAnswer = Result<HeartbeatReply & { recorded: RecordedHeartbeat }>;
 
@@ -38,6 +40,18 @@ export class HeartbeatPath {
     // A repeat wrote nothing: its news reached the workflow the first time (or the miss was counted then).
     if (!r.repeated) await this.signal(instanceID, { figures, recorded: r.recorded, status: r.status, version: r.version, lastUpdate: r.lastUpdate });
     return S_OK({ directive: r.directive, ...(r.shutdownAt ? { shutdownAt: r.shutdownAt } : {}), recorded: r });
+  }
+
+  /**
+   * The VM of an ended instance (Halted or Error) called, and was told to halt without a heartbeat
+   * being recorded: its workflow still hears where the record stands, as a heartbeat would have told
+   * it (an Error set from outside ends the workflow's watch at once, not at the stall deadline).
+   */
+  async noteEnded(instanceID: number): Promise<void> {
+    const life = await this.db.getInstanceLife(instanceID);
+    if (!life.OK) return;
+    const { status, version, lastUpdate } = life.Value;
+    await this.signal(instanceID, { figures: NO_FIGURES, recorded: false, status, version, lastUpdate });
   }
 
   private async signal(instanceID: number, news: HeartbeatNews): Promise<void> {

@@ -108,6 +108,7 @@ export function registerServerCommand(program: Command): void {
           temporal: client,
           operators: settings.operators,
           tokenSecret: settings.tokenSecret,
+          previousTokenSecrets: settings.previousTokenSecrets,
           logger: options.quiet ? false : { level: 'info' },
           temporalUi: settings.temporalUiUrl ? { url: settings.temporalUiUrl, namespace: temporal.namespace } : undefined,
           // The API's pulse tells the stall guard that VMs can report (fleet file: safety.pulse).
