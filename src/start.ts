@@ -132,6 +132,8 @@ async function main(): Promise<void> {
     temporal: client,
     operators: api.operators,
     tokenSecret: api.tokenSecret,
+    metricsToken: api.metricsToken,
+    rateLimits: api.rateLimits,
     logger: log.child({ component: 'api' }),
     temporalUi: temporalUi ? { url: temporalUi, namespace: temporal.namespace } : undefined,
     safety: fleet.safety,

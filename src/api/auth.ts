@@ -42,13 +42,20 @@ function authenticate(header: string | undefined, operators: readonly OperatorTo
  * their existence is not revealed to strangers) and makes sure every such
  * route declares who may call it.
  */
-export function installAuth(app: FastifyInstance, operators: readonly OperatorToken[], tokenSecret: string): void {
+export function installAuth(
+  app: FastifyInstance,
+  operators: readonly OperatorToken[],
+  tokenSecret: string,
+  /** Called before a 401 goes out; it may throw another error instead (the failed-authentication limit's 429). */
+  onFailure: (request: FastifyRequest, reply: FastifyReply) => Promise<void> = async () => undefined,
+): void {
   app.decorateRequest('principal', null);
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     if (!isProtected(request.url)) return;
     try {
       request.principal = authenticate(request.headers.authorization, operators, tokenSecret);
     } catch (err) {
+      await onFailure(request, reply);
       reply.header('WWW-Authenticate', 'Bearer');
       throw err;
     }
