@@ -18,7 +18,7 @@ import { createVmdbWorker, installRuntime } from './temporal/worker';
 import { type WorkerHealthServer, serveWorkerHealth } from './ops/worker-health';
 
 /** The settings the worker reads besides loadConfig's, loadTemporalSettings' and loadFleetConfig's. */
-const WORKER_SETTINGS = ['VMDB_SSH_KEY_FILE', 'VMDB_PUBLIC_API_URL', 'VMDB_API_PORT', 'VMDB_TOKEN_SECRET', 'VMDB_WORKER_HEALTH_PORT', 'VMDB_WORKER_HEALTH_HOST', 'VMDB_WORKER_CACHED_WORKFLOWS'];
+const WORKER_SETTINGS = ['VMDB_SSH_KEY_FILE', 'VMDB_PUBLIC_API_URL', 'VMDB_API_PORT', 'VMDB_TOKEN_SECRET', 'VMDB_WORKER_HEALTH_PORT', 'VMDB_WORKER_HEALTH_HOST', 'VMDB_WORKER_CACHED_WORKFLOWS', 'VMDB_METRICS_TOKEN'];
 
 export interface WorkerRunOptions {
   config?: Config;
@@ -71,7 +71,7 @@ export async function runWorker(options: WorkerRunOptions = {}): Promise<void> {
   try {
     if (metricsAt) {
       try {
-        metricsServer = await serveMetrics(metricsAt);
+        metricsServer = await serveMetrics(metricsAt, { token: settings.api.metricsToken });
       } catch (err) {
         throw new Error(`VMDB_WORKER_METRICS_PORT: cannot listen on ${metricsAt}: ${(err as Error).message}`);
       }

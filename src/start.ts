@@ -133,6 +133,8 @@ async function main(): Promise<void> {
     operators: api.operators,
     tokenSecret: api.tokenSecret,
     previousTokenSecrets: api.previousTokenSecrets,
+    metricsToken: api.metricsToken,
+    rateLimits: api.rateLimits,
     logger: log.child({ component: 'api' }),
     temporalUi: temporalUi ? { url: temporalUi, namespace: temporal.namespace } : undefined,
     safety: fleet.safety,

@@ -43,7 +43,7 @@ const ACCESS: Record<string, Role | 'vm'> = {
   'DELETE /api/v1/instances/{instanceID}/manual': 'operate',
 };
 
-/** Outside /api/v1 everything is open: probes, metrics, the API's own documents, the dashboard's page shell and assets (they hold no data). */
+/** Outside /api/v1 everything is open: probes, metrics (to this machine while VMDB_METRICS_TOKEN is unset), the API's own documents, the dashboard's page shell and assets (they hold no data). */
 const OPEN = /^\/(health|healthz|readyz|metrics|openapi\.json|docs|assets|index\.html|favicon\.svg)?(\/|$)/;
 
 type Caller =

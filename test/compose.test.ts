@@ -255,12 +255,38 @@ describe('docker-compose.yml against the code', function () {
         if (userinfo) assert.match(userinfo[1], /^\$\{[A-Z0-9_]+:\?[^}]+\}$/, `${name}: ${key} has a password in its url`);
       }
     }
-    assert.deepEqual(REQUIRED, ['MYSQL_ROOT_PASSWORD', 'TEMPORAL_MYSQL_PASSWORD', 'VMDB_ADMIN_TOKEN', 'VMDB_MYSQL_PASSWORD', 'VMDB_TOKEN_SECRET']);
+    assert.deepEqual(REQUIRED, ['MYSQL_ROOT_PASSWORD', 'TEMPORAL_MYSQL_PASSWORD', 'VMDB_ADMIN_TOKEN', 'VMDB_METRICS_TOKEN', 'VMDB_MYSQL_PASSWORD', 'VMDB_TOKEN_SECRET']);
     const example = read('.env.example');
     for (const name of REQUIRED) assert.match(example, new RegExp(`^${name}=$`, 'm'), `.env.example lists ${name}, without a value`);
     for (const line of example.split('\n').filter((l) => /^[A-Z0-9_]+=/.test(l))) assert.match(line, /=$/, `.env.example has no values: ${line}`);
     assert.match(read('.gitignore'), /^\.env$/m, '.env is not committed');
     for (const name of REQUIRED) assert.throws(() => interpolate(`\${${name}:?missing}`, {}), /is required/);
+  });
+
+  it('guards both vmdb /metrics with VMDB_METRICS_TOKEN, and deploy/prometheus/prometheus.yml scrapes them with it', function () {
+    for (const name of ['api', 'worker']) {
+      const values = Object.fromEntries(Object.entries(env(name)).map(([key, value]) => [key, interpolate(value, operatorValues)]));
+      assert.equal(values.VMDB_METRICS_TOKEN, operatorValues.VMDB_METRICS_TOKEN, `${name}: the operator's token`);
+      assert.equal(loadSettings(values, { checkFiles: false }).api.metricsToken, operatorValues.VMDB_METRICS_TOKEN, name);
+    }
+    const prometheus = parse(read('deploy/prometheus/prometheus.yml')) as {
+      scrape_configs: { job_name: string; metrics_path?: string; authorization?: { type?: string; credentials_file?: string; credentials?: string }; static_configs: { targets: string[] }[] }[];
+    };
+    const target = (job: string) => {
+      const found = prometheus.scrape_configs.find((c) => c.job_name === job);
+      assert.ok(found, `job ${job}`);
+      return { ...found, targets: found.static_configs.flatMap((c) => c.targets) };
+    };
+    const api = target('vmdb-api');
+    assert.deepEqual(api.targets, [`api:${env('api').VMDB_API_PORT}`]);
+    const worker = target('vmdb-worker');
+    assert.deepEqual(worker.targets, [`worker:${/:(\d+)$/.exec(env('worker').VMDB_WORKER_METRICS_PORT)![1]}`]);
+    for (const job of [api, worker]) {
+      assert.equal(job.metrics_path ?? '/metrics', '/metrics');
+      assert.equal(job.authorization?.type ?? 'Bearer', 'Bearer', job.job_name);
+      assert.ok(job.authorization?.credentials_file, `${job.job_name}: the token from a file`);
+      assert.equal(job.authorization?.credentials, undefined, `${job.job_name}: no token written in the config`);
+    }
   });
 
   it('mounts files that exist; the demo fleet runs the agent of the image on the worker\'s volume', function () {

@@ -96,7 +96,7 @@ describe('metrics [mariadb]', function () {
     }
   }
 
-  it('/metrics is open and speaks the Prometheus text format: the vmdb metrics and the Node process ones', async function () {
+  it('/metrics (no metrics token: open to this machine) speaks the Prometheus text format: the vmdb metrics and the Node process ones', async function () {
     const res = await request('GET', '/metrics');
     assert.equal(res.status, 200);
     assert.match(String(res.headers['content-type']), /^text\/plain; version=0\.0\.4/);

@@ -66,7 +66,11 @@ describe('settings (src/config/settings.ts)', function () {
     assert.equal(settings.databaseUrl, 'sqlite:vmdb.sqlite');
     assert.equal(settings.stallingInterval, 2400);
     assert.equal(settings.autoMigrate, true);
-    assert.deepEqual(settings.api, { host: '127.0.0.1', port: 8080, publicUrl: 'http://127.0.0.1:8080', tokenSecret: undefined, previousTokenSecrets: [], adminToken: undefined, operatorTokensFile: undefined, temporalUiUrl: undefined });
+    assert.deepEqual(settings.api, {
+      host: '127.0.0.1', port: 8080, publicUrl: 'http://127.0.0.1:8080', tokenSecret: undefined, previousTokenSecrets: [], adminToken: undefined, operatorTokensFile: undefined, temporalUiUrl: undefined,
+      metricsToken: undefined,
+      rateLimits: { perToken: 1200, perAddress: 600, authFailures: 10 },
+    });
     assert.deepEqual(settings.temporal, { address: '127.0.0.1:7233', namespace: 'default', taskQueue: 'vmdb', tls: undefined, apiKey: undefined });
     assert.equal(settings.workerHealth, undefined);
     assert.equal(settings.workerCachedWorkflows, undefined, "the SDK's own default");

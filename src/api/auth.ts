@@ -64,13 +64,19 @@ async function authenticate(header: string | undefined, credentials: Credentials
  * their existence is not revealed to strangers) and makes sure every such
  * route declares who may call it.
  */
-export function installAuth(app: FastifyInstance, credentials: Credentials): void {
+export function installAuth(
+  app: FastifyInstance,
+  credentials: Credentials,
+  /** Called before a 401 goes out; it may throw another error instead (the failed-authentication limit's 429). */
+  onFailure: (request: FastifyRequest, reply: FastifyReply) => Promise<void> = async () => undefined,
+): void {
   app.decorateRequest('principal', null);
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     if (!isProtected(request.url)) return;
     try {
       request.principal = await authenticate(request.headers.authorization, credentials);
     } catch (err) {
+      await onFailure(request, reply);
       reply.header('WWW-Authenticate', 'Bearer');
       throw err;
     }

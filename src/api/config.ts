@@ -1,6 +1,17 @@
 import { readFileSync } from 'node:fs';
 import { type OperatorToken, ROLES, type Role, hashToken } from '../auth/tokens';
-import { DEFAULT_API_HOST, DEFAULT_API_PORT, adminTokenProblem, httpUrlProblem, portProblem, settingsSource, tokenSecretProblem, tokenSecretRing } from '../config/settings';
+import {
+  DEFAULT_API_HOST,
+  DEFAULT_API_PORT,
+  type RateLimitSettings,
+  adminTokenProblem,
+  httpUrlProblem,
+  portProblem,
+  readSettings,
+  settingsSource,
+  tokenSecretProblem,
+  tokenSecretRing,
+} from '../config/settings';
 
 /** What the API server needs from its environment. */
 export interface ApiConfig {
@@ -12,7 +23,14 @@ export interface ApiConfig {
   port: number;
   /** VMDB_TEMPORAL_UI_URL: where the dashboard links each instance's workflow; undefined: no links. */
   temporalUiUrl?: string;
+  /** VMDB_METRICS_TOKEN: the bearer token of /metrics; undefined: loopback callers only. */
+  metricsToken?: string;
+  /** VMDB_RATE_LIMITS and VMDB_RATE_LIMIT_*: on, with their defaults, unless turned off. */
+  rateLimits: RateLimitSettings;
 }
+
+/** The API's settings that settings.ts parses and checks whole. */
+const TYPED = ['VMDB_METRICS_TOKEN', 'VMDB_RATE_LIMITS', 'VMDB_RATE_LIMIT_PER_TOKEN', 'VMDB_RATE_LIMIT_PER_ADDRESS', 'VMDB_RATE_LIMIT_AUTH_FAILURES'];
 
 export { DEFAULT_API_HOST, DEFAULT_API_PORT };
 
@@ -26,7 +44,7 @@ export class ApiConfigError extends Error {
 /**
  * Reads VMDB_OPERATOR_TOKENS_FILE (JSON `[{ name, role, sha256 }]`) and/or
  * VMDB_ADMIN_TOKEN (a plain token, hashed here, role admin), VMDB_TOKEN_SECRET,
- * VMDB_API_HOST and VMDB_API_PORT, from the environment and VMDB_CONFIG_FILE
+ * VMDB_API_HOST, VMDB_API_PORT, VMDB_METRICS_TOKEN and the rate limits, from the environment and VMDB_CONFIG_FILE
  * (src/config/settings.ts checks the values; this adds the tokens file's content).
  */
 export function loadApiConfig(env: NodeJS.ProcessEnv = process.env, readFile: (path: string) => string = (path) => readFileSync(path, 'utf8')): ApiConfig {
@@ -75,8 +93,11 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env, readFile: (p
   const uiProblem = temporalUiUrl === undefined ? undefined : httpUrlProblem('VMDB_TEMPORAL_UI_URL', temporalUiUrl);
   if (uiProblem) problems.push(uiProblem);
 
+  const typed = readSettings(env);
+  for (const problem of typed.problems) if (TYPED.includes(problem.name)) problems.push(problem.message);
+
   if (problems.length) throw new ApiConfigError(problems);
-  return { operators, tokenSecret, previousTokenSecrets, host, port, temporalUiUrl };
+  return { operators, tokenSecret, previousTokenSecrets, host, port, temporalUiUrl, metricsToken: typed.settings.api.metricsToken, rateLimits: typed.settings.api.rateLimits };
 }
 
 /** The operator tokens of a tokens file; problems are collected with the entry's position. */

@@ -1,5 +1,6 @@
 import type { Client } from '@temporalio/client';
 import type { OperatorToken } from '../auth/tokens';
+import type { RateLimitSettings } from '../config/settings';
 import type { VirtualMachineDB } from '../db/vmdb';
 import type { UsagePrice } from '../db/usage';
 import type { Logger } from '../ops/log';
@@ -28,6 +29,13 @@ export interface ApiDeps {
   dashboardDir?: string;
   /** When set, the API records its pulse (src/safety/pulse.ts) while it listens: VMs report through it. */
   safety?: SafetyConfig;
+  /** VMDB_METRICS_TOKEN: the bearer token of /metrics; absent: only callers on this machine may scrape. */
+  metricsToken?: string;
+  /**
+   * The rate limits (src/api/rate-limits.ts); absent or false: none. `vmdb server` and `npm start` pass
+   * the settings' (on by default); tests and benchmarks that build the API themselves choose.
+   */
+  rateLimits?: RateLimitSettings;
   /** Prices per VM-hour of the fleet file's endpoints, for `GET /usage` (usagePrices); absent: no costs. */
   prices?: UsagePrice[];
 }

@@ -15,7 +15,7 @@ export const errorSchema = {
   type: 'object',
   description: 'What went wrong; the message names the field for bad input',
   properties: {
-    error: { type: 'string', description: 'short code: bad_request, unauthorized, forbidden, not_found, refused, no_lifecycle, not_ready, ended (a VM token of an instance that has ended; state: halt), unavailable' },
+    error: { type: 'string', description: 'short code: bad_request, unauthorized, forbidden, not_found, refused, no_lifecycle, not_ready, ended (a VM token of an instance that has ended; state: halt), rate_limited (with Retry-After), unavailable' },
     message: { type: 'string' },
     state: { type: 'string', description: 'for a refused transition: stop, halt or the current status' },
   },
@@ -150,7 +150,7 @@ const CODES: Record<number, string> = {
   413: 'payload_too_large',
   414: 'uri_too_long',
   415: 'unsupported_media_type',
-  429: 'too_many_requests',
+  429: 'rate_limited',
   431: 'headers_too_large',
 };
 

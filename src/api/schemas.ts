@@ -19,8 +19,11 @@ const errorRef = { $ref: `${ERROR_SCHEMA_ID}#` } as const;
 
 /** The error replies a route can give, documented once. */
 export function errorReplies(...codes: number[]): Record<number, typeof errorRef> {
-  return Object.fromEntries([400, 401, 403, 503, ...codes].map((code) => [code, errorRef]));
+  return Object.fromEntries([400, 401, 403, 429, 503, ...codes].map((code) => [code, errorRef]));
 }
+
+/** 429 with Retry-After, which any route can answer while rate limits are on (src/api/rate-limits.ts). */
+export const rateLimitedReply = { 429: errorRef } as const;
 
 /** `{ ParameterNames, Records }`, the DIRAC shape of tabular reads. */
 export const table = {

@@ -3,6 +3,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, LogController } from 'fastify';
 import { type Logger, createLogger, processLogger } from '../ops/log';
 import { renderMetrics, trackInstances } from '../ops/metrics';
+import { METRICS_MESSAGES, METRICS_TOKEN_SETTING, metricsAccess } from '../ops/metrics-access';
 import type { SafetyConfig } from '../safety/config';
 import { startPulse } from '../safety/pulse';
 import type { VirtualMachineDB } from '../db/vmdb';
@@ -10,8 +11,10 @@ import { VmTokenKeys } from '../auth/tokens';
 import type { InstanceStore } from '../db/instance-store';
 import { API_PREFIX, installAuth } from './auth';
 import { installDashboard } from './dashboard';
-import { errorSchema, formatValidation, installErrorHandling, unavailable } from './errors';
+import { ApiError, errorSchema, formatValidation, installErrorHandling, unavailable } from './errors';
+import { rateLimitedReply } from './schemas';
 import { installMethodNotAllowed } from './methods';
+import { type RateLimits, installRateLimits } from './rate-limits';
 import directorRoutes from './routes/director';
 import haltReasonRoutes from './routes/halt-reason';
 import healthRoutes from './routes/health';
@@ -80,20 +83,27 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
 
   installValidators(app);
   installErrorHandling(app);
+  const limits = await installRateLimits(app, deps.rateLimits ?? false);
   let instances: InstanceStore | undefined; // made at the first VM token, from the facade
-  installAuth(app, {
-    operators: deps.operators,
-    vmKeys: new VmTokenKeys([deps.tokenSecret, ...(deps.previousTokenSecrets ?? [])]),
-    onEnded: (instanceID) => void deps.lifecycle.heartbeats?.noteEnded(instanceID).catch(() => undefined),
-    identity: async (instanceID) => {
-      try {
-        instances ??= deps.db.instanceStore();
-        return (await instances.instances({ instanceID }))[0];
-      } catch (err) {
-        throw unavailable('database', (err as Error)?.message ?? String(err));
-      }
+  installAuth(
+    app,
+    {
+      operators: deps.operators,
+      vmKeys: new VmTokenKeys([deps.tokenSecret, ...(deps.previousTokenSecrets ?? [])]),
+      onEnded: (instanceID) => void deps.lifecycle.heartbeats?.noteEnded(instanceID).catch(() => undefined),
+      identity: async (instanceID) => {
+        try {
+          instances ??= deps.db.instanceStore();
+          return (await instances.instances({ instanceID }))[0];
+        } catch (err) {
+          throw unavailable('database', (err as Error)?.message ?? String(err));
+        }
+      },
     },
-  });
+    limits.authFailed,
+  );
+  // After authentication, so that a caller with a token is counted by who it is, not where from.
+  app.addHook('onRequest', limits.perCaller);
   installMethodNotAllowed(app);
   app.addSchema(errorSchema);
 
@@ -115,7 +125,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
 
   await app.register(healthRoutes, { deps });
   if (deps.safety) installPulse(app, deps.db, deps.safety);
-  installMetrics(app, deps);
+  installMetrics(app, deps, limits);
   for (const routes of [vmRoutes, haltReasonRoutes, instanceRoutes, historyRoutes, imageRoutes, directorRoutes, sessionRoutes, safetyRoutes, usageRoutes]) {
     await app.register(routes, { prefix: API_PREFIX, deps });
   }
@@ -123,19 +133,31 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   return app;
 }
 
-/** Open, as /health is: Prometheus scrapes it without a token. */
-function installMetrics(app: FastifyInstance, deps: ApiDeps): void {
+/**
+ * Prometheus' route: with VMDB_METRICS_TOKEN, for its bearer only (a wrong token counts as a failed
+ * authentication); without, for callers on this machine only (src/ops/metrics-access.ts).
+ */
+function installMetrics(app: FastifyInstance, deps: ApiDeps, limits: RateLimits): void {
   const untrack = trackInstances(deps.db);
   app.addHook('onClose', async () => untrack());
+  const errorRef = { $ref: `${errorSchema.$id}#` };
   app.get(
     '/metrics',
     {
+      onRequest: async (request, reply) => {
+        const access = metricsAccess(deps.metricsToken, request.headers.authorization, request.ip);
+        if (access === 'allowed') return;
+        if (access === 'unauthorized') {
+          await limits.authFailed(request, reply);
+          reply.header('WWW-Authenticate', 'Bearer');
+        }
+        throw new ApiError(access === 'unauthorized' ? 401 : 403, access, METRICS_MESSAGES[access]);
+      },
       schema: {
         tags: ['metrics'],
         summary: 'Prometheus metrics of this process (text exposition format)',
-        description:
-          'vmdb_heartbeats_total{directive}, vmdb_transitions_total{kind,from,to}, vmdb_instances{status}, vmdb_director_launches_total{endpoint}, vmdb_director_failures_total{endpoint}, vmdb_activity_failures_total{activity}, vmdb_ssh_contextualization_seconds{outcome}, and the Node process metrics.',
-        response: { 200: { description: 'Prometheus text format 0.0.4', content: { 'text/plain': { schema: { type: 'string' } } } } },
+        description: `With ${METRICS_TOKEN_SETTING} set: \`Authorization: Bearer <that token>\` (401 otherwise). Unset: callers on the API's own machine only (403 otherwise). vmdb_heartbeats_total{directive}, vmdb_transitions_total{kind,from,to}, vmdb_instances{status}, vmdb_director_launches_total{endpoint}, vmdb_director_failures_total{endpoint}, vmdb_activity_failures_total{activity}, vmdb_ssh_contextualization_seconds{outcome}, and the Node process metrics.`,
+        response: { 200: { description: 'Prometheus text format 0.0.4', content: { 'text/plain': { schema: { type: 'string' } } } }, 401: errorRef, 403: errorRef, ...rateLimitedReply },
       },
     },
     async (_request, reply) => {

@@ -39,6 +39,12 @@ export const DEFAULT_DEV_TEMPORAL_UI_PORT = 8233;
 export const DEFAULT_WORKER_HEALTH_HOST = '127.0.0.1';
 /** Shorter than this is guessable; newSecret() and a 32-byte random token are far longer. */
 export const MIN_SECRET_LENGTH = 16;
+/** Requests per minute: one authenticated caller (an operator, or a VM whose heartbeats come every few seconds at most). */
+export const DEFAULT_RATE_LIMIT_PER_TOKEN = 1200;
+/** Requests per minute from one address without a token (probes, scrapes, the docs and the dashboard's files). */
+export const DEFAULT_RATE_LIMIT_PER_ADDRESS = 600;
+/** Failed authentications per minute from one address before it gets 429. */
+export const DEFAULT_RATE_LIMIT_AUTH_FAILURES = 10;
 
 /** The service's settings: what the API, the worker, `vmdb migrate` and `npm start` read. */
 export const SETTINGS: readonly SettingSpec[] = [
@@ -57,6 +63,11 @@ export const SETTINGS: readonly SettingSpec[] = [
   },
   { name: 'VMDB_ADMIN_TOKEN', kind: 'secret', description: 'An operator token with role admin' },
   { name: 'VMDB_OPERATOR_TOKENS_FILE', kind: 'file', description: 'Operator tokens as SHA-256 hashes: [{ "name", "role", "sha256" }]' },
+  { name: 'VMDB_METRICS_TOKEN', kind: 'secret', description: "Bearer token Prometheus scrapes the API's and the worker's /metrics with (unset: only loopback callers may scrape)" },
+  { name: 'VMDB_RATE_LIMITS', kind: 'boolean', default: 'true', description: "The API's rate limits (false: none, for a proxy that limits already)" },
+  { name: 'VMDB_RATE_LIMIT_PER_TOKEN', kind: 'positive-integer', default: String(DEFAULT_RATE_LIMIT_PER_TOKEN), description: 'Requests per minute of one authenticated caller: an operator token, or the VM token of one instance' },
+  { name: 'VMDB_RATE_LIMIT_PER_ADDRESS', kind: 'positive-integer', default: String(DEFAULT_RATE_LIMIT_PER_ADDRESS), description: 'Requests per minute from one client address without a token (health, metrics, docs, dashboard files)' },
+  { name: 'VMDB_RATE_LIMIT_AUTH_FAILURES', kind: 'positive-integer', default: String(DEFAULT_RATE_LIMIT_AUTH_FAILURES), description: 'Failed authentications (401) per minute from one client address; past it, 429' },
   { name: 'TEMPORAL_ADDRESS', kind: 'address', default: DEFAULT_TEMPORAL_ADDRESS, description: 'Temporal frontend host:port' },
   { name: 'TEMPORAL_NAMESPACE', kind: 'text', default: DEFAULT_TEMPORAL_NAMESPACE, description: 'Temporal namespace' },
   { name: 'VMDB_TEMPORAL_UI_URL', kind: 'http-url', description: "Temporal Web UI, for the dashboard's links to each instance's workflow (`npm start`: the embedded UI; unset: no links)" },
@@ -267,8 +278,13 @@ export function httpUrlProblem(name: string, raw: string): string | undefined {
   return url && (url.protocol === 'http:' || url.protocol === 'https:') && url.hostname ? undefined : `${name} must be an http:// or https:// url, got ${shown(raw)}`;
 }
 
+/** A token a caller presents (an operator's, Prometheus'): long enough not to be guessed, and one word. */
+export function bearerTokenProblem(name: string, value: string): string | undefined {
+  return value.length < MIN_SECRET_LENGTH || /\s/.test(value) ? `${name} must be at least ${MIN_SECRET_LENGTH} characters without spaces` : undefined;
+}
+
 export function adminTokenProblem(value: string): string | undefined {
-  return value.length < MIN_SECRET_LENGTH || /\s/.test(value) ? `VMDB_ADMIN_TOKEN must be at least ${MIN_SECRET_LENGTH} characters without spaces` : undefined;
+  return bearerTokenProblem('VMDB_ADMIN_TOKEN', value);
 }
 
 export const TOKEN_SECRET_MISSING =
@@ -330,7 +346,7 @@ function valueProblem(spec: SettingSpec, raw: string): string | undefined {
     case 'secret':
       if (name === 'VMDB_TOKEN_SECRET') return tokenSecretProblem(raw);
       if (name === 'VMDB_TOKEN_SECRETS') return tokenSecretsProblem(raw);
-      if (name === 'VMDB_ADMIN_TOKEN') return adminTokenProblem(raw);
+      if (name === 'VMDB_ADMIN_TOKEN' || name === 'VMDB_METRICS_TOKEN') return bearerTokenProblem(name, raw);
       return /\s/.test(raw) ? `${name} must not contain spaces` : undefined;
     case 'text':
     case 'file':
@@ -353,6 +369,18 @@ export interface TemporalSettings {
   apiKey?: string;
 }
 
+/** The API's rate limits, each per minute (src/api/rate-limits.ts); false: none. */
+export type RateLimitSettings =
+  | false
+  | {
+      /** Per authenticated caller: the operator's name or the VM's InstanceID. */
+      perToken: number;
+      /** Per client address, for requests without a token. */
+      perAddress: number;
+      /** Failed authentications per client address. */
+      authFailures: number;
+    };
+
 export interface Settings {
   databaseUrl: string;
   stallingInterval: number;
@@ -370,6 +398,9 @@ export interface Settings {
     operatorTokensFile?: string;
     /** The Temporal Web UI the dashboard links workflows to. */
     temporalUiUrl?: string;
+    /** The bearer token of /metrics (API and worker); undefined: loopback callers only. */
+    metricsToken?: string;
+    rateLimits: RateLimitSettings;
   };
   temporal: TemporalSettings;
   fleetFile?: string;
@@ -411,6 +442,14 @@ function build(values: Record<string, string>, origin: SettingsSource['origin'],
       adminToken: get('VMDB_ADMIN_TOKEN'),
       operatorTokensFile: get('VMDB_OPERATOR_TOKENS_FILE'),
       temporalUiUrl: get('VMDB_TEMPORAL_UI_URL'),
+      metricsToken: get('VMDB_METRICS_TOKEN'),
+      rateLimits: bool('VMDB_RATE_LIMITS', true)
+        ? {
+            perToken: int('VMDB_RATE_LIMIT_PER_TOKEN', DEFAULT_RATE_LIMIT_PER_TOKEN),
+            perAddress: int('VMDB_RATE_LIMIT_PER_ADDRESS', DEFAULT_RATE_LIMIT_PER_ADDRESS),
+            authFailures: int('VMDB_RATE_LIMIT_AUTH_FAILURES', DEFAULT_RATE_LIMIT_AUTH_FAILURES),
+          }
+        : false,
     },
     temporal: {
       address: get('TEMPORAL_ADDRESS') ?? DEFAULT_TEMPORAL_ADDRESS,

@@ -5,6 +5,7 @@ import { INSTANCE_STATES } from '../../entities/states';
 import { type UsageTotal, usageTotals } from '../db/usage';
 import { observeTransitions } from '../db/lifecycle';
 import type { VirtualMachineDB } from '../db/vmdb';
+import { METRICS_MESSAGES, metricsAccess } from './metrics-access';
 
 /**
  * vmdb's Prometheus metrics: one registry per process, served as `/metrics` by
@@ -224,8 +225,11 @@ export function metricsBindAddress(name: string, value: string | undefined, defa
   return `${match[1] ?? '127.0.0.1'}:${port}`;
 }
 
-/** An HTTP server answering GET /metrics with this process's registry (the worker's own endpoint). */
-export async function serveMetrics(bindAddress: string): Promise<Server> {
+/**
+ * An HTTP server answering GET /metrics with this process's registry (the worker's own endpoint),
+ * to the callers metricsAccess lets through: the bearer of `token`, or without one loopback only.
+ */
+export async function serveMetrics(bindAddress: string, options: { token?: string } = {}): Promise<Server> {
   const at = bindAddress.lastIndexOf(':');
   const host = bindAddress.slice(0, at).replace(/^\[(.*)\]$/, '$1');
   const port = Number(bindAddress.slice(at + 1));
@@ -233,6 +237,12 @@ export async function serveMetrics(bindAddress: string): Promise<Server> {
     const path = (req.url ?? '').split('?')[0];
     if (req.method !== 'GET' || path !== '/metrics') {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('Not found: GET /metrics\n');
+      return;
+    }
+    const access = metricsAccess(options.token, req.headers.authorization, req.socket.remoteAddress);
+    if (access !== 'allowed') {
+      const headers = { 'content-type': 'application/json; charset=utf-8', ...(access === 'unauthorized' ? { 'www-authenticate': 'Bearer' } : {}) };
+      res.writeHead(access === 'unauthorized' ? 401 : 403, headers).end(`${JSON.stringify({ error: access, message: METRICS_MESSAGES[access] })}\n`);
       return;
     }
     renderMetrics().then(

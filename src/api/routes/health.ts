@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { CHECK_TIMEOUT_MS, check, databaseAnswers, readiness, temporalAnswers } from '../../ops/readiness';
 import type { ApiDeps } from '../deps';
+import { rateLimitedReply } from '../schemas';
 
 const part = { type: 'string', enum: ['ok', 'down'] } as const;
 
@@ -30,7 +31,7 @@ export default async function healthRoutes(app: FastifyInstance, { deps }: { dep
       schema: {
         tags: ['health'],
         summary: 'The process is up (liveness); checks nothing else',
-        response: { 200: { type: 'object', properties: { status: { type: 'string', enum: ['ok'] } }, required: ['status'] } },
+        response: { 200: { type: 'object', properties: { status: { type: 'string', enum: ['ok'] } }, required: ['status'] }, ...rateLimitedReply },
       },
     },
     async () => ({ status: 'ok' }),
@@ -42,7 +43,7 @@ export default async function healthRoutes(app: FastifyInstance, { deps }: { dep
       schema: {
         tags: ['health'],
         summary: 'Ready for traffic: the database answers with a current schema, and Temporal answers (503 otherwise)',
-        response: { 200: readinessReply, 503: readinessReply },
+        response: { 200: readinessReply, 503: readinessReply, ...rateLimitedReply },
       },
     },
     async (_request, reply) => {
@@ -66,6 +67,7 @@ export default async function healthRoutes(app: FastifyInstance, { deps }: { dep
               temporal: part,
             },
           },
+          ...rateLimitedReply,
         },
       },
     },

@@ -56,7 +56,7 @@ function untilSignal(): Promise<NodeJS.Signals> {
 export function registerServerCommand(program: Command): void {
   program
     .command('server')
-    .description('run the HTTP API until SIGINT/SIGTERM (VMDB_OPERATOR_TOKENS_FILE and/or VMDB_ADMIN_TOKEN, VMDB_TOKEN_SECRET, VMDB_API_HOST, VMDB_API_PORT, VMDB_DATABASE_URL, VMDB_AUTO_MIGRATE, TEMPORAL_*)')
+    .description('run the HTTP API until SIGINT/SIGTERM (VMDB_OPERATOR_TOKENS_FILE and/or VMDB_ADMIN_TOKEN, VMDB_TOKEN_SECRET, VMDB_API_HOST, VMDB_API_PORT, VMDB_METRICS_TOKEN, VMDB_RATE_LIMITS, VMDB_DATABASE_URL, VMDB_AUTO_MIGRATE, TEMPORAL_*)')
     .option('--host <host>', 'address to listen on (overrides VMDB_API_HOST, default 127.0.0.1)')
     .option('--port <port>', 'port to listen on (overrides VMDB_API_PORT, default 8080; 0: any free port)', port)
     .option('--quiet', 'no request log')
@@ -109,6 +109,8 @@ export function registerServerCommand(program: Command): void {
           operators: settings.operators,
           tokenSecret: settings.tokenSecret,
           previousTokenSecrets: settings.previousTokenSecrets,
+          metricsToken: settings.metricsToken,
+          rateLimits: settings.rateLimits,
           logger: options.quiet ? false : { level: 'info' },
           temporalUi: settings.temporalUiUrl ? { url: settings.temporalUiUrl, namespace: temporal.namespace } : undefined,
           // The API's pulse tells the stall guard that VMs can report (fleet file: safety.pulse).
