@@ -6,10 +6,12 @@ import { renderMetrics, trackInstances } from '../ops/metrics';
 import type { SafetyConfig } from '../safety/config';
 import { startPulse } from '../safety/pulse';
 import type { VirtualMachineDB } from '../db/vmdb';
+import { installAudit } from './audit';
 import { API_PREFIX, installAuth } from './auth';
 import { installDashboard } from './dashboard';
 import { errorSchema, formatValidation, installErrorHandling } from './errors';
 import { installMethodNotAllowed } from './methods';
+import auditRoutes from './routes/audit';
 import directorRoutes from './routes/director';
 import haltReasonRoutes from './routes/halt-reason';
 import healthRoutes from './routes/health';
@@ -80,6 +82,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   installErrorHandling(app);
   installAuth(app, deps.operators, deps.tokenSecret);
   installMethodNotAllowed(app);
+  installAudit(app, deps.db);
   app.addSchema(errorSchema);
 
   await app.register(swagger, {
@@ -91,7 +94,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
           bearer: { type: 'http', scheme: 'bearer', description: 'An operator token (role read, operate or admin) or the VM token of one instance' },
         },
       },
-      tags: ['vm', 'instances', 'history', 'images', 'director', 'health', 'metrics', 'session', 'usage'].map((name) => ({ name })),
+      tags: ['vm', 'instances', 'history', 'images', 'director', 'health', 'metrics', 'session', 'usage', 'audit'].map((name) => ({ name })),
     },
     refResolver: { buildLocalReference: (json, _base, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
   });
@@ -101,7 +104,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   await app.register(healthRoutes, { deps });
   if (deps.safety) installPulse(app, deps.db, deps.safety);
   installMetrics(app, deps);
-  for (const routes of [vmRoutes, haltReasonRoutes, instanceRoutes, historyRoutes, imageRoutes, directorRoutes, sessionRoutes, safetyRoutes, usageRoutes]) {
+  for (const routes of [vmRoutes, haltReasonRoutes, instanceRoutes, historyRoutes, imageRoutes, directorRoutes, sessionRoutes, safetyRoutes, usageRoutes, auditRoutes]) {
     await app.register(routes, { prefix: API_PREFIX, deps });
   }
   await app.register(installDashboard, { dir: deps.dashboardDir, log: logger });

@@ -118,6 +118,13 @@ export const reconcileFindings = new Counter({
   registers: [registry],
 });
 
+export const auditWriteFailures = new Counter({
+  name: 'vmdb_audit_write_failures_total',
+  help: 'Operator actions the API could not record in the audit trail (vm_AuditLog), by action; each miss is also logged at error level',
+  labelNames: ['action'] as const,
+  registers: [registry],
+});
+
 for (const directive of [...DIRECTIVES, 'none']) heartbeats.inc({ directive }, 0);
 sshContextualization.zero({ outcome: 'success' });
 
