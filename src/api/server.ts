@@ -122,7 +122,7 @@ function installMetrics(app: FastifyInstance, deps: ApiDeps): void {
         tags: ['metrics'],
         summary: 'Prometheus metrics of this process (text exposition format)',
         description:
-          'vmdb_heartbeats_total{directive}, vmdb_transitions_total{kind,from,to}, vmdb_instances{status}, vmdb_director_launches_total{endpoint}, vmdb_director_failures_total{endpoint}, vmdb_activity_failures_total{activity}, vmdb_ssh_contextualization_seconds{outcome}, and the Node process metrics.',
+          'vmdb_heartbeats_total{directive}, vmdb_transitions_total{kind,from,to}, vmdb_instances{status}, vmdb_director_launches_total{endpoint}, vmdb_director_failures_total{endpoint}, vmdb_activity_failures_total{activity}, vmdb_ssh_contextualization_seconds{outcome}, vmdb_audit_write_failures_total{action}, and the Node process metrics.',
         response: { 200: { description: 'Prometheus text format 0.0.4', content: { 'text/plain': { schema: { type: 'string' } } } } },
       },
     },

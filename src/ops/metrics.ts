@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { INSTANCE_STATES } from '../../entities/states';
+import { AUDIT_ACTIONS } from '../db/audit-store';
 import { type UsageTotal, usageTotals } from '../db/usage';
 import { observeTransitions } from '../db/lifecycle';
 import type { VirtualMachineDB } from '../db/vmdb';
@@ -127,6 +128,8 @@ export const auditWriteFailures = new Counter({
 
 for (const directive of [...DIRECTIVES, 'none']) heartbeats.inc({ directive }, 0);
 sshContextualization.zero({ outcome: 'success' });
+// Every action has a series from the start, so that an alert on its increase sees the first miss.
+for (const action of AUDIT_ACTIONS) auditWriteFailures.inc({ action }, 0);
 
 observeTransitions((kind, from, to) => transitions.inc({ kind, from, to }));
 
