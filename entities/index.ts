@@ -5,6 +5,7 @@ export { VmEndpointControl } from './VmEndpointControl';
 export { VmInstanceControl } from './VmInstanceControl';
 export { VmFleetControl } from './VmFleetControl';
 export { VmInstanceLife } from './VmInstanceLife';
+export { VmAuditLog } from './VmAuditLog';
 export { MIGRATIONS } from './migrations';
 export * from './tables';
 export * from './states';

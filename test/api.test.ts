@@ -61,6 +61,7 @@ const CONTRACT = [
   'get /api/v1/me',
   'get /api/v1/safety',
   'get /api/v1/usage',
+  'get /api/v1/audit',
   'put /api/v1/safety/mode',
   'post /api/v1/safety/endpoints/{endpoint}/pause',
   'post /api/v1/safety/endpoints/{endpoint}/resume',
@@ -165,6 +166,7 @@ describe('HTTP API on a dev server [mariadb]', function () {
       { method: 'GET', url: '/api/v1/director', role: 'read' },
       { method: 'GET', url: '/api/v1/me', role: 'read' },
       { method: 'GET', url: '/api/v1/usage', role: 'read' },
+      { method: 'GET', url: '/api/v1/audit', role: 'read' },
       // Harmless when allowed: an unknown instance, and a trigger that finds no Schedule yet (or an idle one).
       { method: 'POST', url: '/api/v1/instances/stop', role: 'operate', body: { instanceIDs: [NO_SUCH] } },
       { method: 'POST', url: '/api/v1/director/trigger', role: 'admin' },
@@ -506,6 +508,9 @@ describe('HTTP API on a dev server [mariadb]', function () {
       assert.deepEqual(res.body.endpoints.filter((e: { paused: boolean }) => e.paused), []);
       res = await request('POST', '/api/v1/director/trigger', { token: TOKENS.admin });
       assert.deepEqual([res.status, res.body.error], [404, 'not_found']);
+      // The failed trigger is on record, with what the operator was told.
+      const [entry] = (await request('GET', '/api/v1/audit?action=director.trigger&limit=1', { token: TOKENS.read })).body.entries;
+      assert.deepEqual([entry.operator, entry.outcome, entry.httpStatus, entry.error, entry.message], ['admin-person', 'failed', 404, 'not_found', res.body.message]);
     });
 
     it('describes both Schedules and triggers a Director pass', async function () {
@@ -520,6 +525,8 @@ describe('HTTP API on a dev server [mariadb]', function () {
         assert.ok(!Number.isNaN(Date.parse(director.nextRun)), 'next run as an ISO time');
         res = await request('POST', '/api/v1/director/trigger', { token: TOKENS.admin });
         assert.deepEqual([res.status, res.body], [200, { triggered: true }]);
+        const [entry] = (await request('GET', '/api/v1/audit?action=director.trigger&limit=1', { token: TOKENS.read })).body.entries;
+        assert.deepEqual([entry.operator, entry.target, entry.outcome, entry.httpStatus], ['admin-person', `schedule:${DIRECTOR_SCHEDULE_ID}`, 'succeeded', 200]);
       } finally {
         for (const id of [DIRECTOR_SCHEDULE_ID, SWEEP_SCHEDULE_ID, RECONCILE_SCHEDULE_ID]) await env.client.schedule.getHandle(id).delete();
       }

@@ -35,6 +35,7 @@ const ACCESS: Record<string, Role | 'vm'> = {
   'POST /api/v1/director/trigger': 'admin',
   'GET /api/v1/me': 'read',
   'GET /api/v1/usage': 'read',
+  'GET /api/v1/audit': 'read',
   'GET /api/v1/safety': 'read',
   'PUT /api/v1/safety/mode': 'admin',
   'POST /api/v1/safety/endpoints/{endpoint}/pause': 'operate',

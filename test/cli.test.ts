@@ -9,7 +9,7 @@ import type { FastifyInstance } from 'fastify';
 import { buildApi } from '../src/api/server';
 import { hashToken, newSecret } from '../src/auth/tokens';
 import { BACKENDS, MYSQL_SERVER_URL, ok } from './support/backends';
-import { LifecycleRig } from './support/lifecycle-rig';
+import { ENDPOINT, LifecycleRig } from './support/lifecycle-rig';
 import { startDevServer } from './support/temporal';
 
 const CLI = join(__dirname, '..', 'src', 'cli', 'main.js');
@@ -150,6 +150,10 @@ describe('vmdb CLI against a canned API', function () {
       [['instances', '--bogus'], /unknown option '--bogus'/],
       [['frobnicate'], /unknown command 'frobnicate'/],
       [['show', '1', '2'], /too many arguments/],
+      [['audit', '--instance', 'x'], /"x" is not an instance ID/],
+      [['audit', '--limit', '1001'], /"1001" is more than 1000/],
+      [['audit', '--action', 'reboot'], /unknown action "reboot"/],
+      [['audit', '--since', 'yesterday'], /"yesterday" is not a day/],
       [['--timeout', '-1', 'images'], /not a number of seconds/],
       [['--api-url', 'not a url', 'images'], /API url "not a url" is not a valid url/],
       [['--api-url', 'ftp://example.org', 'images'], /must start with http/],
@@ -296,6 +300,39 @@ describe('vmdb CLI against a canned API', function () {
     });
   });
 
+  describe('audit', function () {
+    const entries = [
+      { id: 12, at: '2026-05-01T12:05:00.000Z', operator: 'alice', role: 'operate', action: 'instance.stop', target: 'instance:7', instanceID: 7, detail: 'now Stopping', outcome: 'succeeded', httpStatus: 200, error: '', message: '' },
+      { id: 11, at: '2026-05-01T12:00:00.000Z', operator: 'bob', role: 'read', action: 'instance.stop', target: 'instances', instanceID: null, detail: '', outcome: 'failed', httpStatus: 403, error: 'forbidden', message: 'Role read may not do this; it needs operate' },
+    ];
+
+    it('the filters and the limit go into the query; a table newest first, failures with status, code and message; the next page', async function () {
+      api.on('GET', '/api/v1/audit', { status: 200, body: { entries, next: 11 } });
+      const run = await runCli(['audit', '--instance', '7', '--operator', 'alice', '--action', 'instance.stop', '--since', '2026-05-01', '--limit', '2'], env);
+      assert.equal(run.code, 0, run.stderr);
+      const query = Object.fromEntries(api.seen[0].query);
+      assert.deepEqual(query, { instanceID: '7', operator: 'alice', action: 'instance.stop', since: '2026-05-01', limit: '2' });
+      assert.deepEqual(run.stdout.split('\n'), [
+        'ID  WHEN (UTC)           OPERATOR  ACTION         TARGET      OUTCOME               DETAIL',
+        '12  2026-05-01 12:05:00  alice     instance.stop  instance:7  ok                    now Stopping',
+        '11  2026-05-01 12:00:00  bob       instance.stop  instances   failed 403 forbidden  Role read may not do this; it needs operate',
+        'more: --before 11',
+        '',
+      ]);
+      const json = await runCli(['audit', '--before', '11', '--json'], env);
+      assert.equal(json.code, 0, json.stderr);
+      assert.equal(api.seen[1].query.get('before'), '11');
+      assert.deepEqual(JSON.parse(json.stdout), { entries, next: 11 });
+    });
+
+    it('nothing recorded', async function () {
+      api.on('GET', '/api/v1/audit', { status: 200, body: { entries: [], next: null } });
+      const run = await runCli(['audit'], env);
+      assert.deepEqual([run.code, run.stdout], [0, 'no operator actions recorded\n']);
+      assert.equal(api.seen[0].query.toString(), '');
+    });
+  });
+
   describe('stop', function () {
     it('all stopped: exit 0, one line per id, ids de-duplicated', async function () {
       api.on('POST', '/api/v1/instances/stop', { status: 200, body: { results: { '7': { OK: true, Value: 'Stopping' }, '9': { OK: true, Value: 'Halted' } } } });
@@ -412,7 +449,7 @@ describe('vmdb migrate', function () {
         const first = await runCli(['migrate', '--json'], { VMDB_DATABASE_URL: url });
         assert.equal(first.code, 0, first.stderr);
         const report = JSON.parse(first.stdout);
-        assert.deepEqual(report.applied, ['InitialSchema1732838400000', 'LookupIndexes1732838500000', 'FleetQueryIndexes1732838600000', 'FleetSafety1764460800000', 'InstanceLife1765000000000', 'ElasticFleet1765100000000']);
+        assert.deepEqual(report.applied, ['InitialSchema1732838400000', 'LookupIndexes1732838500000', 'FleetQueryIndexes1732838600000', 'FleetSafety1764460800000', 'InstanceLife1765000000000', 'ElasticFleet1765100000000', 'AuditTrail1765200000000']);
         assert.deepEqual(report.migrations, report.applied);
         assert.doesNotMatch(report.database, /secret/);
         const second = await runCli(['migrate'], { VMDB_DATABASE_URL: url });
@@ -557,6 +594,28 @@ describe('vmdb CLI against the real API [mariadb]', function () {
     assert.deepEqual(await rig.heartbeat(uniqueID, beat), { OK: true, Value: 'stop' });
     assert.deepEqual(await rig.lifecycle.halting(uniqueID, 0), { OK: true, Value: 'Halted' });
     await handle.result();
+  });
+
+  it('audit shows the stops of an instance: who, when, and a refusal too', async function () {
+    const id = ok(await rig.db.insertInstance('', 'test-image', `audited-${process.pid}`, ENDPOINT, 'testvo'));
+    const refused = await runCli(['stop', String(id)], { ...cli, VMDB_TOKEN: readerToken });
+    assert.equal(refused.code, 3);
+    const stopped = await runCli(['stop', String(id)], cli);
+    assert.equal(stopped.code, 0, stopped.stderr);
+
+    const mine = await runCli(['audit', '--instance', String(id), '--json'], cli);
+    assert.equal(mine.code, 0, mine.stderr);
+    const { entries, next } = JSON.parse(mine.stdout);
+    assert.equal(next, null);
+    assert.deepEqual(
+      entries.map((e: Record<string, unknown>) => [e.operator, e.action, e.target, e.outcome, e.detail]),
+      [['ops', 'instance.stop', `instance:${id}`, 'succeeded', 'now Halted']],
+    );
+    assert.ok(Math.abs(Date.parse(entries[0].at) - Date.now()) < 60_000, entries[0].at);
+
+    const viewer = await runCli(['audit', '--operator', 'viewer', '--limit', '1'], { ...cli, VMDB_TOKEN: readerToken });
+    assert.equal(viewer.code, 0, viewer.stderr);
+    assert.match(viewer.stdout, /^ *\d+  \S+ \S+  viewer +instance\.stop +instances +failed 403 forbidden +Role read may not do this/m);
   });
 
   it('director lists the Schedules (absent: no worker created them here)', async function () {

@@ -103,6 +103,8 @@ describe('dashboard in headless Chromium [mariadb]', function () {
     await page.waitForSelector(`body[data-page=${pageName}][data-refreshed-at]`);
   }
 
+  /** The instance page's operator actions, without their time: operator, action, outcome, detail. */
+  const auditRows = async () => (await page.$$eval('[data-testid=audit-entries] tr', (rows) => rows.map((row) => [...row.querySelectorAll('td')].map((td) => (td.textContent ?? '').trim())))).map((cells) => cells.slice(1));
   const texts = (selector: string) => page.$$eval(selector, (els) => els.map((el) => (el.textContent ?? '').trim()));
   const shot = (name: string) => page.screenshot({ path: artifactPath('dashboard', `${name}.png`), fullPage: true });
 
@@ -266,8 +268,11 @@ describe('dashboard in headless Chromium [mariadb]', function () {
   });
 
   it('instance: its state, IPs, history plots and workflow link; no stop button for a read token', async function () {
-    await signIn(TOKENS.read);
     const id = live[0];
+    // An action the read token may not take: refused, and on record for the instance.
+    const refused = await fetch(`${base}/api/v1/instances/${id}/manual`, { method: 'PUT', headers: { authorization: `Bearer ${TOKENS.read}`, 'content-type': 'application/json' }, body: '{}' });
+    assert.equal(refused.status, 403);
+    await signIn(TOKENS.read);
     await open(`#/instances/${id}`, 'instance');
     const detail = await api<{ Instance: Record<string, unknown>; Image: Record<string, unknown>; Workflow: { ID: string; UIUrl: string } }>(`/instances/${id}`);
     assert.equal((await texts('[data-testid=instance-status]'))[0], detail.Instance.Status);
@@ -284,6 +289,10 @@ describe('dashboard in headless Chromium [mariadb]', function () {
     assert.deepEqual(await texts('[data-testid=state-changes] tr td:nth-child(2)'), [...changes].reverse());
     assert.equal((await page.$$('.chart-grid .chart canvas')).length, 4, 'load, jobs, files and bytes');
     assert.equal(await page.isVisible('[data-testid=stop]'), false, 'read may not stop');
+    const audit = await api<{ entries: { at: string; operator: string; action: string; message: string }[] }>(`/audit?instanceID=${id}`);
+    assert.equal(audit.entries.length, 1);
+    assert.deepEqual(await auditRows(), [['read-person', 'instance.manual.set', 'failed (403 forbidden)', audit.entries[0].message]]);
+    assert.match(audit.entries[0].message, /needs operate/);
     await shot('instance-read');
   });
 
@@ -306,6 +315,8 @@ describe('dashboard in headless Chromium [mariadb]', function () {
     assert.equal(await rig.status(id), 'Stopping');
     assert.equal((await api<{ Instance: { Status: string } }>(`/instances/${id}`)).Instance.Status, 'Stopping');
     assert.equal(await page.isVisible('[data-testid=stop]'), false, 'nothing more to stop');
+    // The stop is on the instance's record: who did it, and what it made of the instance.
+    await eventually(async () => assert.deepEqual(await auditRows(), [['operate-person', 'instance.stop', 'succeeded', 'now Stopping']]));
     await shot('instance-stopped');
   });
 

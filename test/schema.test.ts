@@ -17,9 +17,9 @@ const SEED_DIR = process.env.VMDB_SEED_DIR ?? resolve(ROOT, '..', 'shared', 'see
 
 type TableName = keyof typeof VirtualMachineDB.tablesDesc;
 const TABLES = Object.keys(VirtualMachineDB.tablesDesc) as TableName[];
-const MIGRATION_NAMES = ['InitialSchema1732838400000', 'LookupIndexes1732838500000', 'FleetQueryIndexes1732838600000', 'FleetSafety1764460800000', 'InstanceLife1765000000000', 'ElasticFleet1765100000000'];
-/** vmdb's own tables beside the seed's three: fleet safety (migrations FleetSafety and ElasticFleet) and the life cycle's record (InstanceLife). */
-const SAFETY_TABLES = ['vm_EndpointControl', 'vm_FleetControl', 'vm_InstanceControl', 'vm_InstanceHalts', 'vm_InstanceLife'];
+const MIGRATION_NAMES = ['InitialSchema1732838400000', 'LookupIndexes1732838500000', 'FleetQueryIndexes1732838600000', 'FleetSafety1764460800000', 'InstanceLife1765000000000', 'ElasticFleet1765100000000', 'AuditTrail1765200000000'];
+/** vmdb's own tables beside the seed's three: fleet safety (migrations FleetSafety and ElasticFleet), the life cycle's record (InstanceLife) and the audit trail (AuditTrail). */
+const SAFETY_TABLES = ['vm_AuditLog', 'vm_EndpointControl', 'vm_FleetControl', 'vm_InstanceControl', 'vm_InstanceHalts', 'vm_InstanceLife'];
 
 /** The indexes the later migrations add (not part of the seed): lookups, then fleet-size queries. */
 const LOOKUP_INDEXES: Record<TableName, Record<string, string[]>> = {

@@ -9,12 +9,14 @@ import { startPulse } from '../safety/pulse';
 import type { VirtualMachineDB } from '../db/vmdb';
 import { VmTokenKeys } from '../auth/tokens';
 import type { InstanceStore } from '../db/instance-store';
+import { installAudit } from './audit';
 import { API_PREFIX, installAuth } from './auth';
 import { installDashboard } from './dashboard';
 import { ApiError, errorSchema, formatValidation, installErrorHandling, unavailable } from './errors';
 import { rateLimitedReply } from './schemas';
 import { installMethodNotAllowed } from './methods';
 import { type RateLimits, installRateLimits } from './rate-limits';
+import auditRoutes from './routes/audit';
 import directorRoutes from './routes/director';
 import haltReasonRoutes from './routes/halt-reason';
 import healthRoutes from './routes/health';
@@ -105,6 +107,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   // After authentication, so that a caller with a token is counted by who it is, not where from.
   app.addHook('onRequest', limits.perCaller);
   installMethodNotAllowed(app);
+  installAudit(app, deps.db);
   app.addSchema(errorSchema);
 
   await app.register(swagger, {
@@ -116,7 +119,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
           bearer: { type: 'http', scheme: 'bearer', description: 'An operator token (role read, operate or admin) or the VM token of one instance' },
         },
       },
-      tags: ['vm', 'instances', 'history', 'images', 'director', 'health', 'metrics', 'session', 'usage'].map((name) => ({ name })),
+      tags: ['vm', 'instances', 'history', 'images', 'director', 'health', 'metrics', 'session', 'usage', 'audit'].map((name) => ({ name })),
     },
     refResolver: { buildLocalReference: (json, _base, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
   });
@@ -126,7 +129,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   await app.register(healthRoutes, { deps });
   if (deps.safety) installPulse(app, deps.db, deps.safety);
   installMetrics(app, deps, limits);
-  for (const routes of [vmRoutes, haltReasonRoutes, instanceRoutes, historyRoutes, imageRoutes, directorRoutes, sessionRoutes, safetyRoutes, usageRoutes]) {
+  for (const routes of [vmRoutes, haltReasonRoutes, instanceRoutes, historyRoutes, imageRoutes, directorRoutes, sessionRoutes, safetyRoutes, usageRoutes, auditRoutes]) {
     await app.register(routes, { prefix: API_PREFIX, deps });
   }
   await app.register(installDashboard, { dir: deps.dashboardDir, log: logger });
@@ -156,7 +159,7 @@ function installMetrics(app: FastifyInstance, deps: ApiDeps, limits: RateLimits)
       schema: {
         tags: ['metrics'],
         summary: 'Prometheus metrics of this process (text exposition format)',
-        description: `With ${METRICS_TOKEN_SETTING} set: \`Authorization: Bearer <that token>\` (401 otherwise). Unset: callers on the API's own machine only (403 otherwise). vmdb_heartbeats_total{directive}, vmdb_transitions_total{kind,from,to}, vmdb_instances{status}, vmdb_director_launches_total{endpoint}, vmdb_director_failures_total{endpoint}, vmdb_activity_failures_total{activity}, vmdb_ssh_contextualization_seconds{outcome}, and the Node process metrics.`,
+        description: `With ${METRICS_TOKEN_SETTING} set: \`Authorization: Bearer <that token>\` (401 otherwise). Unset: callers on the API's own machine only (403 otherwise). vmdb_heartbeats_total{directive}, vmdb_transitions_total{kind,from,to}, vmdb_instances{status}, vmdb_director_launches_total{endpoint}, vmdb_director_failures_total{endpoint}, vmdb_activity_failures_total{activity}, vmdb_ssh_contextualization_seconds{outcome}, vmdb_audit_write_failures_total{action}, and the Node process metrics.`,
         response: { 200: { description: 'Prometheus text format 0.0.4', content: { 'text/plain': { schema: { type: 'string' } } } }, 401: errorRef, 403: errorRef, ...rateLimitedReply },
       },
     },

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command } from 'commander';
+import { registerAuditCommand } from './commands/audit';
 import { registerDirectorCommand } from './commands/director';
 import { registerMigrateCommand } from './commands/migrate';
 import { registerProcessCommands } from './commands/processes';
@@ -47,6 +48,7 @@ export function buildProgram(): Command {
   registerDirectorCommand(program);
   registerUsageCommand(program);
   registerSafetyCommands(program);
+  registerAuditCommand(program);
   registerServerCommand(program);
   registerProcessCommands(program);
   registerMigrateCommand(program);

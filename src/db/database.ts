@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { resolve as resolvePath } from 'node:path';
 import { DataSource, type QueryRunner } from 'typeorm';
-import { MIGRATIONS, VmEndpointControl, VmFleetControl, VmHistory, VmImage, VmInstance, VmInstanceControl, VmInstanceLife } from '../../entities';
+import { MIGRATIONS, VmAuditLog, VmEndpointControl, VmFleetControl, VmHistory, VmImage, VmInstance, VmInstanceControl, VmInstanceLife } from '../../entities';
 import type { Dialect } from '../../entities/migrations/dialect';
 import { Mutex } from './mutex';
 
@@ -160,7 +160,7 @@ export class Database {
 
   private static async connectNew(target: DatabaseUrl, migrate: boolean): Promise<Database> {
     const common = {
-      entities: [VmImage, VmInstance, VmHistory, VmEndpointControl, VmInstanceControl, VmFleetControl, VmInstanceLife] as Function[],
+      entities: [VmImage, VmInstance, VmHistory, VmEndpointControl, VmInstanceControl, VmFleetControl, VmInstanceLife, VmAuditLog] as Function[],
       migrations: MIGRATIONS as Function[],
       migrationsTableName: MIGRATIONS_TABLE,
       synchronize: false,

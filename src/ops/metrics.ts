@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { INSTANCE_STATES } from '../../entities/states';
+import { AUDIT_ACTIONS } from '../db/audit-store';
 import { type UsageTotal, usageTotals } from '../db/usage';
 import { observeTransitions } from '../db/lifecycle';
 import type { VirtualMachineDB } from '../db/vmdb';
@@ -119,8 +120,17 @@ export const reconcileFindings = new Counter({
   registers: [registry],
 });
 
+export const auditWriteFailures = new Counter({
+  name: 'vmdb_audit_write_failures_total',
+  help: 'Operator actions the API could not record in the audit trail (vm_AuditLog), by action; each miss is also logged at error level',
+  labelNames: ['action'] as const,
+  registers: [registry],
+});
+
 for (const directive of [...DIRECTIVES, 'none']) heartbeats.inc({ directive }, 0);
 sshContextualization.zero({ outcome: 'success' });
+// Every action has a series from the start, so that an alert on its increase sees the first miss.
+for (const action of AUDIT_ACTIONS) auditWriteFailures.inc({ action }, 0);
 
 observeTransitions((kind, from, to) => transitions.inc({ kind, from, to }));
 

@@ -95,6 +95,22 @@ export interface InstanceDetail {
   Life?: { ShutdownAt: string | null; HaltPendingSince: string | null; HaltPendingReason: string };
 }
 
+/** One operator action on record (GET /audit). */
+export interface AuditEntry {
+  id: number;
+  at: string;
+  operator: string;
+  role: string;
+  action: string;
+  target: string;
+  instanceID: number | null;
+  detail: string;
+  outcome: 'succeeded' | 'failed';
+  httpStatus: number;
+  error: string;
+  message: string;
+}
+
 export type StopResult = { OK: boolean; Value?: string; Message?: string; State?: string };
 
 /** Rows of a `{ ParameterNames, Records }` table as objects keyed by parameter name. */

@@ -95,6 +95,7 @@ export default async function directorRoutes(app: FastifyInstance, { deps }: { d
     '/director/trigger',
     {
       onRequest: requireRole('admin'),
+      config: { audit: { action: 'director.trigger', target: () => ({ target: `schedule:${DIRECTOR_SCHEDULE_ID}` }) } },
       schema: {
         tags: ['director'],
         summary: 'Run a Director pass now (overlap SKIP still applies)',

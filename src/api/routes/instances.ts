@@ -4,8 +4,9 @@ import { lifecycleWorkflowId } from '../../../workflows/definitions';
 import { columnNames, columnOf } from '../../../entities/tables';
 import { type Failure, type Result, S_ERROR, failureCode, isDatabaseError } from '../../db/result';
 import { UnwatchedInstances } from '../../db/unwatched';
+import { instanceIDOf, recordOwn } from '../audit';
 import { requireRole } from '../auth';
-import { ApiError, badRequest, isTemporalUnavailable, unwrap } from '../errors';
+import { ApiError, badRequest, fromFailure, isTemporalUnavailable, unwrap } from '../errors';
 import { filtersOf, sortListOf } from '../filters';
 import { MAX_ID, errorReplies, instanceIDParams, table, withFilters } from '../schemas';
 import type { ApiDeps } from '../deps';
@@ -182,6 +183,8 @@ export default async function instanceRoutes(app: FastifyInstance, { deps }: { d
     '/instances/stop',
     {
       onRequest: requireRole('operate'),
+      // A stop refused before its body is read (role, bad body) is one row; the handler records one per instance.
+      config: { audit: { action: 'instance.stop', target: (request) => stopTarget(request.body) } },
       schema: {
         tags: ['instances'],
         summary: "Stop instances with the seed's rules (Running: Stopping; New or Stalled: Halted), through each workflow",
@@ -213,12 +216,37 @@ export default async function instanceRoutes(app: FastifyInstance, { deps }: { d
       if (down.length) request.log.warn({ failures: Object.fromEntries(down.map(([id, r]) => [id, (r as Failure).Message])) }, 'stop: database or Temporal unreachable');
       // The driver's words (addresses, codes) stay in the log; the caller learns what it can act on.
       for (const [id] of down) results[id] = S_ERROR(UNREACHABLE);
-      if (down.length === ids.length) {
+      const status = down.length === ids.length ? 503 : 200;
+      await recordOwn(db, request, (operator) =>
+        ids.map((id) => {
+          const result = results[id];
+          return {
+            operator: operator.name,
+            role: operator.role,
+            action: 'instance.stop',
+            target: `instance:${id}`,
+            instanceID: id,
+            detail: result.OK ? `now ${result.Value}` : '',
+            outcome: result.OK ? 'succeeded' : 'failed',
+            httpStatus: status,
+            error: result.OK ? '' : fromFailure(result).code,
+            message: result.OK ? '' : result.Message,
+          };
+        }),
+      );
+      if (status === 503) {
         return reply.code(503).send({ error: 'unavailable', message: 'Neither the workflows nor the database could be reached', results });
       }
       return { results };
     },
   );
+
+  /** The instances a stop named, when its body could be read. */
+  function stopTarget(body: unknown): { target: string; instanceID?: number | null } {
+    const ids = (body as { instanceIDs?: unknown } | undefined)?.instanceIDs;
+    const named = Array.isArray(ids) ? ids.map(instanceIDOf).filter((id): id is number => id !== null) : [];
+    return { target: named.length ? named.map((id) => `instance:${id}`).join(',') : 'instances', instanceID: named.length === 1 ? named[0] : null };
+  }
 
   async function stopOne(instanceID: number): Promise<Result<string>> {
     const viaWorkflow = await lifecycle.stop(instanceID);

@@ -3,6 +3,7 @@ import { parseEndpointName } from '../../drivers/driver';
 import { DEFAULT_SAFETY } from '../../safety/config';
 import { FleetGuard } from '../../safety/guard';
 import { FLEET_MODES, type FleetMode, SafetyStore } from '../../db/safety-store';
+import { type AuditTarget, instanceIDOf } from '../audit';
 import { requireRole } from '../auth';
 import { ApiError, badRequest, unwrap } from '../errors';
 import { errorReplies, instanceIDParams } from '../schemas';
@@ -56,6 +57,12 @@ const guardSchema = {
     since: { type: ['string', 'null'], format: 'date-time', description: 'when it tripped or cleared' },
   },
 } as const;
+
+type Parts = { params?: unknown; body?: unknown };
+const paramOf = (request: Parts, name: string) => String((request.params as Record<string, unknown> | undefined)?.[name] ?? '');
+const reasonOf = (request: Parts) => String((request.body as { reason?: unknown } | undefined)?.reason ?? '');
+const endpointTarget = (request: Parts): AuditTarget => ({ target: `endpoint:${paramOf(request, 'endpoint')}`, detail: reasonOf(request) });
+const instanceTarget = (request: Parts): AuditTarget => ({ target: `instance:${paramOf(request, 'instanceID')}`, instanceID: instanceIDOf(paramOf(request, 'instanceID')), detail: reasonOf(request) });
 
 /** The fleet-safety controls: the global mode, per-endpoint pauses, per-instance manual control. */
 export default async function safetyRoutes(app: FastifyInstance, { deps }: { deps: ApiDeps }): Promise<void> {
@@ -111,6 +118,7 @@ export default async function safetyRoutes(app: FastifyInstance, { deps }: { dep
     '/safety/mode',
     {
       onRequest: requireRole('admin'),
+      config: { audit: { action: 'fleet.mode', target: (request) => ({ target: 'fleet', detail: String((request.body as { mode?: unknown } | undefined)?.mode ?? '') }) } },
       schema: {
         tags: ['safety'],
         summary: 'Set the fleet mode: normal, no-launch (launch nothing new), drain (stop everything), halt (halt everything)',
@@ -129,6 +137,7 @@ export default async function safetyRoutes(app: FastifyInstance, { deps }: { dep
     '/safety/endpoints/:endpoint/pause',
     {
       onRequest: requireRole('operate'),
+      config: { audit: { action: 'endpoint.pause', target: endpointTarget } },
       schema: {
         tags: ['safety'],
         summary: 'Pause launching at an endpoint ("Site::CE") until it is resumed',
@@ -148,6 +157,7 @@ export default async function safetyRoutes(app: FastifyInstance, { deps }: { dep
     '/safety/endpoints/:endpoint/resume',
     {
       onRequest: requireRole('operate'),
+      config: { audit: { action: 'endpoint.resume', target: endpointTarget } },
       schema: {
         tags: ['safety'],
         summary: 'Resume launching at an endpoint: lifts its pause and any backoff',
@@ -166,6 +176,7 @@ export default async function safetyRoutes(app: FastifyInstance, { deps }: { dep
     '/instances/:instanceID/manual',
     {
       onRequest: requireRole('operate'),
+      config: { audit: { action: 'instance.manual.set', target: instanceTarget } },
       schema: {
         tags: ['safety'],
         summary: 'Put an instance under manual control: no automatic stall, halt or lifetime action touches it',
@@ -185,6 +196,7 @@ export default async function safetyRoutes(app: FastifyInstance, { deps }: { dep
     '/instances/:instanceID/manual',
     {
       onRequest: requireRole('operate'),
+      config: { audit: { action: 'instance.manual.clear', target: (request) => ({ ...instanceTarget(request), detail: '' }) } },
       schema: {
         tags: ['safety'],
         summary: 'Hand an instance back to automatic control',

@@ -1,4 +1,4 @@
-import { type InstanceDetail, type StopResult, type Table, call, rowsOf } from '../api';
+import { type AuditEntry, type InstanceDetail, type StopResult, type Table, call, rowsOf } from '../api';
 import { TimeChart } from '../charts';
 import { formatBytes, formatCount, formatTime, formatValue, h, replaceChildren, setText, statusBadge } from '../dom';
 import type { Page, PageContext } from './page';
@@ -20,6 +20,9 @@ const FIELDS: [string, string, (v: unknown) => string][] = [
   ['LastUpdate', 'Last update (UTC)', formatTime],
   ['ErrorMessage', 'Error', formatValue],
 ];
+
+/** The latest operator actions on the instance the page lists. */
+const AUDIT_SHOWN = 20;
 
 /** One instance: its state, IPs, workflow link, history plots and the stop button. */
 export function instancePage(ctx: PageContext, instanceID: number): Page {
@@ -77,6 +80,7 @@ export function instancePage(ctx: PageContext, instanceID: number): Page {
     bytes: new TimeChart('Transferred bytes', { integer: true, format: formatBytes }),
   };
   const states = h('tbody', { 'data-testid': 'state-changes' });
+  const actions = h('tbody', { 'data-testid': 'audit-entries' });
 
   const el = h(
     'div',
@@ -87,10 +91,20 @@ export function instancePage(ctx: PageContext, instanceID: number): Page {
     h('section', { class: 'panel' }, facts),
     h('section', { class: 'chart-grid' }, ...Object.values(charts).map((c) => c.el)),
     h('section', { class: 'panel' }, h('h2', {}, 'State changes'), h('table', { class: 'compact' }, h('thead', {}, h('tr', {}, h('th', {}, 'When (UTC)'), h('th', {}, 'Status'))), states)),
+    h(
+      'section',
+      { class: 'panel' },
+      h('h2', {}, 'Operator actions'),
+      h('table', { class: 'compact' }, h('thead', {}, h('tr', {}, ...['When (UTC)', 'Operator', 'Action', 'Outcome', 'Detail'].map((t) => h('th', {}, t)))), actions),
+    ),
   );
 
   async function refresh(): Promise<void> {
-    const [detail, historyTable] = await Promise.all([call<InstanceDetail>(`/instances/${instanceID}`), call<Table>(`/instances/${instanceID}/history`)]);
+    const [detail, historyTable, audit] = await Promise.all([
+      call<InstanceDetail>(`/instances/${instanceID}`),
+      call<Table>(`/instances/${instanceID}/history`),
+      call<{ entries: AuditEntry[] }>('/audit', { query: { instanceID, limit: AUDIT_SHOWN } }),
+    ]);
     current = detail;
     const inst = detail.Instance;
     setText(title, `Instance ${instanceID}${inst.Name ? ` · ${String(inst.Name)}` : ''}`);
@@ -129,6 +143,24 @@ export function instancePage(ctx: PageContext, instanceID: number): Page {
     // A row per change of status (heartbeats repeat the status; only the changes are listed).
     const changes = rowsOf(historyTable).filter((row, i, all) => i === 0 || row.Status !== all[i - 1].Status);
     replaceChildren(states, ...changes.reverse().map((row) => h('tr', {}, h('td', {}, formatTime(row.Update)), h('td', {}, statusBadge(row.Status)))));
+
+    // Newest first, as the API answers; a failure shows the status and code the operator got.
+    replaceChildren(
+      actions,
+      ...(audit.entries.length
+        ? audit.entries.map((e) =>
+            h(
+              'tr',
+              { 'data-outcome': e.outcome },
+              h('td', {}, formatTime(e.at)),
+              h('td', {}, e.operator),
+              h('td', {}, e.action),
+              h('td', {}, e.outcome === 'succeeded' ? 'succeeded' : `failed (${e.httpStatus}${e.error ? ` ${e.error}` : ''})`),
+              h('td', {}, e.outcome === 'succeeded' ? e.detail : e.message),
+            ),
+          )
+        : [h('tr', {}, h('td', { colspan: '5', class: 'muted' }, 'No operator action on record'))]),
+    );
   }
 
   return { el, refresh, dispose: () => Object.values(charts).forEach((c) => c.destroy()) };
