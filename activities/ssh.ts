@@ -31,6 +31,7 @@
  * exit status arrives, even if a process it left in the background (`agent &`) still holds the
  * output. On timeout or cancellation its whole process group is killed before disconnecting.
  */
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { connect as tcpConnect } from 'node:net';
 import { posix } from 'node:path';
@@ -79,6 +80,14 @@ export interface ContextualizeInput {
   command: string;
   /** Covers connecting, uploading and the command. */
   timeoutSeconds: number;
+  /**
+   * The host keys the VM may present, as OpenSSH fingerprints (`SHA256:...`): any other fails the
+   * contextualization (SshHostKeyMismatch). Absent, with anyHostKey absent too: a run begun before
+   * host keys were checked, accepted with a warning.
+   */
+  hostKeys?: string[];
+  /** The fleet file says so explicitly: the image's host keys are made at its first boot, known to nobody. */
+  anyHostKey?: boolean;
 }
 
 export interface ContextualizeResult {
@@ -156,6 +165,7 @@ export function createSshActivities(options: SshActivitiesOptions = {}) {
     const { host, port, username, files, command, timeoutSeconds } = input;
     checkEndpoint(host, port, timeoutSeconds);
     checkContextualization(username, files, command);
+    checkHostKeys(input.hostKeys, input.anyHostKey);
     if (privateKey === undefined) {
       throw ApplicationFailure.nonRetryable('this worker has no SSH private key (privateKey or privateKeyPath)', 'SshKeyMissing');
     }
@@ -165,11 +175,16 @@ export function createSshActivities(options: SshActivitiesOptions = {}) {
     const tail = new OutputTail(OUTPUT_TAIL_LINES);
     let phase: 'connect' | 'upload' | 'command' = 'connect';
 
+    const pinned = input.hostKeys;
+    if (pinned === undefined && !input.anyHostKey) log.warn('Host key not checked: this run began before vmdb checked host keys', { host });
+    const hostKeyAccepted = (fingerprint: string) => pinned === undefined || pinned.includes(fingerprint);
+    let presented: string | undefined;
     const conn = new Client();
     // An 'error' event without a listener would crash the worker: listen before connecting.
     const dropped = new Promise<never>((_, reject) => {
-      conn.on('error', (err) => reject(connectionFailure(err, where)));
-      conn.on('close', () => reject(ApplicationFailure.create({ type: 'SshUnreachable', message: `connection to ${where} closed during ${phase}` })));
+      const refusedKey = () => (presented !== undefined && !hostKeyAccepted(presented) ? hostKeyMismatch(where, presented, pinned!) : undefined);
+      conn.on('error', (err) => reject(refusedKey() ?? connectionFailure(err, where)));
+      conn.on('close', () => reject(refusedKey() ?? ApplicationFailure.create({ type: 'SshUnreachable', message: `connection to ${where} closed during ${phase}` })));
     });
     dropped.catch(() => undefined); // it also rejects when we close the connection ourselves
 
@@ -198,7 +213,10 @@ export function createSshActivities(options: SshActivitiesOptions = {}) {
         // A VM that dies mid-command is noticed in ~15 s instead of at the timeout.
         keepaliveInterval: 5_000,
         keepaliveCountMax: 3,
-        // No host key check: the VM was created minutes ago and its key is known to nobody yet.
+        hostVerifier: (key: Buffer) => {
+          presented = hostKeyFingerprint(key);
+          return hostKeyAccepted(presented);
+        },
       };
       await Promise.race([new Promise<void>((resolve) => conn.once('ready', resolve).connect(config)), dropped]);
 
@@ -277,6 +295,29 @@ function checkContextualization(username: unknown, files: unknown, command: unkn
     if (typeof file.content !== 'string') invalid(`files[${i}].content must be a string`);
     if (file.mode !== undefined && (!Number.isInteger(file.mode) || file.mode < 0 || file.mode > 0o7777)) invalid(`files[${i}].mode must be a permission number such as 0o755`);
   }
+}
+
+/** OpenSSH's fingerprint of a host key blob: `SHA256:` and the unpadded base64 of its SHA-256. */
+export function hostKeyFingerprint(key: Buffer): string {
+  return `SHA256:${createHash('sha256').update(key).digest('base64').replace(/=+$/, '')}`;
+}
+
+const FINGERPRINT = /^SHA256:[A-Za-z0-9+/]{43}$/;
+
+function checkHostKeys(hostKeys: unknown, anyHostKey: unknown): void {
+  if (anyHostKey !== undefined && typeof anyHostKey !== 'boolean') invalid('anyHostKey must be a boolean');
+  if (hostKeys === undefined) return;
+  if (!Array.isArray(hostKeys) || hostKeys.length === 0) invalid('hostKeys must be a non-empty array of SHA256: fingerprints');
+  for (const [i, key] of hostKeys.entries()) if (typeof key !== 'string' || !FINGERPRINT.test(key)) invalid(`hostKeys[${i}] must be an OpenSSH fingerprint such as SHA256:<43 base64 characters> (ssh-keygen -lf <key>.pub)`);
+}
+
+/** The VM presented a host key nobody pinned: no retry changes that, and the files and command must not reach it. */
+function hostKeyMismatch(where: string, presented: string, pinned: readonly string[]): ApplicationFailure {
+  return ApplicationFailure.create({
+    type: 'SshHostKeyMismatch',
+    nonRetryable: true,
+    message: `${where} presented host key ${presented}, which is not one of contextualization.hostKeys (${pinned.join(', ')}): refusing to log in`,
+  });
 }
 
 function invalid(message: string): never {

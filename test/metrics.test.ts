@@ -196,7 +196,7 @@ describe('metrics [mariadb]', function () {
   it('observes SSH contextualizations by outcome, and counts failed activity attempts', async function () {
     const before = await scrape();
     const { instanceID, handle } = await rig.launch({
-      contextualization: { username: sshd.username, host: sshd.host, port: sshd.port, files: [{ path: join(sshd.dir, `m-${Date.now()}`, 'vo.conf'), content: 'VO=testvo\n' }], command: 'true', timeoutSeconds: 20 },
+      contextualization: { username: sshd.username, host: sshd.host, port: sshd.port, files: [{ path: join(sshd.dir, `m-${Date.now()}`, 'vo.conf'), content: 'VO=testvo\n' }], command: 'true', timeoutSeconds: 20, hostKeys: [sshd.hostKey] },
     });
     const after = await scrapeUntil('a successful contextualization', (s) => s.value('vmdb_ssh_contextualization_seconds_count', { outcome: 'success' }) > before.value('vmdb_ssh_contextualization_seconds_count', { outcome: 'success' }));
     assert.equal(after.value('vmdb_ssh_contextualization_seconds_count', { outcome: 'success' }) - before.value('vmdb_ssh_contextualization_seconds_count', { outcome: 'success' }), 1);

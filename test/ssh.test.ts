@@ -1,6 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { ApplicationFailure, CancelledFailure, type LogLevel, type LogMetadata, type Logger } from '@temporalio/common';
@@ -12,6 +13,7 @@ import {
   type ContextualizeResult,
   type WaitForSshResult,
 } from '../activities/ssh';
+import { validateFleet } from '../src/config/fleet';
 import { freePort, startSshd, type TestSshd } from './support/sshd';
 
 /** Keeps what the activities log, so the streamed command output can be checked. */
@@ -79,7 +81,7 @@ describe('SSH contextualization activities (real sshd)', function () {
     if (this.currentTest?.state === 'failed') console.error(`sshd log:\n${sshd.log()}`);
   });
 
-  const target = () => ({ host: sshd.host, port: sshd.port, username: sshd.username });
+  const target = () => ({ host: sshd.host, port: sshd.port, username: sshd.username, hostKeys: [sshd.hostKey] });
 
   describe('waitForSsh', function () {
     it('returns the banner of a listening sshd', async function () {
@@ -253,6 +255,48 @@ describe('SSH contextualization activities (real sshd)', function () {
         sockets.forEach((s) => s.destroy());
         silent.close();
       }
+    });
+
+    it('a VM presenting a host key nobody pinned is refused at once: SshHostKeyMismatch naming the key, nothing uploaded or run', async function () {
+      const { env } = environment();
+      const { contextualize } = createSshActivities({ privateKeyPath: join(sshd.dir, 'client_ed25519_key') });
+      // The fingerprint ssh-keygen prints for the sshd's real key is the one the activity computes.
+      const printed = execFileSync('ssh-keygen', ['-lf', join(sshd.dir, 'host_ed25519_key.pub')], { encoding: 'utf8' }).split(' ')[1];
+      assert.equal(sshd.hostKey, printed);
+      const other = `SHA256:${'A'.repeat(43)}`;
+      const failure = await failureOf(
+        env.run(contextualize, { ...target(), hostKeys: [other], files: [{ path: `${work}/never-${Date.now()}`, content: 'x' }], command: `touch ${work}/ran`, timeoutSeconds: 5 }),
+      );
+      assert.equal(failure.type, 'SshHostKeyMismatch');
+      assert.equal(failure.nonRetryable, true);
+      assert.ok(failure.message.includes(`presented host key ${sshd.hostKey}`) && failure.message.includes(other), failure.message);
+      assert.ok(!existsSync(join(work, 'ran')), 'the command never ran');
+    });
+
+    it('anyHostKey trusts whatever answers; a malformed fingerprint is refused before connecting', async function () {
+      const { env } = environment();
+      const { contextualize } = createSshActivities({ privateKeyPath: join(sshd.dir, 'client_ed25519_key') });
+      const { hostKeys: _pinned, ...unpinned } = target();
+      const trusted = (await env.run(contextualize, { ...unpinned, anyHostKey: true, files: [], command: 'true', timeoutSeconds: 5 })) as ContextualizeResult;
+      assert.equal(trusted.exitCode, 0);
+      const failure = await failureOf(env.run(contextualize, { ...target(), hostKeys: ['md5:00:11'], files: [], command: 'true', timeoutSeconds: 5 }));
+      assert.deepEqual([failure.type, failure.nonRetryable], ['InvalidArgument', true]);
+      assert.match(failure.message, /hostKeys\[0\] must be an OpenSSH fingerprint/);
+    });
+
+    it('a fleet file needs hostKeys or anyHostKey for a contextualization', function () {
+      const fleet = (contextualization: Record<string, unknown>) =>
+        validateFleet({ endpoints: [{ endpoint: 'Site::ce', image: 'img', runningPod: 'pod', maxInstances: 1, driver: { type: 'local' }, contextualization: { username: 'root', command: 'true', timeoutSeconds: 5, files: [], ...contextualization } }] } as never);
+      assert.throws(() => fleet({}), /contextualization needs hostKeys: the SHA256 fingerprints .* or "anyHostKey": true/);
+      assert.throws(() => fleet({ hostKeys: ['SHA256:short'] }), /hostKeys\[0\] must be an OpenSSH fingerprint/);
+      assert.throws(() => fleet({ hostKeys: [sshd.hostKey], anyHostKey: true }), /contradict/);
+      assert.doesNotThrow(() => fleet({ hostKeys: [sshd.hostKey] }));
+      assert.doesNotThrow(() => fleet({ anyHostKey: true }));
+      // README's fleet file, as written, pins its image's host key.
+      const readme = readFileSync(join(__dirname, '..', '..', 'README.md'), 'utf8');
+      const example = /### The fleet file\n\n```json\n([\s\S]*?)\n```/.exec(readme)![1];
+      const parsed = validateFleet(JSON.parse(example));
+      assert.equal(parsed.endpoints[0].contextualization?.hostKeys?.length, 1);
     });
 
     it('a key the server does not accept is a non-retryable SshAuthFailed', async function () {

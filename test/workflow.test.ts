@@ -337,6 +337,7 @@ describe('SSH contextualization through the workflow [mariadb]', function () {
         files: [{ path: join(dirname(marker), 'vo.conf'), content: 'VO=testvo\n' }],
         command: `. ${join(dirname(marker), 'vo.conf')} && echo "contextualized for $VO" > ${marker}`,
         timeoutSeconds: 20,
+        hostKeys: [sshd.hostKey],
       },
     });
     await rig.waitForStatus(instanceID, 'Contextualizing');
@@ -353,7 +354,7 @@ describe('SSH contextualization through the workflow [mariadb]', function () {
 
   it('a contextualization that keeps failing puts the instance in Error with the reason, and stops the VM', async function () {
     const { instanceID, handle } = await rig.launch({
-      contextualization: { username: sshd.username, host: sshd.host, port: sshd.port, files: [], command: 'echo broken image >&2; exit 7', timeoutSeconds: 10 },
+      contextualization: { username: sshd.username, host: sshd.host, port: sshd.port, files: [], command: 'echo broken image >&2; exit 7', timeoutSeconds: 10, hostKeys: [sshd.hostKey] },
     });
     const final = await handle.result();
     assert.equal(final.status, 'Error');
@@ -361,6 +362,23 @@ describe('SSH contextualization through the workflow [mariadb]', function () {
     assert.deepEqual(await rig.history(instanceID), ['New', 'Submitted', 'Wait_ssh_context', 'Contextualizing', 'Error']);
     assert.equal((await rig.drivers.get(ENDPOINT)!.getInstanceStatus(final.uniqueID)).status, 'stopped');
     await maybeRecordHistory(handle, 'v2-ssh-failed');
+  });
+
+  it('a VM presenting a host key nobody pinned is never logged in to: Error naming the key, at the first attempt', async function () {
+    const marker = join(sshd.dir, `never-${Date.now()}`);
+    const wrong = `SHA256:${'B'.repeat(43)}`;
+    const { instanceID, handle } = await rig.launch({
+      contextualization: { username: sshd.username, host: sshd.host, port: sshd.port, files: [], command: `touch ${marker}`, timeoutSeconds: 10, hostKeys: [wrong] },
+    });
+    const final = await handle.result();
+    assert.equal(final.status, 'Error');
+    const reason = String(ok(await rig.db.getInstanceParameter('ErrorMessage', instanceID)));
+    assert.match(reason, /^Contextualization failed: .*presented host key SHA256:/);
+    assert.ok(reason.includes(sshd.hostKey.slice(0, 40)), reason);
+    assert.ok(!existsSync(marker), 'the command never ran');
+    const attempts = (await handle.fetchHistory()).events!.filter((e) => e.activityTaskStartedEventAttributes && e.activityTaskStartedEventAttributes.attempt && e.activityTaskStartedEventAttributes.attempt > 1);
+    assert.deepEqual(attempts, [], 'no retry: a wrong key stays wrong');
+    assert.equal((await rig.drivers.get(ENDPOINT)!.getInstanceStatus(final.uniqueID)).status, 'stopped');
   });
 });
 

@@ -33,6 +33,10 @@ export interface SshContextualization {
   command: string;
   /** Time allowed for the VM's SSH port to answer and for the command to finish, each. */
   timeoutSeconds: number;
+  /** The host keys the VM's sshd may present (OpenSSH `SHA256:` fingerprints); any other fails the contextualization. */
+  hostKeys?: string[];
+  /** Set instead of hostKeys: the image makes its host keys at first boot, and any is accepted. */
+  anyHostKey?: boolean;
 }
 
 export interface LifecycleInput {

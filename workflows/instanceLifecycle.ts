@@ -175,7 +175,7 @@ async function contextualize(life: InstanceLife, ctx: SshContextualization): Pro
     await ssh.waitForSsh(target);
     life.adopt(await db.declareContextualizing(s.instanceID));
     if (life.status !== 'Contextualizing') return;
-    await ssh.contextualize({ ...target, username: ctx.username, files: ctx.files, command: ctx.command });
+    await ssh.contextualize({ ...target, username: ctx.username, files: ctx.files, command: ctx.command, hostKeys: ctx.hostKeys, anyHostKey: ctx.anyHostKey });
   } catch (err) {
     if (!(err instanceof ActivityFailure)) throw err;
     // Retries are spent: the VM cannot be prepared, so it is not worth keeping.

@@ -68,6 +68,7 @@ export function validateFleet(raw: unknown): FleetConfig {
       text(`${where}.contextualization.command`, ctx.command);
       positive(`${where}.contextualization.timeoutSeconds`, ctx.timeoutSeconds);
       if (!Array.isArray(ctx.files)) throw new Error(`${where}.contextualization.files must be an array`);
+      hostKeysOf(`${where}.contextualization`, ctx);
     }
     const maxInstances = positive(`${where}.maxInstances`, entry.maxInstances)!;
     return {
@@ -106,4 +107,22 @@ export function loadFleetConfig(env: NodeJS.ProcessEnv = process.env): FleetConf
 /** The driver part of each endpoint, in the shape createDrivers takes. */
 export function driverConfigs(fleet: FleetConfig): EndpointDriverConfig[] {
   return fleet.endpoints.map(({ endpoint, driver: { type, ...options } }) => ({ endpoint, driver: type, ...options }));
+}
+
+const FINGERPRINT = /^SHA256:[A-Za-z0-9+/]{43}$/;
+
+/** A contextualization logs in only to a VM whose host key it knows, unless the fleet file says any will do. */
+function hostKeysOf(where: string, ctx: { hostKeys?: unknown; anyHostKey?: unknown }): void {
+  if (ctx.anyHostKey !== undefined && typeof ctx.anyHostKey !== 'boolean') throw new Error(`${where}.anyHostKey must be true or false`);
+  if (ctx.hostKeys === undefined) {
+    if (ctx.anyHostKey === true) return;
+    throw new Error(
+      `${where} needs hostKeys: the SHA256 fingerprints the image's sshd may present (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), or "anyHostKey": true for an image whose keys are made at its first boot`,
+    );
+  }
+  if (ctx.anyHostKey === true) throw new Error(`${where}: hostKeys and anyHostKey: true contradict each other`);
+  if (!Array.isArray(ctx.hostKeys) || ctx.hostKeys.length === 0) throw new Error(`${where}.hostKeys must be a non-empty array of SHA256: fingerprints`);
+  ctx.hostKeys.forEach((key, i) => {
+    if (typeof key !== 'string' || !FINGERPRINT.test(key)) throw new Error(`${where}.hostKeys[${i}] must be an OpenSSH fingerprint such as SHA256:<43 base64 characters>, got ${JSON.stringify(key)}`);
+  });
 }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
@@ -14,6 +15,8 @@ export interface TestSshd {
   username: string;
   /** The authorized client key (OpenSSH format). */
   privateKey: string;
+  /** The fingerprint of the host key it presents, as `ssh-keygen -lf` prints it (SHA256:...). */
+  hostKey: string;
   /** The throw-away directory; tests may put their files in it too. */
   dir: string;
   /** What sshd wrote on stderr (-e), for diagnosing a failed login. */
@@ -48,6 +51,7 @@ export async function startSshd(): Promise<TestSshd> {
           port,
           username: userInfo().username,
           privateKey,
+          hostKey: fingerprintOf(join(dir, 'host_ed25519_key.pub')),
           dir,
           log: () => stderr.join(''),
           stop: async () => {
@@ -62,6 +66,12 @@ export async function startSshd(): Promise<TestSshd> {
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }
+}
+
+/** OpenSSH's SHA256 fingerprint of a public key file, computed here (ssh-keygen -lf prints the same). */
+export function fingerprintOf(publicKeyFile: string): string {
+  const blob = Buffer.from(readFileSync(publicKeyFile, 'utf8').trim().split(/\s+/)[1], 'base64');
+  return `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;
 }
 
 function keygen(file: string): void {
