@@ -91,6 +91,11 @@ onEveryBackend('VM tokens at the API: bound to the instance, ended with it, rota
           const res = await app.inject({ method: 'POST', url: `/api/v1/vms/${id}/${route}`, headers: { authorization: `Bearer ${token}` }, payload: route === 'halting' ? { load: 0 } : route === 'running' ? {} : BEAT });
           assert.deepEqual([res.statusCode, res.json().error, res.json().state], [409, 'ended', 'halt'], `${status} ${route}`);
         }
+        // Elsewhere the token is what it always was: a method no route has is 405, an operator route 403.
+        const put = await app.inject({ method: 'PUT', url: `/api/v1/vms/${id}/heartbeat`, headers: { authorization: `Bearer ${token}` } });
+        assert.equal(put.statusCode, 405);
+        const me = await app.inject({ method: 'GET', url: '/api/v1/me', headers: { authorization: `Bearer ${token}` } });
+        assert.equal(me.statusCode, 403);
       }
     }
   });

@@ -4,7 +4,10 @@ import { type OperatorToken, type Role, type VmTokenKeys, findOperator, isVmToke
 import { ApiError } from './errors';
 
 /** Who sent a request to a protected route. */
-export type Principal = { kind: 'operator'; name: string; role: Role } | { kind: 'vm'; instanceID: number };
+export type Principal =
+  | { kind: 'operator'; name: string; role: Role }
+  /** `ended`: the instance is Halted or Error, and its VM routes refuse the token (`told` tells the workflow). */
+  | { kind: 'vm'; instanceID: number; ended?: { status: InstanceStatus; tell: () => Promise<void> } };
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -30,14 +33,17 @@ export interface Credentials {
   operators: readonly OperatorToken[];
   vmKeys: VmTokenKeys;
   identity: InstanceIdentity;
-  /** Told when the VM of an ended instance called (its workflow learns where the record stands). */
-  onEnded?: (instanceID: number) => void;
+  /**
+   * Told when the VM of an ended instance called (its workflow learns where the record stands). The
+   * answer waits for it (it is bounded), so that nothing of the request outlives it.
+   */
+  onEnded?: (instanceID: number) => Promise<void>;
 }
 
 /**
  * The principal of a bearer token, or a 401 naming what is wrong with it. A VM token holds only for
  * the instance of the name it was made for, and only until that instance is Halted or Error: then
- * the VM is told to halt (409, state halt), which every vmdb-agent obeys.
+ * its VM routes tell the VM to halt (409, state halt; see requireVm), which every vmdb-agent obeys.
  */
 async function authenticate(header: string | undefined, credentials: Credentials): Promise<Principal> {
   if (!header) throw unauthorized('Authorization: Bearer <token> is required');
@@ -48,11 +54,9 @@ async function authenticate(header: string | undefined, credentials: Credentials
     const claim = credentials.vmKeys.read(token);
     const instance = claim && (await credentials.identity(claim.instanceID));
     if (!claim || !instance || !claim.boundTo(instance.name)) throw unauthorized('Invalid VM token');
-    if (isTerminalState(instance.status)) {
-      credentials.onEnded?.(claim.instanceID);
-      throw new ApiError(409, 'ended', `Instance ${claim.instanceID} is ${instance.status}: its VM token is no longer accepted`, 'halt');
-    }
-    return { kind: 'vm', instanceID: claim.instanceID };
+    const { instanceID } = claim;
+    if (isTerminalState(instance.status)) return { kind: 'vm', instanceID, ended: { status: instance.status, tell: async () => credentials.onEnded?.(instanceID) } };
+    return { kind: 'vm', instanceID };
   }
   const operator = findOperator(credentials.operators, token);
   if (!operator) throw unauthorized('Invalid token');
@@ -76,8 +80,11 @@ export function installAuth(
     try {
       request.principal = await authenticate(request.headers.authorization, credentials);
     } catch (err) {
-      await onFailure(request, reply);
-      reply.header('WWW-Authenticate', 'Bearer');
+      // Only a refused token counts against the address: a database that cannot be reached is no guess.
+      if (err instanceof ApiError && err.statusCode === 401) {
+        await onFailure(request, reply);
+        reply.header('WWW-Authenticate', 'Bearer');
+      }
       throw err;
     }
   });
@@ -94,10 +101,10 @@ function isProtected(url: string): boolean {
   return url === API_PREFIX || url.startsWith(`${API_PREFIX}/`) || url.startsWith(`${API_PREFIX}?`);
 }
 
-function access(check: (principal: Principal, request: FastifyRequest) => void): onRequestHookHandler {
+function access(check: (principal: Principal, request: FastifyRequest) => void | Promise<void>): onRequestHookHandler {
   const hook: onRequestHookHandler = async function (request) {
     if (!request.principal) throw new ApiError(401, 'unauthorized', 'Authorization: Bearer <token> is required');
-    check(request.principal, request);
+    await check(request.principal, request);
   };
   ACCESS_HOOKS.add(hook);
   return hook;
@@ -116,9 +123,13 @@ export function requireRole(role: Role): onRequestHookHandler {
  * Runs before validation, so it compares the raw path text with the token's id.
  */
 export function requireVm(): onRequestHookHandler {
-  return access((principal, request) => {
+  return access(async (principal, request) => {
     if (principal.kind !== 'vm') throw new ApiError(403, 'forbidden', 'This route is for the VM token of the instance');
     const given = (request.params as Record<string, string | undefined>).instanceID;
     if (given !== String(principal.instanceID)) throw new ApiError(403, 'forbidden', `This VM token is for instance ${principal.instanceID} only`);
+    if (principal.ended) {
+      await principal.ended.tell().catch(() => undefined);
+      throw new ApiError(409, 'ended', `Instance ${principal.instanceID} is ${principal.ended.status}: its VM token is no longer accepted`, 'halt');
+    }
   });
 }

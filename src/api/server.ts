@@ -92,7 +92,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     {
       operators: deps.operators,
       vmKeys: new VmTokenKeys([deps.tokenSecret, ...(deps.previousTokenSecrets ?? [])]),
-      onEnded: (instanceID) => void deps.lifecycle.heartbeats?.noteEnded(instanceID).catch(() => undefined),
+      onEnded: async (instanceID) => deps.lifecycle.heartbeats?.noteEnded(instanceID),
       identity: async (instanceID) => {
         try {
           instances ??= deps.db.instanceStore();

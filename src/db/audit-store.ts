@@ -1,5 +1,5 @@
 import type { Executor } from './database';
-import { fromSqlTime, toSqlTime } from './time';
+import { fromSqlTime, toSqlTime, EARLIEST_DATETIME } from './time';
 import type { VirtualMachineDB } from './vmdb';
 
 /** The operator actions the trail records. */
@@ -96,7 +96,8 @@ export class AuditStore {
     if (query.instanceID !== undefined) add('`InstanceID` = ?', query.instanceID);
     if (query.operator !== undefined) add('`Operator` = ?', query.operator);
     if (query.action !== undefined) add('`Action` = ?', query.action);
-    if (query.since !== undefined) add('`At` >= ?', toSqlTime(query.since));
+    // A bound before the earliest DATETIME the databases hold means "all of it".
+    if (query.since !== undefined) add('`At` >= ?', toSqlTime(new Date(Math.max(query.since.getTime(), EARLIEST_DATETIME))));
     if (query.before !== undefined) add('`ID` < ?', query.before);
     const limit = Math.max(1, Math.min(MAX_AUDIT_PAGE, Math.floor(query.limit)));
     const rows = await this.ex.select(

@@ -9,7 +9,7 @@ export function nowSql(): string {
 }
 
 /** The earliest DATETIME MySQL and MariaDB hold; no row is older. */
-const EARLIEST_DATETIME = Date.UTC(1000, 0, 1);
+export const EARLIEST_DATETIME = Date.UTC(1000, 0, 1);
 
 /**
  * `seconds` before now, as a bound DATETIME value. A span reaching back beyond

@@ -12,6 +12,8 @@ import type { VirtualMachineDB } from '../db/vmdb';
 export const DEFAULT_SIGNAL_TIMEOUT_MS = 2_000;
 /** A missed signal is logged at most this often (with the count since), so an outage does not flood the log. */
 const MISSED_LOG_INTERVAL_MS = 10_000;
+const ENDED_NOTE_INTERVAL_MS = 60_000;
+const ENDED_NOTES_KEPT = 10_000;
 /** The figures of news that records no heartbeat (the workflow keeps figures only of recorded ones). */
 const NO_FIGURES: HeartbeatFigures = { load: 0, jobs: 0, transferredFiles: 0, transferredBytes: 0, uptime: 0 };
 
@@ -25,6 +27,8 @@ export type HeartbeatAnswer = Result<HeartbeatReply & { recorded: RecordedHeartb
  */
 export class HeartbeatPath {
   private missedSinceLog = 0;
+  /** When each ended instance's workflow was last told (oldest first). */
+  private readonly endedNoted = new Map<number, number>();
   private lastMissedLog = 0;
 
   constructor(
@@ -48,6 +52,12 @@ export class HeartbeatPath {
    * it (an Error set from outside ends the workflow's watch at once, not at the stall deadline).
    */
   async noteEnded(instanceID: number): Promise<void> {
+    // Once a minute per instance is plenty: a VM told to halt stops calling, and a retrying one need not echo.
+    const now = Date.now();
+    if (now - (this.endedNoted.get(instanceID) ?? -Infinity) < ENDED_NOTE_INTERVAL_MS) return;
+    this.endedNoted.delete(instanceID);
+    this.endedNoted.set(instanceID, now);
+    if (this.endedNoted.size > ENDED_NOTES_KEPT) this.endedNoted.delete(this.endedNoted.keys().next().value!);
     const life = await this.db.getInstanceLife(instanceID);
     if (!life.OK) return;
     const { status, version, lastUpdate } = life.Value;

@@ -7,7 +7,6 @@ import { isCalendarDay } from '../validator';
 import type { ApiDeps } from '../deps';
 
 // A day, or a time with its zone: a time without one would be read in the server's zone.
-const SINCE = '^[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\\.[0-9]{1,9})?)?(Z|[+-][0-9]{2}:[0-9]{2}))?$';
 
 const entrySchema = {
   type: 'object',
@@ -55,7 +54,13 @@ export default async function auditRoutes(app: FastifyInstance, { deps }: { deps
             instanceID: { type: 'integer', minimum: 1, maximum: MAX_ID, description: 'only actions on this instance' },
             operator: { type: 'string', minLength: 1, maxLength: 255, description: "only this operator (the token's name)" },
             action: { type: 'string', enum: [...AUDIT_ACTIONS], description: 'only this action' },
-            since: { type: 'string', pattern: SINCE, description: 'a day (YYYY-MM-DD, UTC) or an ISO 8601 time with its zone (2026-05-01T12:00:00Z): only actions from then on' },
+            since: {
+              anyOf: [
+                { type: 'string', format: 'date' },
+                { type: 'string', format: 'date-time' },
+              ],
+              description: 'a day (YYYY-MM-DD, UTC) or an RFC 3339 time with its zone (2026-05-01T12:00:00Z): only actions from then on',
+            },
             before: { type: 'integer', minimum: 1, maximum: MAX_ID, description: 'only entries older than this id (the `next` of the previous page)' },
             limit: { type: 'integer', minimum: 1, maximum: MAX_AUDIT_PAGE, default: 100 },
           },
