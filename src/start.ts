@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import { type Client, Connection } from '@temporalio/client';
 import { loadApiConfig } from './api/config';
 import { buildApi } from './api/server';
+import { readTlsFiles, reloadOnSighup } from './api/tls';
 import { loadConfig } from './config/database';
 import { createDrivers } from './drivers/registry';
 import { DEFAULT_FLEET, type FleetConfig, driverConfigs, loadFleetConfig } from './config/fleet';
@@ -104,7 +105,7 @@ async function main(): Promise<void> {
   if (!env.VMDB_TOKEN_SECRET && !env.VMDB_TOKEN_SECRETS) env.VMDB_TOKEN_SECRET = generated.tokenSecret;
   if (!env.VMDB_OPERATOR_TOKENS_FILE) env.VMDB_ADMIN_TOKEN ||= generated.adminToken;
   const api = loadApiConfig(env);
-  const apiUrl = `http://${api.host}:${api.port}`;
+  const apiUrl = `${api.tls ? 'https' : 'http'}://${api.host}:${api.port}`;
   env.VMDB_PUBLIC_API_URL ||= apiUrl;
   // Inherited by the local VMs (vmdb-agent): a short period, a stop file in the data folder, and "powering off" is exiting.
   env.VMDB_AGENT_PERIOD ||= '10';
@@ -112,6 +113,7 @@ async function main(): Promise<void> {
   env.VMDB_AGENT_HALT_COMMAND ||= '["true"]';
   // Every setting, checked before anything starts: unknown VMDB_* variables, bad urls, ports, files.
   loadSettings(env, { require: ['api', 'worker'] });
+  const certificate = api.tls ? readTlsFiles(api.tls) : undefined;
 
   const embedded = !env.TEMPORAL_ADDRESS;
   const temporal = loadTemporalSettings(embedded ? { ...env, TEMPORAL_ADDRESS: `127.0.0.1:${env.VMDB_TEMPORAL_PORT || 7233}` } : env);
@@ -135,11 +137,15 @@ async function main(): Promise<void> {
     previousTokenSecrets: api.previousTokenSecrets,
     metricsToken: api.metricsToken,
     rateLimits: api.rateLimits,
+    tls: certificate,
+    trustProxy: api.trustProxy,
     logger: log.child({ component: 'api' }),
     temporalUi: temporalUi ? { url: temporalUi, namespace: temporal.namespace } : undefined,
     safety: fleet.safety,
     prices: usagePrices(fleet),
   });
+  // Only with TLS: otherwise SIGHUP keeps its default (the terminal closed: stop).
+  const stopReloads = api.tls ? reloadOnSighup(app.server as unknown as Parameters<typeof reloadOnSighup>[0], api.tls, log.child({ component: 'api' })) : undefined;
   try {
     await app.listen({ host: api.host, port: api.port });
     // The banner is for the person at the terminal: plain lines, whatever the log format.
@@ -148,6 +154,7 @@ async function main(): Promise<void> {
     if (env.VMDB_ADMIN_TOKEN === generated.adminToken) console.log(`operator token ${generated.adminToken}   (export VMDB_TOKEN=... for the vmdb CLI)`);
     await runWorker({ config, temporal, fleet, logger: log.child({ component: 'worker' }) });
   } finally {
+    stopReloads?.();
     await closeApi(app); // the requests in flight are answered, then their connections closed
     try {
       // Local demo VMs are processes of this machine: stopped with the service, and recorded so.

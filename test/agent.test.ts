@@ -85,13 +85,13 @@ describe('vmdb-agent configuration', function () {
   });
 
   it('environment only, with the InstanceID taken from the VM token', function () {
-    const config = loadAgentConfig({ VMDB_API_URL: 'http://vmdb:8080', VMDB_VM_TOKEN: TOKEN });
+    const config = loadAgentConfig({ VMDB_API_URL: 'http://vmdb:8080', VMDB_VM_TOKEN: TOKEN, VMDB_AGENT_ALLOW_HTTP: 'true' });
     assert.equal(config.instanceID, 42);
   });
 
   it('user data that is not JSON (a cloud-init script) gives no settings and says so', function () {
     expectConfigError({ VMDB_USER_DATA: '#!/bin/sh\necho hello\n' }, /service URL is not set: set VMDB_API_URL/, /VMDB_USER_DATA is set but is not JSON/, /VM token is not set/);
-    const config = loadAgentConfig({ VMDB_USER_DATA: '#cloud-config\n', VMDB_API_URL: 'http://h', VMDB_VM_TOKEN: TOKEN });
+    const config = loadAgentConfig({ VMDB_USER_DATA: '#cloud-config\n', VMDB_API_URL: 'http://h', VMDB_VM_TOKEN: TOKEN, VMDB_AGENT_ALLOW_HTTP: 'true' });
     assert.equal(config.instanceID, 42);
   });
 
@@ -113,16 +113,16 @@ describe('vmdb-agent configuration', function () {
   });
 
   it('refuses a token made for another instance, a token with spaces, credentials in the URL, a bad vmdb member', function () {
-    expectConfigError({ VMDB_API_URL: 'http://h', VMDB_INSTANCE_ID: '43', VMDB_VM_TOKEN: TOKEN }, /VM token is for instance 42, but the InstanceID \(from VMDB_INSTANCE_ID\) is 43/);
-    expectConfigError({ VMDB_API_URL: 'http://h', VMDB_INSTANCE_ID: '42', VMDB_VM_TOKEN: `${SECRET_PART} x` }, /VMDB_VM_TOKEN contains spaces, control or non-ASCII characters \(value not shown\)/);
-    expectConfigError({ VMDB_USER_DATA: userData({ apiUrl: 'http://h', instanceID: 42, token: 12 }) }, /VMDB_USER_DATA vmdb\.token must be a non-empty string .*got number/);
+    expectConfigError({ VMDB_API_URL: 'https://h', VMDB_INSTANCE_ID: '43', VMDB_VM_TOKEN: TOKEN }, /VM token is for instance 42, but the InstanceID \(from VMDB_INSTANCE_ID\) is 43/);
+    expectConfigError({ VMDB_API_URL: 'https://h', VMDB_INSTANCE_ID: '42', VMDB_VM_TOKEN: `${SECRET_PART} x` }, /VMDB_VM_TOKEN contains spaces, control or non-ASCII characters \(value not shown\)/);
+    expectConfigError({ VMDB_USER_DATA: userData({ apiUrl: 'https://h', instanceID: 42, token: 12 }) }, /VMDB_USER_DATA vmdb\.token must be a non-empty string .*got number/);
     expectConfigError({ VMDB_API_URL: 'http://user:pw@h', VMDB_VM_TOKEN: TOKEN }, /must not contain a user name or password/);
     expectConfigError({ VMDB_API_URL: 'not a url', VMDB_VM_TOKEN: TOKEN }, /VMDB_API_URL is not a valid URL/);
     expectConfigError({ VMDB_USER_DATA: '{"vmdb": "http://h"}' }, /"vmdb" must be an object/);
-    expectConfigError({ VMDB_API_URL: 'http://h', VMDB_VM_TOKEN: 'opaque-token' }, /InstanceID is not set: set VMDB_INSTANCE_ID/);
-    expectConfigError({ VMDB_API_URL: 'http://h', VMDB_VM_TOKEN: TOKEN, VMDB_AGENT_PERIOD: '1e9' }, /VMDB_AGENT_PERIOD must be a positive number/);
-    expectConfigError({ VMDB_API_URL: 'http://h', VMDB_VM_TOKEN: TOKEN, VMDB_AGENT_PERIOD: '100000' }, /VMDB_AGENT_PERIOD is too long/);
-    expectConfigError({ VMDB_API_URL: 'http://h', VMDB_VM_TOKEN: TOKEN, VMDB_AGENT_STOP_FILE: '/var/run/vmdb/' }, /must name a file, not a directory/);
+    expectConfigError({ VMDB_API_URL: 'https://h', VMDB_VM_TOKEN: 'opaque-token' }, /InstanceID is not set: set VMDB_INSTANCE_ID/);
+    expectConfigError({ VMDB_API_URL: 'https://h', VMDB_VM_TOKEN: TOKEN, VMDB_AGENT_PERIOD: '1e9' }, /VMDB_AGENT_PERIOD must be a positive number/);
+    expectConfigError({ VMDB_API_URL: 'https://h', VMDB_VM_TOKEN: TOKEN, VMDB_AGENT_PERIOD: '100000' }, /VMDB_AGENT_PERIOD is too long/);
+    expectConfigError({ VMDB_API_URL: 'https://h', VMDB_VM_TOKEN: TOKEN, VMDB_AGENT_STOP_FILE: '/var/run/vmdb/' }, /must name a file, not a directory/);
   });
 
   it('parses commands: JSON argv preferred, plain command lines split on spaces, empties refused', function () {

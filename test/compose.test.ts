@@ -289,6 +289,24 @@ describe('docker-compose.yml against the code', function () {
     }
   });
 
+  it('shows both ways of TLS: certificate files for the API from .env, or a proxy whose X-Forwarded-For is trusted', function () {
+    const values = (name: string, given: Record<string, string>) =>
+      Object.fromEntries(Object.entries(env(name)).map(([key, value]) => [key, interpolate(value, { ...operatorValues, ...given })]));
+    // Left alone: plain HTTP, nobody's X-Forwarded-For, and the demo VMs' http://api:8080 allowed on purpose.
+    const plain = loadSettings(values('api', {}), { require: ['api'], checkFiles: false }).api;
+    assert.deepEqual([plain.tls, plain.trustProxy], [undefined, false]);
+    assert.equal(values('worker', {}).VMDB_AGENT_ALLOW_HTTP, 'true');
+    assert.match(env('worker').VMDB_PUBLIC_API_URL, /http:\/\/api:/);
+    // TLS at the API: the files .env names are in the mounted folder, in both containers.
+    const tls = { VMDB_API_TLS_CERT: '/etc/vmdb/tls/server.crt', VMDB_API_TLS_KEY: '/etc/vmdb/tls/server.key' };
+    assert.deepEqual(loadSettings(values('api', tls), { require: ['api'], checkFiles: false }).api.tls, { certFile: tls.VMDB_API_TLS_CERT, keyFile: tls.VMDB_API_TLS_KEY });
+    for (const name of ['api', 'worker']) assert.ok(services[name].volumes!.includes('./deploy/tls:/etc/vmdb/tls:ro'), `${name} mounts ./deploy/tls`);
+    assert.ok('VMDB_AGENT_CA_FILE' in env('worker'), 'the demo VMs can be given the CA');
+    // TLS at a proxy: its address or CIDR.
+    assert.deepEqual(loadSettings(values('api', { VMDB_TRUST_PROXY: '172.16.0.0/12' }), { require: ['api'], checkFiles: false }).api.trustProxy, ['172.16.0.0/12']);
+    for (const name of ['VMDB_API_TLS_CERT', 'VMDB_API_TLS_KEY', 'VMDB_TRUST_PROXY', 'VMDB_AGENT_CA_FILE']) assert.match(read('.env.example'), new RegExp(`^# ${name}=`, 'm'), `.env.example shows ${name}`);
+  });
+
   it('mounts files that exist; the demo fleet runs the agent of the image on the worker\'s volume', function () {
     for (const [name, service] of Object.entries(services)) {
       for (const volume of service.volumes ?? []) {

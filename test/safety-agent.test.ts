@@ -104,7 +104,7 @@ describe('vmdb-agent: shutdown notice and transfer figures', function () {
   });
 
   it('the transfer file and the transfer command exclude each other', function () {
-    const base = { VMDB_API_URL: 'http://vmdb.example.org', VMDB_INSTANCE_ID: '3', VMDB_VM_TOKEN: 'vm.3.abc' };
+    const base = { VMDB_API_URL: 'http://vmdb.example.org', VMDB_INSTANCE_ID: '3', VMDB_VM_TOKEN: 'vm.3.abc', VMDB_AGENT_ALLOW_HTTP: 'true' };
     assert.equal(loadAgentConfig({ ...base, VMDB_AGENT_TRANSFER_FILE: '/run/transfers' }).transferFile, '/run/transfers');
     assert.throws(
       () => loadAgentConfig({ ...base, VMDB_AGENT_TRANSFER_FILE: '/run/transfers', VMDB_AGENT_TRANSFER_COMMAND: '["cat","/x"]' }),

@@ -70,6 +70,8 @@ describe('settings (src/config/settings.ts)', function () {
       host: '127.0.0.1', port: 8080, publicUrl: 'http://127.0.0.1:8080', tokenSecret: undefined, previousTokenSecrets: [], adminToken: undefined, operatorTokensFile: undefined, temporalUiUrl: undefined,
       metricsToken: undefined,
       rateLimits: { perToken: 1200, perAddress: 600, authFailures: 10 },
+      tls: undefined, // plain HTTP
+      trustProxy: false, // the connection's address, whatever X-Forwarded-For says
     });
     assert.deepEqual(settings.temporal, { address: '127.0.0.1:7233', namespace: 'default', taskQueue: 'vmdb', tls: undefined, apiKey: undefined });
     assert.equal(settings.workerHealth, undefined);

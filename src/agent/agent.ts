@@ -6,6 +6,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { UINT32_MAX } from '../../entities/heartbeat';
 import { DIRECTIVES, type Directive } from '../../entities/states';
+import { type Fetch, certificateProblem, fetchTrusting } from '../net/ca-fetch';
 import { type AgentConfig, describeAgentConfig } from './config';
 import { ElasticStopPolicy, readLoad } from './stop-policy';
 
@@ -149,9 +150,14 @@ function isAbort(err: unknown): boolean {
 }
 
 /** Why fetch failed, without any header (the token) in it: "connection refused (ECONNREFUSED)" etc. */
-function networkProblem(err: unknown): string {
+function networkProblem(err: unknown, caFile: string | undefined): string {
   const e = err as { name?: string; message?: string; cause?: { code?: string; message?: string } } | null;
   if (e?.name === 'TimeoutError') return 'request timed out';
+  const certificate = certificateProblem(err);
+  if (certificate) {
+    const hint = caFile ? `is it signed by the CA of VMDB_AGENT_CA_FILE (${caFile})?` : 'set VMDB_AGENT_CA_FILE to the CA that signed it';
+    return `${clean(certificate, 160)}; ${hint}`;
+  }
   const code = e?.cause?.code;
   const detail = clean(e?.cause?.message ?? e?.message ?? String(err), 120);
   return code ? `${detail} (${code})` : detail;
@@ -218,6 +224,8 @@ export class VmAgent {
   private readonly haltTimeoutMs: number;
   private readonly haltingRetryMs: number;
   private readonly random: () => number;
+  /** Global fetch, or one that trusts VMDB_AGENT_CA_FILE's CA. */
+  private readonly fetch: Fetch;
   private signal: AbortSignal | undefined;
   private runningDeclared = false;
   /** Numbers every heartbeat of this run of the agent: a retry reuses its number, so the API records it once. */
@@ -243,6 +251,7 @@ export class VmAgent {
     this.haltTimeoutMs = options.haltTimeoutMs ?? 120_000;
     this.haltingRetryMs = options.haltingRetryMs ?? Math.max(60_000, this.periodMs);
     this.random = options.random ?? Math.random;
+    this.fetch = fetchTrusting(config.ca);
   }
 
   /** Whether a `stop` has been received (the VM is draining). */
@@ -600,7 +609,7 @@ export class VmAgent {
     let res: Response;
     let text: string;
     try {
-      res = await fetch(url, {
+      res = await this.fetch(url, {
         method: 'POST',
         headers: { authorization: `Bearer ${this.config.token}`, 'content-type': 'application/json', accept: 'application/json' },
         body: JSON.stringify(body),
@@ -611,7 +620,7 @@ export class VmAgent {
     } catch (err) {
       if (this.aborted) return { kind: 'aborted' };
       // Unreachable, reset, timed out, or a reply too large to be ours: all worth a retry.
-      return { kind: 'transient', message: networkProblem(err) };
+      return { kind: 'transient', message: networkProblem(err, this.config.caFile) };
     }
     let parsed: unknown = text;
     try {

@@ -1,4 +1,6 @@
 import path from 'node:path';
+import { readCaFile } from '../net/ca-fetch';
+import { plainHttpProblem } from '../net/plain-http';
 import { type StopPolicy, validateStopPolicy } from './stop-policy';
 
 /**
@@ -7,6 +9,8 @@ import { type StopPolicy, validateStopPolicy } from './stop-policy';
  * The user data (`VMDB_USER_DATA`) may be any text: when it is a JSON object with a `vmdb` member,
  * that member gives `apiUrl`, `instanceID` and `token`. Environment variables override it:
  * `VMDB_API_URL`, `VMDB_INSTANCE_ID`, `VMDB_VM_TOKEN`. The token is never part of a message.
+ * The API's certificate is verified against the system's CAs, or VMDB_AGENT_CA_FILE's alone; plain
+ * http to another machine, wherever the url came from, needs VMDB_AGENT_ALLOW_HTTP=true.
  */
 export interface AgentConfig {
   /** Base URL of the service, without a trailing slash and without `/api/v1`. */
@@ -32,6 +36,11 @@ export interface AgentConfig {
   stopPolicy?: StopPolicy;
   /** VMDB_AGENT_LOAD_FILE: where the stop policy reads the load (first number, as /proc/loadavg); default the system's. */
   loadFile?: string;
+  /** VMDB_AGENT_CA_FILE: the CA the API's certificate must chain to, instead of the system's; with `ca`, its PEM text. */
+  caFile?: string;
+  ca?: string;
+  /** VMDB_AGENT_ALLOW_HTTP=true: plain http to a host other than this one is allowed. */
+  allowHttp?: boolean;
   /** VMDB_AGENT_UPTIME: `system` (since boot, default) or `agent` (since the agent started: VMs that are processes). */
   uptimeFrom?: 'system' | 'agent';
 }
@@ -97,7 +106,7 @@ function readUserData(raw: string | undefined, problems: string[]): { settings: 
   return { settings: { apiUrl, instanceID, token, stopPolicy } };
 }
 
-function checkApiUrl(source: string, value: unknown, problems: string[]): string | undefined {
+function checkApiUrl(source: string, value: unknown, allowHttp: boolean, problems: string[]): string | undefined {
   if (typeof value !== 'string' || value.trim() === '') {
     problems.push(`${source} must be a non-empty string (the service's base URL, e.g. https://vmdb.example.org), got ${show(value)}`);
     return undefined;
@@ -120,6 +129,11 @@ function checkApiUrl(source: string, value: unknown, problems: string[]): string
   }
   if (url.search || url.hash) {
     problems.push(`${source} must not have a query string or fragment`);
+    return undefined;
+  }
+  const plain = allowHttp ? undefined : plainHttpProblem(url, source, 'VMDB_AGENT_ALLOW_HTTP=true');
+  if (plain) {
+    problems.push(plain);
     return undefined;
   }
   // Accept both the service root and the versioned base (.../api/v1): the agent adds /api/v1 itself.
@@ -220,9 +234,14 @@ export function loadAgentConfig(env: Env = process.env): AgentConfig {
   const missing = (what: string, envName: string, key: string) =>
     `${what} is not set: set ${envName}, or give "vmdb": { "${key}": ... } in VMDB_USER_DATA${note ? ` (${note})` : ''}`;
 
+  // Only the environment allows plain http: the user data travels with the VM, the image is the operator's.
+  const allowRaw = fromEnv(env, 'VMDB_AGENT_ALLOW_HTTP');
+  if (allowRaw !== undefined && !/^(true|false)$/i.test(allowRaw)) problems.push(`VMDB_AGENT_ALLOW_HTTP must be true or false, got ${show(allowRaw)}`);
+  const allowHttp = allowRaw?.toLowerCase() === 'true';
+
   let apiUrl: string | undefined;
-  if (urlEnv !== undefined) apiUrl = checkApiUrl('VMDB_API_URL', urlEnv, problems);
-  else if (settings.apiUrl !== undefined) apiUrl = checkApiUrl('VMDB_USER_DATA vmdb.apiUrl', settings.apiUrl, problems);
+  if (urlEnv !== undefined) apiUrl = checkApiUrl('VMDB_API_URL', urlEnv, allowHttp, problems);
+  else if (settings.apiUrl !== undefined) apiUrl = checkApiUrl('VMDB_USER_DATA vmdb.apiUrl', settings.apiUrl, allowHttp, problems);
   else problems.push(missing('The service URL', 'VMDB_API_URL', 'apiUrl'));
 
   let token: string | undefined;
@@ -268,6 +287,15 @@ export function loadAgentConfig(env: Env = process.env): AgentConfig {
   const uptimeRaw = fromEnv(env, 'VMDB_AGENT_UPTIME');
   if (uptimeRaw !== undefined && uptimeRaw !== 'system' && uptimeRaw !== 'agent') problems.push(`VMDB_AGENT_UPTIME must be "system" or "agent", got ${show(uptimeRaw)}`);
   const uptimeFrom = uptimeRaw === 'agent' ? 'agent' : undefined;
+  const caFile = fromEnv(env, 'VMDB_AGENT_CA_FILE') === undefined ? undefined : fileSetting('VMDB_AGENT_CA_FILE', '');
+  let ca: string | undefined;
+  if (caFile) {
+    try {
+      ca = readCaFile('VMDB_AGENT_CA_FILE', caFile);
+    } catch (err) {
+      problems.push((err as Error).message);
+    }
+  }
 
   if (problems.length > 0 || apiUrl === undefined || instanceID === undefined || token === undefined) {
     throw new AgentConfigError(problems.length ? problems : ['incomplete configuration']);
@@ -286,6 +314,8 @@ export function loadAgentConfig(env: Env = process.env): AgentConfig {
     ...(stopPolicy ? { stopPolicy } : {}),
     ...(loadFile ? { loadFile } : {}),
     ...(uptimeFrom ? { uptimeFrom } : {}),
+    ...(caFile && ca ? { caFile, ca } : {}),
+    ...(allowHttp ? { allowHttp } : {}),
   };
 }
 
@@ -323,5 +353,7 @@ export function describeAgentConfig(config: AgentConfig): string {
     `halt=${argv(config.haltCommand)}`,
     `stopPolicy=${config.stopPolicy?.policy ?? 'never'}`,
     ...(config.loadFile ? [`loadFile=${config.loadFile}`] : []),
+    ...(config.caFile ? [`ca=${config.caFile}`] : []),
+    ...(config.allowHttp ? ['allowHttp=true'] : []),
   ].join(' ');
 }

@@ -4,6 +4,7 @@ import {
   DEFAULT_API_HOST,
   DEFAULT_API_PORT,
   type RateLimitSettings,
+  type TrustProxy,
   adminTokenProblem,
   httpUrlProblem,
   portProblem,
@@ -27,10 +28,23 @@ export interface ApiConfig {
   metricsToken?: string;
   /** VMDB_RATE_LIMITS and VMDB_RATE_LIMIT_*: on, with their defaults, unless turned off. */
   rateLimits: RateLimitSettings;
+  /** VMDB_API_TLS_CERT and VMDB_API_TLS_KEY: HTTPS from these files; undefined: plain HTTP. */
+  tls?: { certFile: string; keyFile: string };
+  /** VMDB_TRUST_PROXY: whose X-Forwarded-For gives the client's address (false: nobody's). */
+  trustProxy: TrustProxy;
 }
 
 /** The API's settings that settings.ts parses and checks whole. */
-const TYPED = ['VMDB_METRICS_TOKEN', 'VMDB_RATE_LIMITS', 'VMDB_RATE_LIMIT_PER_TOKEN', 'VMDB_RATE_LIMIT_PER_ADDRESS', 'VMDB_RATE_LIMIT_AUTH_FAILURES'];
+const TYPED = [
+  'VMDB_METRICS_TOKEN',
+  'VMDB_RATE_LIMITS',
+  'VMDB_RATE_LIMIT_PER_TOKEN',
+  'VMDB_RATE_LIMIT_PER_ADDRESS',
+  'VMDB_RATE_LIMIT_AUTH_FAILURES',
+  'VMDB_API_TLS_CERT',
+  'VMDB_API_TLS_KEY',
+  'VMDB_TRUST_PROXY',
+];
 
 export { DEFAULT_API_HOST, DEFAULT_API_PORT };
 
@@ -44,7 +58,7 @@ export class ApiConfigError extends Error {
 /**
  * Reads VMDB_OPERATOR_TOKENS_FILE (JSON `[{ name, role, sha256 }]`) and/or
  * VMDB_ADMIN_TOKEN (a plain token, hashed here, role admin), VMDB_TOKEN_SECRET,
- * VMDB_API_HOST, VMDB_API_PORT, VMDB_METRICS_TOKEN and the rate limits, from the environment and VMDB_CONFIG_FILE
+ * VMDB_API_HOST, VMDB_API_PORT, VMDB_METRICS_TOKEN, the rate limits, TLS and VMDB_TRUST_PROXY, from the environment and VMDB_CONFIG_FILE
  * (src/config/settings.ts checks the values; this adds the tokens file's content).
  */
 export function loadApiConfig(env: NodeJS.ProcessEnv = process.env, readFile: (path: string) => string = (path) => readFileSync(path, 'utf8')): ApiConfig {
@@ -97,7 +111,8 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env, readFile: (p
   for (const problem of typed.problems) if (TYPED.includes(problem.name)) problems.push(problem.message);
 
   if (problems.length) throw new ApiConfigError(problems);
-  return { operators, tokenSecret, previousTokenSecrets, host, port, temporalUiUrl, metricsToken: typed.settings.api.metricsToken, rateLimits: typed.settings.api.rateLimits };
+  const { metricsToken, rateLimits, tls, trustProxy } = typed.settings.api;
+  return { operators, tokenSecret, previousTokenSecrets, host, port, temporalUiUrl, metricsToken, rateLimits, tls, trustProxy };
 }
 
 /** The operator tokens of a tokens file; problems are collected with the entry's position. */

@@ -1,6 +1,6 @@
 import type { Client } from '@temporalio/client';
 import type { OperatorToken } from '../auth/tokens';
-import type { RateLimitSettings } from '../config/settings';
+import type { RateLimitSettings, TrustProxy } from '../config/settings';
 import type { VirtualMachineDB } from '../db/vmdb';
 import type { UsagePrice } from '../db/usage';
 import type { Logger } from '../ops/log';
@@ -36,6 +36,13 @@ export interface ApiDeps {
    * the settings' (on by default); tests and benchmarks that build the API themselves choose.
    */
   rateLimits?: RateLimitSettings;
+  /** HTTPS with this certificate and key (readTlsFiles, src/api/tls.ts); absent: plain HTTP. */
+  tls?: { cert: Buffer | string; key: Buffer | string };
+  /**
+   * Fastify's `trustProxy` (VMDB_TRUST_PROXY): whose X-Forwarded-For gives `request.ip`, which the
+   * rate limits and a VM's default public IP use; absent or false: the connection's address.
+   */
+  trustProxy?: TrustProxy;
   /** Prices per VM-hour of the fleet file's endpoints, for `GET /usage` (usagePrices); absent: no costs. */
   prices?: UsagePrice[];
 }

@@ -1,9 +1,9 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, LogController } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions, type FastifyReply, type FastifyRequest, LogController } from 'fastify';
 import { type Logger, createLogger, processLogger } from '../ops/log';
 import { renderMetrics, trackInstances } from '../ops/metrics';
-import { METRICS_MESSAGES, METRICS_TOKEN_SETTING, metricsAccess } from '../ops/metrics-access';
+import { METRICS_MESSAGES, METRICS_TOKEN_SETTING, isLoopback, metricsAccess } from '../ops/metrics-access';
 import type { SafetyConfig } from '../safety/config';
 import { startPulse } from '../safety/pulse';
 import type { VirtualMachineDB } from '../db/vmdb';
@@ -74,14 +74,17 @@ const BODY_LIMIT = 64 * 1024;
 export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   if (!deps.tokenSecret) throw new Error('buildApi needs a tokenSecret (VMDB_TOKEN_SECRET): VM tokens are checked with it');
   const logger = apiLogger(deps.logger);
+  // With TLS the server is node:https's (its setSecureContext reloads the certificate); the routes see no difference.
   const app = Fastify({
     ...(logger ? { loggerInstance: logger as FastifyBaseLogger, logController: new ApiLogController() } : { logger: false }),
+    ...(deps.tls ? { https: { cert: deps.tls.cert, key: deps.tls.key } } : {}),
+    trustProxy: deps.trustProxy ?? false,
     bodyLimit: BODY_LIMIT,
     // Fastify's default (100) is below the longest valid endpoint name ("Site::CE", 120 + 2 + 120
     // characters, percent-encoded in a path): let the route's schema judge the length instead.
     routerOptions: { maxParamLength: 1024 },
     schemaErrorFormatter: (errors, where) => new Error(formatValidation(errors, where)),
-  });
+  } as FastifyServerOptions) as unknown as FastifyInstance;
 
   installValidators(app);
   installErrorHandling(app);
@@ -148,7 +151,10 @@ function installMetrics(app: FastifyInstance, deps: ApiDeps, limits: RateLimits)
     '/metrics',
     {
       onRequest: async (request, reply) => {
-        const access = metricsAccess(deps.metricsToken, request.headers.authorization, request.ip);
+        // Loopback only if both the connection and the forwarded client are: through a trusted proxy
+        // on this machine every connection is local, and X-Forwarded-For alone can be forged.
+        const peer = request.socket.remoteAddress;
+        const access = metricsAccess(deps.metricsToken, request.headers.authorization, isLoopback(peer) ? request.ip : peer);
         if (access === 'allowed') return;
         if (access === 'unauthorized') {
           await limits.authFailed(request, reply);

@@ -1,3 +1,5 @@
+import { type Fetch, certificateProblem, fetchTrusting, readCaFile } from '../net/ca-fetch';
+import { plainHttpProblem } from '../net/plain-http';
 import { CliError, EXIT } from './errors';
 
 export const DEFAULT_API_URL = 'http://127.0.0.1:8080';
@@ -10,6 +12,10 @@ export interface ApiSettings {
   token?: string;
   /** Seconds to wait for a reply. */
   timeoutSeconds: number;
+  /** The CA the API's certificate must chain to, instead of the system's (VMDB_CA_FILE, --ca-file). */
+  caFile?: string;
+  /** Plain http to another machine is allowed (VMDB_ALLOW_HTTP=true, --allow-http). */
+  allowHttp?: boolean;
 }
 
 /** The error body of the API: `{ error, message, state? }`. */
@@ -34,9 +40,10 @@ export class ApiError extends CliError {
 
 type Query = Record<string, string | number | undefined>;
 
-/** A small client of the vmdb HTTP API (docs/http-api.md) over global fetch. */
+/** A small client of the vmdb HTTP API (docs/http-api.md) over global fetch, or node:https with a CA file. */
 export class ApiClient {
   private readonly base: URL;
+  private readonly fetch: Fetch;
 
   constructor(readonly settings: ApiSettings) {
     let base: URL;
@@ -50,6 +57,13 @@ export class ApiClient {
     }
     if (base.username || base.password) {
       throw new CliError(EXIT.USAGE, 'API url must not carry credentials; use --token or VMDB_TOKEN');
+    }
+    const plain = settings.allowHttp ? undefined : plainHttpProblem(base, `API url "${base.origin}"`, 'VMDB_ALLOW_HTTP=true (or --allow-http)');
+    if (plain) throw new CliError(EXIT.USAGE, plain);
+    try {
+      this.fetch = fetchTrusting(settings.caFile === undefined ? undefined : readCaFile('--ca-file/VMDB_CA_FILE', settings.caFile));
+    } catch (err) {
+      throw new CliError(EXIT.USAGE, (err as Error).message);
     }
     // Keep any path prefix (a service behind a reverse proxy at /vmdb/).
     if (!base.pathname.endsWith('/')) base.pathname += '/';
@@ -93,7 +107,7 @@ export class ApiClient {
     let response: Response;
     let text: string;
     try {
-      response = await fetch(url, {
+      response = await this.fetch(url, {
         method,
         headers,
         body: body === undefined ? undefined : JSON.stringify(body),
@@ -129,6 +143,11 @@ export class ApiClient {
     const e = err as { name?: string; message?: string; cause?: { code?: string; message?: string } };
     if (e?.name === 'TimeoutError') {
       return new CliError(EXIT.UNREACHABLE, `no answer from the API at ${this.origin} within ${this.settings.timeoutSeconds} s`);
+    }
+    const certificate = certificateProblem(err);
+    if (certificate) {
+      const hint = this.settings.caFile ? `is it signed by the CA in ${this.settings.caFile}?` : 'give the CA that signed it with --ca-file or VMDB_CA_FILE';
+      return new CliError(EXIT.UNREACHABLE, `cannot reach the API at ${this.origin}: ${certificate}; ${hint}`);
     }
     const cause = e?.cause?.message || e?.cause?.code || e?.message || String(err);
     return new CliError(EXIT.UNREACHABLE, `cannot reach the API at ${this.origin}: ${cause}`);

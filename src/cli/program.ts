@@ -24,6 +24,8 @@ const EXIT_CODES_HELP = `
 Environment:
   VMDB_API_URL   base url of the API (default http://127.0.0.1:8080)
   VMDB_TOKEN     operator token
+  VMDB_CA_FILE   CA file that signed the API's certificate (default: the system's CAs)
+  VMDB_ALLOW_HTTP=true  allow a plain http:// API url to another machine (loopback needs nothing)
   server, worker, migrate and dev read the service settings (VMDB_DATABASE_URL, TEMPORAL_ADDRESS, ...; see README.md)
 
 Exit codes:

@@ -1,4 +1,5 @@
 import { accessSync, constants, readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { parseDatabaseUrl } from '../db/database';
 
 /**
@@ -15,7 +16,7 @@ import { parseDatabaseUrl } from '../db/database';
  * loadFleetConfig) read through this module too, each for its own names.
  */
 
-export type SettingKind = 'database-url' | 'positive-integer' | 'boolean' | 'host' | 'port' | 'bind' | 'http-url' | 'address' | 'text' | 'file' | 'secret';
+export type SettingKind = 'database-url' | 'positive-integer' | 'boolean' | 'host' | 'port' | 'bind' | 'http-url' | 'address' | 'text' | 'file' | 'secret' | 'trust-proxy';
 
 export interface SettingSpec {
   /** The environment variable, and the key in the VMDB_CONFIG_FILE file. */
@@ -54,6 +55,14 @@ export const SETTINGS: readonly SettingSpec[] = [
   { name: 'VMDB_AUTO_MIGRATE', kind: 'boolean', default: 'true', description: 'Apply pending migrations when a process opens the database; false: refuse a schema that is behind (run `vmdb migrate`)' },
   { name: 'VMDB_API_HOST', kind: 'host', default: DEFAULT_API_HOST, description: 'Address the API listens on' },
   { name: 'VMDB_API_PORT', kind: 'port', default: String(DEFAULT_API_PORT), description: 'Port the API listens on' },
+  { name: 'VMDB_API_TLS_CERT', kind: 'file', description: 'Certificate file (PEM, the chain after the certificate) the API serves HTTPS with, with VMDB_API_TLS_KEY; reread on SIGHUP (unset: plain HTTP)' },
+  { name: 'VMDB_API_TLS_KEY', kind: 'file', description: 'Private key file (PEM) of VMDB_API_TLS_CERT' },
+  {
+    name: 'VMDB_TRUST_PROXY',
+    kind: 'trust-proxy',
+    default: 'false',
+    description: "Behind a proxy: whose X-Forwarded-For the API believes for the client's address (true: any; a number: that many hops; or addresses and CIDRs, comma-separated)",
+  },
   { name: 'VMDB_PUBLIC_API_URL', kind: 'http-url', description: "URL written into each VM's user data (default http://127.0.0.1:<VMDB_API_PORT>)" },
   { name: 'VMDB_TOKEN_SECRET', kind: 'secret', description: 'Secret VM tokens are signed with (API and worker)' },
   {
@@ -109,6 +118,8 @@ export const OTHER_KNOWN_VARIABLES: Readonly<Record<string, string>> = {
   VMDB_RUNNING_POD: 'local driver: the pod',
   // vmdb CLI
   VMDB_TOKEN: 'vmdb CLI: the operator token',
+  VMDB_CA_FILE: 'vmdb CLI: the CA file that signed the API\'s certificate',
+  VMDB_ALLOW_HTTP: 'vmdb CLI: allow an http:// API url that is not loopback',
   VMDB_DEBUG: 'vmdb CLI: print stack traces',
   // docker-compose.yml reads it from .env (a shell that sources .env passes it on)
   VMDB_MYSQL_PASSWORD: 'docker compose: the password of MySQL user vmdb, put into VMDB_DATABASE_URL',
@@ -315,6 +326,40 @@ export function tokenSecretProblem(value: string | undefined): string | undefine
 const TRUE = new Set(['true', '1', 'yes', 'on']);
 const FALSE = new Set(['false', '0', 'no', 'off']);
 
+/** What Fastify's `trustProxy` accepts, as VMDB_TRUST_PROXY gives it. */
+export type TrustProxy = boolean | number | string[];
+
+/** proxy-addr's names for address ranges, which Fastify accepts beside addresses and CIDRs. */
+const PROXY_RANGE_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+function trustProxyEntryProblem(entry: string): boolean {
+  if (PROXY_RANGE_NAMES.has(entry)) return false;
+  const [address, prefix, ...rest] = entry.split('/');
+  const family = isIP(address);
+  if (!family || rest.length) return true;
+  if (prefix === undefined) return false;
+  const bits = family === 4 ? 32 : 128;
+  return !/^\d{1,3}$/.test(prefix) || Number(prefix) > bits;
+}
+
+/** VMDB_TRUST_PROXY: true/false, a hop count ('1' counts as true, as for the booleans), or addresses and CIDRs. */
+export function parseTrustProxy(raw: string): TrustProxy {
+  const text = raw.trim().toLowerCase();
+  if (TRUE.has(text)) return true;
+  if (FALSE.has(text)) return false;
+  if (/^\d+$/.test(text)) return Number(text);
+  return raw.split(',').map((entry) => entry.trim());
+}
+
+export function trustProxyProblem(name: string, raw: string): string | undefined {
+  const value = parseTrustProxy(raw);
+  if (!Array.isArray(value)) return undefined;
+  const bad = value.filter(trustProxyEntryProblem);
+  return bad.length
+    ? `${name} must be true, false, a hop count, or addresses and CIDRs (or loopback, linklocal, uniquelocal) separated by commas; not an address: ${bad.map(shown).join(', ')}`
+    : undefined;
+}
+
 function valueProblem(spec: SettingSpec, raw: string): string | undefined {
   const { name } = spec;
   switch (spec.kind) {
@@ -343,6 +388,8 @@ function valueProblem(spec: SettingSpec, raw: string): string | undefined {
     }
     case 'http-url':
       return httpUrlProblem(name, raw);
+    case 'trust-proxy':
+      return trustProxyProblem(name, raw);
     case 'secret':
       if (name === 'VMDB_TOKEN_SECRET') return tokenSecretProblem(raw);
       if (name === 'VMDB_TOKEN_SECRETS') return tokenSecretsProblem(raw);
@@ -401,6 +448,10 @@ export interface Settings {
     /** The bearer token of /metrics (API and worker); undefined: loopback callers only. */
     metricsToken?: string;
     rateLimits: RateLimitSettings;
+    /** HTTPS at the API from these files (VMDB_API_TLS_CERT, VMDB_API_TLS_KEY); undefined: plain HTTP. */
+    tls?: { certFile: string; keyFile: string };
+    /** VMDB_TRUST_PROXY, for Fastify's `trustProxy`. */
+    trustProxy: TrustProxy;
   };
   temporal: TemporalSettings;
   fleetFile?: string;
@@ -429,6 +480,8 @@ function build(values: Record<string, string>, origin: SettingsSource['origin'],
   const apiKey = get('TEMPORAL_API_KEY');
   const tlsWanted = bool('TEMPORAL_TLS', false) || Boolean(tlsCert || tlsCa || apiKey);
   const healthPort = get('VMDB_WORKER_HEALTH_PORT');
+  const apiCert = get('VMDB_API_TLS_CERT');
+  const apiTlsKey = get('VMDB_API_TLS_KEY');
   return {
     databaseUrl: get('VMDB_DATABASE_URL') ?? DEFAULT_DATABASE_URL,
     stallingInterval: int('VMDB_STALLING_INTERVAL', DEFAULT_STALLING_INTERVAL),
@@ -450,6 +503,8 @@ function build(values: Record<string, string>, origin: SettingsSource['origin'],
             authFailures: int('VMDB_RATE_LIMIT_AUTH_FAILURES', DEFAULT_RATE_LIMIT_AUTH_FAILURES),
           }
         : false,
+      tls: apiCert && apiTlsKey ? { certFile: apiCert, keyFile: apiTlsKey } : undefined,
+      trustProxy: get('VMDB_TRUST_PROXY') === undefined ? false : parseTrustProxy(get('VMDB_TRUST_PROXY')!),
     },
     temporal: {
       address: get('TEMPORAL_ADDRESS') ?? DEFAULT_TEMPORAL_ADDRESS,
@@ -481,6 +536,9 @@ export function readSettings(env: Env = process.env, readFile: ReadFile = readTe
   const values = source.values;
   if (Boolean(values.TEMPORAL_TLS_CERT) !== Boolean(values.TEMPORAL_TLS_KEY)) {
     problems.push({ name: values.TEMPORAL_TLS_CERT ? 'TEMPORAL_TLS_KEY' : 'TEMPORAL_TLS_CERT', message: 'TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY must be given together' });
+  }
+  if (Boolean(values.VMDB_API_TLS_CERT) !== Boolean(values.VMDB_API_TLS_KEY)) {
+    problems.push({ name: values.VMDB_API_TLS_CERT ? 'VMDB_API_TLS_KEY' : 'VMDB_API_TLS_CERT', message: 'VMDB_API_TLS_CERT and VMDB_API_TLS_KEY must be given together' });
   }
   if (values.VMDB_TOKEN_SECRET !== undefined && values.VMDB_TOKEN_SECRETS !== undefined && values.VMDB_TOKEN_SECRETS.split(',')[0] !== values.VMDB_TOKEN_SECRET) {
     problems.push({ name: 'VMDB_TOKEN_SECRETS', message: 'VMDB_TOKEN_SECRET and VMDB_TOKEN_SECRETS disagree: set one, or make VMDB_TOKEN_SECRET the first of VMDB_TOKEN_SECRETS' });
@@ -570,6 +628,10 @@ function fileSettingValue(settings: Settings, name: string): string | undefined 
   switch (name) {
     case 'VMDB_OPERATOR_TOKENS_FILE':
       return settings.api.operatorTokensFile;
+    case 'VMDB_API_TLS_CERT':
+      return settings.api.tls?.certFile;
+    case 'VMDB_API_TLS_KEY':
+      return settings.api.tls?.keyFile;
     case 'TEMPORAL_TLS_CERT':
       return settings.temporal.tls?.certFile;
     case 'TEMPORAL_TLS_KEY':

@@ -7,6 +7,7 @@ import type * as ConfigModule from '../../config/database';
 import type * as GracefulModule from '../../ops/graceful';
 import type * as LifecycleClientModule from '../../temporal/lifecycle-client';
 import type * as SettingsModule from '../../config/settings';
+import type * as TlsModule from '../../api/tls';
 import type * as TemporalConfigModule from '../../config/temporal';
 import type * as VmdbModule from '../../db/vmdb';
 import { CliError, EXIT } from '../errors';
@@ -56,7 +57,7 @@ function untilSignal(): Promise<NodeJS.Signals> {
 export function registerServerCommand(program: Command): void {
   program
     .command('server')
-    .description('run the HTTP API until SIGINT/SIGTERM (VMDB_OPERATOR_TOKENS_FILE and/or VMDB_ADMIN_TOKEN, VMDB_TOKEN_SECRET, VMDB_API_HOST, VMDB_API_PORT, VMDB_METRICS_TOKEN, VMDB_RATE_LIMITS, VMDB_DATABASE_URL, VMDB_AUTO_MIGRATE, TEMPORAL_*)')
+    .description('run the HTTP API until SIGINT/SIGTERM; with VMDB_API_TLS_CERT and VMDB_API_TLS_KEY over HTTPS, SIGHUP rereads them (VMDB_OPERATOR_TOKENS_FILE and/or VMDB_ADMIN_TOKEN, VMDB_TOKEN_SECRET, VMDB_API_HOST, VMDB_API_PORT, VMDB_METRICS_TOKEN, VMDB_RATE_LIMITS, VMDB_TRUST_PROXY, VMDB_DATABASE_URL, VMDB_AUTO_MIGRATE, TEMPORAL_*)')
     .option('--host <host>', 'address to listen on (overrides VMDB_API_HOST, default 127.0.0.1)')
     .option('--port <port>', 'port to listen on (overrides VMDB_API_PORT, default 8080; 0: any free port)', port)
     .option('--quiet', 'no request log')
@@ -67,10 +68,12 @@ export function registerServerCommand(program: Command): void {
       const { LifecycleClient } = require('../../temporal/lifecycle-client') as typeof LifecycleClientModule;
       const { VirtualMachineDB } = require('../../db/vmdb') as typeof VmdbModule;
       const { applyConfigFile, loadSettings } = require('../../config/settings') as typeof SettingsModule;
+      const tls = require('../../api/tls') as typeof TlsModule;
 
       let settings: ReturnType<typeof api.config.loadApiConfig>;
       let config: ReturnType<typeof loadConfig>;
       let temporal: ReturnType<typeof loadTemporalSettings>;
+      let certificate: ReturnType<typeof tls.readTlsFiles> | undefined;
       try {
         // Every setting at once (unknown VMDB_* variables, bad urls, missing secrets), then each part's own.
         applyConfigFile(process.env); // VMDB_CONFIG_FILE under the environment, for every reader
@@ -78,6 +81,7 @@ export function registerServerCommand(program: Command): void {
         settings = api.config.loadApiConfig();
         config = loadConfig();
         temporal = loadTemporalSettings();
+        certificate = settings.tls ? tls.readTlsFiles(settings.tls) : undefined;
       } catch (err) {
         throw new CliError(EXIT.USAGE, (err as Error).message);
       }
@@ -111,6 +115,8 @@ export function registerServerCommand(program: Command): void {
           previousTokenSecrets: settings.previousTokenSecrets,
           metricsToken: settings.metricsToken,
           rateLimits: settings.rateLimits,
+          tls: certificate,
+          trustProxy: settings.trustProxy,
           logger: options.quiet ? false : { level: 'info' },
           temporalUi: settings.temporalUiUrl ? { url: settings.temporalUiUrl, namespace: temporal.namespace } : undefined,
           // The API's pulse tells the stall guard that VMs can report (fleet file: safety.pulse).
@@ -120,9 +126,16 @@ export function registerServerCommand(program: Command): void {
         const { closeApi } = require('../../ops/graceful') as typeof GracefulModule;
         cleanups.push(() => closeApi(app));
         await app.listen({ host, port: listenPort });
+        if (settings.tls) {
+          // Written whatever --quiet says: an operator who sent SIGHUP wants to know how it went.
+          const report = (line: string) => process.stderr.write(`${line}\n`);
+          const stop = tls.reloadOnSighup(app.server as unknown as Parameters<typeof tls.reloadOnSighup>[0], settings.tls, { info: report, error: report });
+          cleanups.push(async () => stop());
+        }
         const address = app.server.address();
-        const where = typeof address === 'object' && address ? `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}` : String(address);
-        process.stderr.write(`vmdb API on ${where} (docs ${where}/docs, OpenAPI ${where}/openapi.json); ${settings.operators.length} operator token(s); Ctrl-C stops it\n`);
+        const scheme = settings.tls ? 'https' : 'http';
+        const where = typeof address === 'object' && address ? `${scheme}://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}` : String(address);
+        process.stderr.write(`vmdb API on ${where} (docs ${where}/docs, OpenAPI ${where}/openapi.json); ${settings.operators.length} operator token(s)${certificate ? `; certificate ${tls.describeCertificate(certificate.cert)}, SIGHUP rereads it` : ''}; Ctrl-C stops it\n`);
         const signal = await untilSignal();
         process.stderr.write(`${signal}: stopping the API\n`);
       } catch (err) {
