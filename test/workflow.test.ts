@@ -178,12 +178,18 @@ describe('instanceLifecycle on a dev server [mariadb]', function () {
     await rig.waitForStatus(instanceID, 'Submitted');
     const uniqueID = await rig.uniqueID(instanceID);
     const firstRun = (await handle.describe()).runId;
+    // A signal Temporal does not take within its deadline is counted, not retried (the record is the truth):
+    // on a loaded machine one may be missed around a continue-as-new, and the workflow then counts one less.
+    const missed = async () => (await heartbeatSignals.get()).values.find((v) => v.labels.outcome === 'missed')?.value ?? 0;
+    const missedBefore = await missed();
     for (let i = 1; i <= 8; i++) {
       const mark = { bootId: 'boot-a', seq: i };
       assert.deepEqual(await rig.heartbeat(uniqueID, beat(i), mark), { OK: true, Value: 'ok' });
       assert.deepEqual(await rig.heartbeat(uniqueID, beat(i), mark), { OK: true, Value: 'ok' }, 'a retry is answered from the record');
     }
-    await waitFor('the workflow to count 8 heartbeats', async () => ((await handle.query(stateQuery)).heartbeats === 8 ? true : undefined), 20_000);
+    const signalled = 8 - ((await missed()) - missedBefore);
+    assert.ok(signalled >= 7, `at most one signal missed, ${8 - signalled} were`);
+    await waitFor(`the workflow to count ${signalled} heartbeats`, async () => ((await handle.query(stateQuery)).heartbeats === signalled ? true : undefined), 20_000);
     assert.notEqual((await handle.describe()).runId, firstRun, 'a new run carries on');
     assert.equal((await rig.history(instanceID)).filter((s) => s === 'Running').length, 8, 'one history row per heartbeat');
     await handle.terminate('test done');

@@ -84,7 +84,7 @@ export class HeartbeatPath {
     const now = Date.now();
     if (now - this.lastMissedLog < MISSED_LOG_INTERVAL_MS) return;
     processLogger().warn(
-      { ...instanceFields({ instanceID }), missed: this.missedSinceLog, err: (err as Error)?.message ?? String(err) },
+      { ...instanceFields({ instanceID }), missed: this.missedSinceLog, err: (err as Error)?.message ?? String(err), cause: ((err as { cause?: Error })?.cause)?.message },
       'heartbeat recorded but its workflow was not signalled (Temporal unreachable or slow); the stall check reads the record',
     );
     this.missedSinceLog = 0;
