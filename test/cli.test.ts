@@ -10,35 +10,24 @@ import { buildApi } from '../src/api/server';
 import { hashToken, newSecret } from '../src/auth/tokens';
 import { BACKENDS, MYSQL_SERVER_URL, ok } from './support/backends';
 import { ENDPOINT, LifecycleRig } from './support/lifecycle-rig';
+import { type ChildRun, runNode } from './support/processes';
 import { startDevServer } from './support/temporal';
 
 const CLI = join(__dirname, '..', 'src', 'cli', 'main.js');
 
-export interface CliRun {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+export type CliRun = ChildRun;
 
 /** Runs the built CLI as a child process (asynchronously: the test's own HTTP server must keep answering). */
 export function runCli(args: string[], env: Record<string, string | undefined> = {}): Promise<CliRun> {
-  return new Promise((resolve, reject) => {
-    const childEnv: NodeJS.ProcessEnv = { ...process.env };
-    delete childEnv.VMDB_API_URL;
-    delete childEnv.VMDB_TOKEN;
-    delete childEnv.VMDB_DEBUG;
-    for (const [key, value] of Object.entries(env)) {
-      if (value === undefined) delete childEnv[key];
-      else childEnv[key] = value;
-    }
-    const child = spawn(process.execPath, [CLI, ...args], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+  const childEnv: NodeJS.ProcessEnv = { ...process.env };
+  delete childEnv.VMDB_API_URL;
+  delete childEnv.VMDB_TOKEN;
+  delete childEnv.VMDB_DEBUG;
+  for (const [key, value] of Object.entries(env)) {
+    if (value === undefined) delete childEnv[key];
+    else childEnv[key] = value;
+  }
+  return runNode(CLI, args, childEnv);
 }
 
 /** No stack trace ever reaches the user. */

@@ -1,5 +1,4 @@
 import { strict as assert } from 'node:assert';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,21 +20,14 @@ import {
 } from '../src/config/settings';
 import { loadTemporalSettings } from '../src/config/temporal';
 import { DEFAULT_TASK_QUEUE } from '../workflows/definitions';
+import { type ChildRun, runNode } from './support/processes';
 
 const ROOT = join(__dirname, '..', '..');
 const CLI = join(__dirname, '..', 'src', 'cli', 'main.js');
 
 /** Runs the built CLI with only PATH and HOME from this process, plus `env`: no stray settings of the machine. */
-function runCli(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function runCli(args: string[], env: Record<string, string>): Promise<ChildRun> {
+  return runNode(CLI, args, { PATH: process.env.PATH, HOME: process.env.HOME, ...env });
 }
 const SECRET = 'a-token-secret-0123456789';
 const ADMIN = 'an-admin-token-0123456789';

@@ -18,6 +18,7 @@ import { ApiClient } from '../src/cli/http';
 import { loadSettings } from '../src/config/settings';
 import { VirtualMachineDB } from '../src/db/vmdb';
 import { probePinned, probeTarget } from '../src/healthcheck';
+import { type ChildRun, runNode, waitFor } from './support/processes';
 import { freePort } from './support/sshd';
 import { startDevServer } from './support/temporal';
 
@@ -65,29 +66,17 @@ function httpsGet(url: string, ca: Buffer): Promise<{ status: number; body: stri
   });
 }
 
-function runCli(args: string[], env: Record<string, string | undefined> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const childEnv: NodeJS.ProcessEnv = { ...process.env };
-    for (const name of ['VMDB_API_URL', 'VMDB_TOKEN', 'VMDB_CA_FILE', 'VMDB_ALLOW_HTTP']) delete childEnv[name];
-    Object.assign(childEnv, env);
-    const child = spawn(process.execPath, [CLI, ...args], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function runCli(args: string[], env: Record<string, string | undefined> = {}): Promise<ChildRun> {
+  const childEnv: NodeJS.ProcessEnv = { ...process.env };
+  for (const name of ['VMDB_API_URL', 'VMDB_TOKEN', 'VMDB_CA_FILE', 'VMDB_ALLOW_HTTP']) delete childEnv[name];
+  return runNode(CLI, args, Object.assign(childEnv, env));
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, output: () => string, timeoutMs = 30_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}\n--- output ---\n${output().slice(-3000)}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
+/** waitFor, with the tail of a child's output in the message when it times out. */
+function until<T>(what: string, probe: () => Promise<T | undefined>, output: () => string, timeoutMs = 30_000): Promise<T> {
+  return waitFor(what, probe, timeoutMs, 200).catch((err: Error) => {
+    throw new Error(`${err.message}\n--- output ---\n${output().slice(-3000)}`);
+  });
 }
 
 describe('TLS: HTTPS at the API, verified by the agent and the CLI', function () {

@@ -7,6 +7,26 @@ import { withMysql } from './backends';
 const run = promisify(execFile);
 const OUTPUT_KEPT = 20_000;
 
+/** What a child process said and how it ended. */
+export interface ChildRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `node script ...args` with `env` as its whole environment, asynchronously (the test's own servers keep answering). */
+export function runNode(script: string, args: string[], env: NodeJS.ProcessEnv): Promise<ChildRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [script, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** Polls `probe` until it returns something other than undefined (a throw counts as "not yet"). */
