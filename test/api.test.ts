@@ -277,6 +277,37 @@ describe('HTTP API on a dev server [mariadb]', function () {
       res = await request('GET', '/api/v1/instances?limit=1&start=0', { token: read });
       assert.equal(res.body.Records.length, 1);
 
+      // Pages by cursor: following Next reads every instance once, in the sort's order.
+      await bareInstance();
+      await bareInstance();
+      const whole = await request('GET', '/api/v1/instances?sort=inst.Name:DESC&limit=1000', { token: read });
+      assert.deepEqual([whole.status, whole.body.TotalExact, whole.body.Next], [200, true, null], 'one page holds all: exact total, no next page');
+      const allIds = whole.body.Records.map((r: unknown[]) => r[idColumn]);
+      assert.equal(whole.body.TotalRecords, allIds.length);
+      const walked: number[] = [];
+      let cursor: string | null = null;
+      let firstCursor = '';
+      do {
+        res = await request('GET', `/api/v1/instances?sort=inst.Name:DESC&limit=1${cursor ? `&after=${encodeURIComponent(cursor)}` : ''}`, { token: read });
+        assert.equal(res.status, 200, JSON.stringify(res.body));
+        assert.equal(res.body.TotalRecords, allIds.length);
+        walked.push(...res.body.Records.map((r: unknown[]) => r[idColumn]));
+        cursor = res.body.Next;
+        firstCursor ||= cursor ?? '';
+        assert.ok(walked.length <= allIds.length, 'no row twice');
+      } while (cursor);
+      assert.deepEqual(walked, allIds);
+      assert.ok(firstCursor, 'more than one page');
+      res = await request('GET', `/api/v1/instances?sort=inst.Name:ASC&after=${encodeURIComponent(firstCursor)}`, { token: read });
+      assert.equal(res.status, 400);
+      assert.match(res.body.message, /^after: the cursor belongs to another sort \(inst\.Name:DESC,inst\.InstanceID:DESC\)/);
+      res = await request('GET', '/api/v1/instances?after=bm90IGEgY3Vyc29y', { token: read });
+      assert.deepEqual([res.status, res.body.error], [400, 'bad_request']);
+      assert.match(res.body.message, /^after: the cursor is malformed/);
+      res = await request('GET', `/api/v1/instances?sort=inst.Name:DESC&start=1&after=${encodeURIComponent(firstCursor)}`, { token: read });
+      assert.equal(res.status, 400);
+      assert.match(res.body.message, /after and start exclude each other/);
+
       res = await request('GET', `/api/v1/instances/counters?groupBy=Endpoint&Status=Running`, { token: read });
       assert.equal(res.status, 200);
       assert.ok(res.body[ENDPOINT] >= 1);

@@ -260,10 +260,27 @@ describe('dashboard in headless Chromium [mariadb]', function () {
     await eventually(async () => assert.deepEqual(await ids(), expected.ids));
 
     await page.selectOption('select[name=size]', '25');
+    const first = await api<Table & { Next: string | null; TotalExact: boolean }>('/instances?sort=inst.Endpoint:ASC&limit=25');
+    const firstIds = first.Records.map((r) => r[first.ParameterNames.indexOf('inst.InstanceID')] as number);
+    await eventually(async () => assert.deepEqual(await ids(), firstIds));
+    assert.equal(first.TotalExact, true);
+    assert.ok(first.Next, 'more than one page');
+    // Next follows the API's cursor (not an offset), and the range counts from the pages walked.
+    const asked: string[] = [];
+    page.on('request', (r) => {
+      if (r.url().includes('/api/v1/instances?')) asked.push(r.url());
+    });
     await page.click('.pager button:has-text("Next")');
-    expected = await apiIds('sort=inst.Endpoint:ASC&start=25&limit=25');
+    expected = await apiIds(`sort=inst.Endpoint:ASC&after=${encodeURIComponent(first.Next!)}&limit=25`);
+    assert.deepEqual(expected.ids, (await apiIds('sort=inst.Endpoint:ASC&start=25&limit=25')).ids, 'the cursor page is the offset page');
     await eventually(async () => assert.deepEqual(await ids(), expected.ids));
     assert.match((await texts('[data-testid=instances-range]'))[0], new RegExp(`^26–${25 + expected.ids.length} of ${expected.total}$`));
+    assert.ok(asked.some((url) => new URL(url).searchParams.get('after') === first.Next), `the next page was asked by cursor: ${JSON.stringify(asked)}`);
+    // Previous goes back through the cursors seen, to the first page.
+    await page.click('.pager button:has-text("Previous")');
+    await eventually(async () => assert.deepEqual(await ids(), firstIds));
+    assert.match((await texts('[data-testid=instances-range]'))[0], new RegExp(`^1–25 of ${expected.total}$`));
+    assert.equal(await page.isDisabled('.pager button:has-text("Previous")'), true);
     await shot('instances');
   });
 

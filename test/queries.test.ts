@@ -593,3 +593,163 @@ onEveryBackend('queries: getRunningInstances*History', (fx) => {
     refused(await fx.db.getRunningInstancesBEPHistory(0, -900), 'bucketSize');
   });
 });
+
+// ---- pages by keyset cursor (getInstancesPage) -------------------------------------------
+
+/**
+ * Thirteen instances with ties and NULLs in the sort keys:
+ * instance i (1..13) is vm-<i>, image imgA/imgB/imgC by i % 3, endpoint ep1..ep4 by i % 4, and
+ * the Load and LastUpdate of the lists below (null: NULL in the database).
+ */
+const LOADS = [0.3, null, 0.1, 0.3, 0.3, 0, null, 0.1, 2.5, 0.3, 0, 0.1, 0.3];
+const DAY1 = '2026-01-01 09:00:00';
+const DAY2 = '2026-01-02 10:00:00';
+const DAY3 = '2026-01-03 00:00:00';
+const UPDATES = [DAY2, null, DAY1, DAY2, null, DAY3, DAY1, DAY2, DAY2, null, DAY3, DAY1, DAY2];
+
+interface PageFleetRow {
+  id: number;
+  name: string;
+  image: string;
+  endpoint: string;
+  load: number | null;
+  update: string | null;
+}
+
+async function seedPageFleet(db: Db): Promise<PageFleetRow[]> {
+  const rows: PageFleetRow[] = [];
+  for (let i = 1; i <= 13; i++) {
+    const name = `vm-${String(i).padStart(2, '0')}`;
+    const image = ['imgC', 'imgA', 'imgB'][i % 3];
+    const endpoint = `ep${(i % 4) + 1}`;
+    const id = ok(await db.insertInstance(`u${i}`, image, name, endpoint, 'pod'));
+    ok(await db.updateFields('vm_Instances', ['Load', 'LastUpdate'], [LOADS[i - 1], UPDATES[i - 1]], { InstanceID: id }));
+    rows.push({ id, name, image, endpoint, load: LOADS[i - 1], update: UPDATES[i - 1] });
+  }
+  return rows;
+}
+
+type Key = [keyof PageFleetRow, 'ASC' | 'DESC'];
+
+/** The documented order: each key in its direction, NULL first ascending (last descending), ties by InstanceID in the last key's direction. */
+function expectedOrder(rows: PageFleetRow[], keys: Key[]): string[] {
+  const cmp = (a: unknown, b: unknown) => (a === b ? 0 : a === null ? -1 : b === null ? 1 : (a as number) < (b as number) ? -1 : 1);
+  const last = keys.length ? keys[keys.length - 1][1] : 'ASC';
+  const all: Key[] = [...keys, ['id', last]];
+  return [...rows]
+    .sort((x, y) => {
+      for (const [field, dir] of all) {
+        const c = cmp(x[field], y[field]);
+        if (c) return dir === 'ASC' ? c : -c;
+      }
+      return 0;
+    })
+    .map((r) => r.name);
+}
+
+type Page = { ParameterNames: string[]; Records: unknown[][]; TotalRecords: number; TotalExact: boolean; Next: string | null };
+
+/** Every page from the first, following Next; each page's names. */
+async function walk(db: Db, options: { selDict?: Record<string, unknown>; sortList?: [string, string][]; limit: number }): Promise<{ pages: string[][]; first: Page }> {
+  const pages: string[][] = [];
+  let page = ok(await db.getInstancesPage(options)) as Page;
+  const first = page;
+  for (;;) {
+    pages.push(contentNames(page));
+    if (!page.Next) break;
+    assert.ok(pages.length < 30, 'the walk ends');
+    page = ok(await db.getInstancesPage({ ...options, after: page.Next })) as Page;
+  }
+  return { pages, first };
+}
+
+onEveryBackend('queries: getInstancesPage (keyset cursors)', (fx) => {
+  let fleet: PageFleetRow[];
+  beforeEach(async function () {
+    fleet = await seedPageFleet(fx.db);
+  });
+
+  const sorts: { title: string; sortList: [string, string][]; keys: Key[] }[] = [
+    { title: 'no sort (InstanceID)', sortList: [], keys: [] },
+    { title: 'a FLOAT with ties and NULLs, descending', sortList: [['inst.Load', 'DESC']], keys: [['load', 'DESC']] },
+    { title: 'a FLOAT with ties and NULLs, ascending', sortList: [['Load', 'ASC']], keys: [['load', 'ASC']] },
+    { title: 'a DATETIME with ties and NULLs, ascending', sortList: [['inst.LastUpdate', 'ASC']], keys: [['update', 'ASC']] },
+    { title: 'a DATETIME with ties and NULLs, descending', sortList: [['inst.LastUpdate', 'DESC']], keys: [['update', 'DESC']] },
+    { title: 'an image field, then a FLOAT the other way', sortList: [['img.Name', 'ASC'], ['inst.Load', 'DESC']], keys: [['image', 'ASC'], ['load', 'DESC']] },
+    { title: 'three keys of mixed directions', sortList: [['inst.Endpoint', 'DESC'], ['inst.LastUpdate', 'ASC'], ['img.Name', 'DESC']], keys: [['endpoint', 'DESC'], ['update', 'ASC'], ['image', 'DESC']] },
+  ];
+  const selections: { title: string; selDict: Record<string, unknown>; keep: (r: PageFleetRow) => boolean }[] = [
+    { title: 'every instance', selDict: {}, keep: () => true },
+    { title: 'two endpoints', selDict: { Endpoint: ['ep1', 'ep3'] }, keep: (r) => r.endpoint === 'ep1' || r.endpoint === 'ep3' },
+    { title: 'one image', selDict: { 'img.Name': 'imgB' }, keep: (r) => r.image === 'imgB' },
+  ];
+  for (const sort of sorts) {
+    for (const sel of selections) {
+      it(`walks by cursor, sorted by ${sort.title}, selecting ${sel.title}: every row once, in order`, async function () {
+        const expected = expectedOrder(fleet.filter(sel.keep), sort.keys);
+        for (const limit of [1, 2, 5, 13]) {
+          const { pages, first } = await walk(fx.db, { selDict: sel.selDict, sortList: sort.sortList, limit });
+          assert.deepEqual(pages.flat(), expected, `limit ${limit}`);
+          assert.ok(pages.every((p, i) => p.length === limit || (i === pages.length - 1 && p.length > 0 && p.length <= limit)), `full pages but the last (limit ${limit}): ${JSON.stringify(pages)}`);
+          assert.equal(first.TotalRecords, expected.length);
+          assert.equal(first.TotalExact, true);
+        }
+      });
+    }
+  }
+
+  it('pages by offset too, with the cursor of the page after', async function () {
+    const expected = expectedOrder(fleet, [['load', 'DESC']]);
+    const byOffset = ok(await fx.db.getInstancesPage({ sortList: [['inst.Load', 'DESC']], start: 4, limit: 3 }));
+    assert.deepEqual(contentNames(byOffset), expected.slice(4, 7));
+    const following = ok(await fx.db.getInstancesPage({ sortList: [['inst.Load', 'DESC']], after: byOffset.Next, limit: 3 }));
+    assert.deepEqual(contentNames(following), expected.slice(7, 10));
+    const last = ok(await fx.db.getInstancesPage({ sortList: [['inst.Load', 'DESC']], start: 10, limit: 3 }));
+    assert.deepEqual([contentNames(last), last.Next], [expected.slice(10), null], 'no cursor after the last row');
+  });
+
+  it('refuses a malformed cursor, a cursor of another sort and a cursor with start, naming after', async function () {
+    const page = ok(await fx.db.getInstancesPage({ sortList: [['inst.Name', 'ASC']], limit: 2 }));
+    assert.ok(page.Next);
+    const encode = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+    const { s, k } = JSON.parse(Buffer.from(page.Next, 'base64url').toString()) as { s: string; k: unknown[] };
+    const malformed = [
+      'not a cursor!',
+      'AAAA',
+      encode([1, 2]),
+      encode({ s }),
+      encode({ s, k: k.slice(1) }),
+      encode({ s, k: [k[0], 'seven'] }),
+      encode({ s, k: [k[0], -1] }),
+      encode({ s, k: [42, k[1]] }),
+      encode({ s, k: [null, k[1]] }),
+      encode({ s, k: ['x'.repeat(300), k[1]] }),
+    ];
+    for (const after of malformed) {
+      refused(await fx.db.getInstancesPage({ sortList: [['inst.Name', 'ASC']], after, limit: 2 }), 'after', 'malformed');
+    }
+    refused(await fx.db.getInstancesPage({ sortList: [['inst.Name', 'DESC']], after: page.Next, limit: 2 }), 'after', 'another sort', 'inst.Name:ASC');
+    refused(await fx.db.getInstancesPage({ sortList: [], after: page.Next, limit: 2 }), 'after', 'another sort');
+    refused(await fx.db.getInstancesPage({ sortList: [['inst.Name', 'ASC']], after: page.Next, start: 2, limit: 2 }), 'after and start');
+    // A well-formed cursor's values are bound, never SQL: a hostile name matches as text.
+    const hostile = ok(await fx.db.getInstancesPage({ sortList: [['inst.Name', 'ASC']], after: encode({ s, k: ["vm-05' OR '1'='1", 1] }), limit: 20 }));
+    assert.deepEqual(contentNames(hostile), expectedOrder(fleet, [['name', 'ASC']]).filter((n) => n > "vm-05' OR '1'='1"));
+  });
+
+  it('says whether the total is exact: MySQL/MariaDB estimate above the cap, SQLite always counts', async function () {
+    const small = ok(await fx.db.getInstancesPage({ selDict: { 'img.Name': 'imgB' }, limit: 2, exactTotalCap: 4 }));
+    assert.deepEqual([small.TotalRecords, small.TotalExact], [4, true], 'at the cap: exact');
+    const big = ok(await fx.db.getInstancesPage({ limit: 2, exactTotalCap: 4 }));
+    if (fx.backend.name === 'sqlite') {
+      assert.deepEqual([big.TotalRecords, big.TotalExact], [13, true]);
+    } else {
+      assert.equal(big.TotalExact, false);
+      assert.ok(big.TotalRecords > 4, `an estimate above the cap: ${big.TotalRecords}`);
+    }
+    const filtered = ok(await fx.db.getInstancesPage({ selDict: { Endpoint: ['ep1', 'ep2', 'ep3'] }, limit: 2, exactTotalCap: 4 }));
+    if (fx.backend.name === 'sqlite') assert.deepEqual([filtered.TotalRecords, filtered.TotalExact], [10, true]);
+    else assert.ok(!filtered.TotalExact && filtered.TotalRecords > 4, `a filtered estimate above the cap: ${JSON.stringify([filtered.TotalRecords, filtered.TotalExact])}`);
+    const byDefault = ok(await fx.db.getInstancesPage({ limit: 2 }));
+    assert.deepEqual([byDefault.TotalRecords, byDefault.TotalExact], [13, true], 'under the default cap of 10,000: exact');
+  });
+});

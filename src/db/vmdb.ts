@@ -443,6 +443,15 @@ export class VirtualMachineDB {
     return this.call(async () => read.getInstancesContent(this.ex, selDict, sortList, start, limit));
   }
 
+  /**
+   * getInstancesContent's rows a page at a time, for callers other than DIRAC's: by keyset
+   * (`after`: the previous page's `Next`, for the same sort) or by offset (`start`). The total is
+   * exact when counting is cheap and an estimate otherwise (`TotalExact` says which).
+   */
+  getInstancesPage(options: read.InstancesPageOptions): Promise<Result<read.InstancesPage>> {
+    return this.call(async () => read.getInstancesPage(this.ex, options));
+  }
+
   getHistoryForInstanceID(instanceId: number): Promise<Result<{ ParameterNames: string[]; Records: unknown[][] }>> {
     return this.call(async () => read.getHistoryForInstanceID(this.ex, check.id('instanceId', instanceId)));
   }

@@ -85,6 +85,13 @@ export interface Table {
   TotalRecords?: number;
 }
 
+/** GET /instances: a Table with the next page's cursor and whether the total is exact. */
+export interface InstancesTable extends Table {
+  TotalRecords: number;
+  TotalExact: boolean;
+  Next: string | null;
+}
+
 export type Counters = Record<string, number>;
 
 export interface InstanceDetail {

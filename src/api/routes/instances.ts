@@ -32,30 +32,41 @@ export default async function instanceRoutes(app: FastifyInstance, { deps }: { d
   const { db, lifecycle } = deps;
   const unwatched = new UnwatchedInstances(db);
 
-  app.get<{ Querystring: { sort?: string; start: number; limit: number } & Record<string, unknown> }>(
+  app.get<{ Querystring: { sort?: string; start: number; limit: number; after?: string } & Record<string, unknown> }>(
     '/instances',
     {
       onRequest: requireRole('read'),
       schema: {
         tags: ['instances'],
-        summary: 'Instances with their image (getInstancesContent): filters, sort, paging, total',
+        summary: 'Instances with their image (getInstancesContent): filters, sort, paging by cursor or offset, total',
         description:
-          'Any other query parameter filters: a column (`Status`), or `inst.X` / `img.X`, equal to the value; comma-separated values are ORed. Unknown filter and sort fields are ignored.',
+          'Any other query parameter filters: a column (`Status`), or `inst.X` / `img.X`, equal to the value; comma-separated values are ORed. Unknown filter and sort fields are ignored. ' +
+          'Each page answers `Next`, an opaque cursor: pass it as `after` (with the same sort) for the next page, at the same cost at any depth. `start` pages by offset and reads every row before it. ' +
+          '`TotalRecords` is exact when `TotalExact` is true; otherwise it is the database\'s estimate, given when more than 10,000 rows match.',
         querystring: withFilters({
           sort: { type: 'string', description: 'F:ASC,G:DESC' },
-          start: { type: 'integer', minimum: 0, maximum: MAX_ID, default: 0 },
+          start: { type: 'integer', minimum: 0, maximum: MAX_ID, default: 0, description: 'an offset; not with `after`' },
+          after: { type: 'string', minLength: 1, maxLength: 4096, description: 'the `Next` cursor of the previous page, for the same sort' },
           limit: { type: 'integer', minimum: 1, maximum: MAX_PAGE, default: 100 },
         }),
         response: {
-          200: { type: 'object', properties: { ...table.properties, TotalRecords: { type: 'integer' } } },
+          200: {
+            type: 'object',
+            properties: {
+              ...table.properties,
+              TotalRecords: { type: 'integer', description: 'the matching rows: exact when TotalExact, else an estimate' },
+              TotalExact: { type: 'boolean', description: 'false when TotalRecords is an estimate (more than 10,000 rows match, MySQL/MariaDB)' },
+              Next: { type: 'string', nullable: true, description: 'the cursor of the next page (pass it as `after`), or null on the last page' },
+            },
+          },
           ...errorReplies(),
         },
       },
     },
     async (request) => {
-      const { sort, start, limit } = request.query;
-      const selDict = filtersOf(request.query, ['sort', 'start', 'limit'], ['vm_Instances', 'vm_Images']);
-      return unwrap(await db.getInstancesContent(selDict, sortListOf(sort), start, limit));
+      const { sort, start, limit, after } = request.query;
+      const selDict = filtersOf(request.query, ['sort', 'start', 'limit', 'after'], ['vm_Instances', 'vm_Images']);
+      return unwrap(await db.getInstancesPage({ selDict, sortList: sortListOf(sort), after, start, limit }));
     },
   );
 

@@ -1,5 +1,5 @@
 import { INSTANCE_STATES } from '../../../entities/states';
-import { type Table, call, rowsOf } from '../api';
+import { type InstancesTable, call, rowsOf } from '../api';
 import { formatCount, formatTime, formatValue, h, replaceChildren, setText, statusBadge } from '../dom';
 import type { Page, PageContext } from './page';
 
@@ -33,12 +33,27 @@ export function instancesPage(ctx: PageContext): Page {
   for (const { field } of FILTERS) filters[field] = ctx.query.get(field) ?? '';
   let sort = ctx.query.get('sort') ?? 'inst.InstanceID:DESC';
   let size = PAGE_SIZES.includes(Number(ctx.query.get('size'))) ? Number(ctx.query.get('size')) : 50;
+  // Paging: Next follows the API's cursor (as fast at any depth); Previous goes back through the
+  // cursors of the pages seen. An address with `start` (a bookmark) opens at that offset once.
   let start = Math.max(0, Number(ctx.query.get('start')) || 0);
-  let total = 0;
+  let after: string | null = null;
+  let next: string | null = null;
+  /** The pages before this one, as they were reached: a cursor or an offset, and the first row's position. */
+  let back: { after: string | null; start: number }[] = [];
+  /** The position of this page's first row (0-based). */
+  let position = start;
+  let shown = 0;
+
+  const firstPage = () => {
+    start = 0;
+    after = null;
+    back = [];
+    position = 0;
+  };
 
   // The state lives in the address, so a filtered view can be bookmarked; replaceState fires no navigation.
   const remember = () => {
-    const query = new URLSearchParams({ ...Object.fromEntries(Object.entries(filters).filter(([, v]) => v)), sort, size: String(size), start: String(start) });
+    const query = new URLSearchParams({ ...Object.fromEntries(Object.entries(filters).filter(([, v]) => v)), sort, size: String(size), start: String(position) });
     history.replaceState(null, '', `#/instances?${query}`);
   };
 
@@ -50,7 +65,7 @@ export function instancesPage(ctx: PageContext): Page {
         : h('input', { name: field, type: 'search', value: filters[field], placeholder: 'any', size: 14 });
     const apply = () => {
       filters[field] = input.value.trim();
-      start = 0;
+      firstPage();
       remember();
       ctx.refreshNow();
     };
@@ -62,7 +77,7 @@ export function instancesPage(ctx: PageContext): Page {
   const sizeSelect = h('select', { name: 'size', 'aria-label': 'Rows per page' }, ...PAGE_SIZES.map((n) => h('option', { value: n, selected: n === size }, String(n))));
   sizeSelect.addEventListener('change', () => {
     size = Number(sizeSelect.value);
-    start = 0;
+    firstPage();
     remember();
     ctx.refreshNow();
   });
@@ -77,7 +92,7 @@ export function instancesPage(ctx: PageContext): Page {
         const button = h('button', { type: 'button', class: 'sort', 'data-field': field }, title, active ? (sortDir === 'ASC' ? ' ▲' : ' ▼') : '');
         button.addEventListener('click', () => {
           sort = `${field}:${active && sortDir === 'ASC' ? 'DESC' : 'ASC'}`;
-          start = 0;
+          firstPage();
           remember();
           renderHead();
           ctx.refreshNow();
@@ -91,14 +106,26 @@ export function instancesPage(ctx: PageContext): Page {
   const body = h('tbody', { 'data-testid': 'instances-rows' });
   const range = h('span', { 'data-testid': 'instances-range' });
   const prev = h('button', { type: 'button' }, '‹ Previous');
-  const next = h('button', { type: 'button' }, 'Next ›');
+  const nextButton = h('button', { type: 'button' }, 'Next ›');
   prev.addEventListener('click', () => {
-    start = Math.max(0, start - size);
+    const previous = back.pop();
+    if (previous) {
+      ({ after, start } = previous);
+      position = Math.max(0, position - size);
+    } else {
+      // Opened at an offset: the page before it, by offset.
+      after = null;
+      position = start = Math.max(0, position - size);
+    }
     remember();
     ctx.refreshNow();
   });
-  next.addEventListener('click', () => {
-    if (start + size < total) start += size;
+  nextButton.addEventListener('click', () => {
+    if (!next) return;
+    back.push({ after, start });
+    after = next;
+    start = 0;
+    position += shown;
     remember();
     ctx.refreshNow();
   });
@@ -109,14 +136,15 @@ export function instancesPage(ctx: PageContext): Page {
     h('h1', {}, 'Instances'),
     form,
     h('div', { class: 'table-wrap' }, h('table', { class: 'grid' }, h('thead', {}, headRow), body)),
-    h('div', { class: 'pager' }, prev, range, next, h('label', {}, 'Rows per page ', sizeSelect)),
+    h('div', { class: 'pager' }, prev, range, nextButton, h('label', {}, 'Rows per page ', sizeSelect)),
   );
 
   async function refresh(): Promise<void> {
-    const query: Record<string, string | number> = { sort, start, limit: size };
+    const query: Record<string, string | number> = after ? { sort, after, limit: size } : { sort, start, limit: size };
     for (const [field, value] of Object.entries(filters)) if (value) query[field] = value;
-    const content = await call<Table>('/instances', { query });
-    total = content.TotalRecords ?? content.Records.length;
+    const content = await call<InstancesTable>('/instances', { query });
+    const total = content.TotalRecords;
+    next = content.Next;
     const rows = rowsOf(content);
     replaceChildren(
       body,
@@ -135,9 +163,11 @@ export function instancesPage(ctx: PageContext): Page {
           )
         : [h('tr', {}, h('td', { colspan: COLUMNS.length, class: 'muted' }, 'No instance matches these filters.'))]),
     );
-    setText(range, total ? `${formatCount(start + 1)}–${formatCount(start + rows.length)} of ${formatCount(total)}` : '0 of 0');
-    prev.disabled = start === 0;
-    next.disabled = start + size >= total;
+    shown = rows.length;
+    const of = content.TotalExact ? formatCount(total) : `about ${formatCount(total)}`;
+    setText(range, rows.length ? `${formatCount(position + 1)}–${formatCount(position + rows.length)} of ${of}` : total ? `none here, of ${of}` : '0 of 0');
+    prev.disabled = position === 0;
+    nextButton.disabled = next === null;
   }
 
   return { el, refresh };
