@@ -30,6 +30,15 @@ function schemathesis(): string {
 }
 
 /**
+ * `after` is an opaque cursor: only the server can tell a malformed one, as only it can tell an id
+ * that does not exist. A string the schema allows is then a 400, which this check must accept there.
+ */
+const OPAQUE_CURSOR = `[[operations]]
+include-name = "GET /api/v1/instances"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", 400, 401, 403, 404, 409, 429, "5xx"]
+`;
+
+/**
  * Runs schemathesis against the API's own /openapi.json with every check on.
  * The token reaches it through the environment (the config file names the
  * variable), never on a command line. Resolves with the exit code and output.
@@ -108,7 +117,7 @@ describe('API fuzzing with schemathesis against /openapi.json, with real data', 
   });
 
   it('with an operator (admin) token, every operation: no server error, every answer as documented', async function () {
-    const { code, output } = await fuzz(apiUrl, dir, 'operator', TOKENS.admin, '');
+    const { code, output } = await fuzz(apiUrl, dir, 'operator', TOKENS.admin, OPAQUE_CURSOR);
     assert.equal(code, 0, summary(output));
     report('operator token', output);
   });
