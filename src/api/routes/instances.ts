@@ -46,7 +46,7 @@ export default async function instanceRoutes(app: FastifyInstance, { deps }: { d
         querystring: withFilters({
           sort: { type: 'string', description: 'F:ASC,G:DESC' },
           start: { type: 'integer', minimum: 0, maximum: MAX_ID, default: 0, description: 'an offset; not with `after`' },
-          after: { type: 'string', minLength: 1, maxLength: 4096, description: 'the `Next` cursor of the previous page, for the same sort' },
+          after: { type: 'string', minLength: 1, maxLength: 4096, pattern: '^[A-Za-z0-9_-]+$', description: 'the `Next` cursor of the previous page, for the same sort (base64url)' },
           limit: { type: 'integer', minimum: 1, maximum: MAX_PAGE, default: 100 },
         }),
         response: {
