@@ -31,7 +31,6 @@
  * exit status arrives, even if a process it left in the background (`agent &`) still holds the
  * output. On timeout or cancellation its whole process group is killed before disconnecting.
  */
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { connect as tcpConnect } from 'node:net';
 import { posix } from 'node:path';
@@ -39,6 +38,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
 import type { Logger } from '@temporalio/common';
 import { Client, utils, type ConnectConfig, type SFTPWrapper } from 'ssh2';
+import { hostKeyFingerprint, isHostKeyFingerprint } from '../src/net/host-keys';
 import { sshContextualization } from '../src/ops/metrics';
 
 export interface SshActivitiesOptions {
@@ -297,18 +297,11 @@ function checkContextualization(username: unknown, files: unknown, command: unkn
   }
 }
 
-/** OpenSSH's fingerprint of a host key blob: `SHA256:` and the unpadded base64 of its SHA-256. */
-export function hostKeyFingerprint(key: Buffer): string {
-  return `SHA256:${createHash('sha256').update(key).digest('base64').replace(/=+$/, '')}`;
-}
-
-const FINGERPRINT = /^SHA256:[A-Za-z0-9+/]{43}$/;
-
 function checkHostKeys(hostKeys: unknown, anyHostKey: unknown): void {
   if (anyHostKey !== undefined && typeof anyHostKey !== 'boolean') invalid('anyHostKey must be a boolean');
   if (hostKeys === undefined) return;
   if (!Array.isArray(hostKeys) || hostKeys.length === 0) invalid('hostKeys must be a non-empty array of SHA256: fingerprints');
-  for (const [i, key] of hostKeys.entries()) if (typeof key !== 'string' || !FINGERPRINT.test(key)) invalid(`hostKeys[${i}] must be an OpenSSH fingerprint such as SHA256:<43 base64 characters> (ssh-keygen -lf <key>.pub)`);
+  for (const [i, key] of hostKeys.entries()) if (!isHostKeyFingerprint(key)) invalid(`hostKeys[${i}] must be an OpenSSH fingerprint such as SHA256:<43 base64 characters> (ssh-keygen -lf <key>.pub)`);
 }
 
 /** The VM presented a host key nobody pinned: no retry changes that, and the files and command must not reach it. */

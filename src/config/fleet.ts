@@ -5,6 +5,7 @@ import { type EndpointDriverConfig } from '../drivers/registry';
 import { type ElasticEndpointConfig, validateElastic } from '../elastic/config';
 import { DEFAULT_SAFETY, type SafetyConfig, validateSafety } from '../safety/config';
 import { settingsFor } from './settings';
+import { isHostKeyFingerprint } from '../net/host-keys';
 
 /** One endpoint the Director keeps filled (up to maxInstances, or toward its demand: src/elastic/config.ts). */
 export interface EndpointConfig extends Partial<ElasticEndpointConfig> {
@@ -109,8 +110,6 @@ export function driverConfigs(fleet: FleetConfig): EndpointDriverConfig[] {
   return fleet.endpoints.map(({ endpoint, driver: { type, ...options } }) => ({ endpoint, driver: type, ...options }));
 }
 
-const FINGERPRINT = /^SHA256:[A-Za-z0-9+/]{43}$/;
-
 /** A contextualization logs in only to a VM whose host key it knows, unless the fleet file says any will do. */
 function hostKeysOf(where: string, ctx: { hostKeys?: unknown; anyHostKey?: unknown }): void {
   if (ctx.anyHostKey !== undefined && typeof ctx.anyHostKey !== 'boolean') throw new Error(`${where}.anyHostKey must be true or false`);
@@ -123,6 +122,6 @@ function hostKeysOf(where: string, ctx: { hostKeys?: unknown; anyHostKey?: unkno
   if (ctx.anyHostKey === true) throw new Error(`${where}: hostKeys and anyHostKey: true contradict each other`);
   if (!Array.isArray(ctx.hostKeys) || ctx.hostKeys.length === 0) throw new Error(`${where}.hostKeys must be a non-empty array of SHA256: fingerprints`);
   ctx.hostKeys.forEach((key, i) => {
-    if (typeof key !== 'string' || !FINGERPRINT.test(key)) throw new Error(`${where}.hostKeys[${i}] must be an OpenSSH fingerprint such as SHA256:<43 base64 characters>, got ${JSON.stringify(key)}`);
+    if (!isHostKeyFingerprint(key)) throw new Error(`${where}.hostKeys[${i}] must be an OpenSSH fingerprint such as SHA256:<43 base64 characters>, got ${JSON.stringify(key)}`);
   });
 }

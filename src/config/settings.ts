@@ -480,6 +480,7 @@ function build(values: Record<string, string>, origin: SettingsSource['origin'],
   const apiKey = get('TEMPORAL_API_KEY');
   const tlsWanted = bool('TEMPORAL_TLS', false) || Boolean(tlsCert || tlsCa || apiKey);
   const healthPort = get('VMDB_WORKER_HEALTH_PORT');
+  const tokenRing = tokenSecretRing(get('VMDB_TOKEN_SECRET'), get('VMDB_TOKEN_SECRETS'));
   const apiCert = get('VMDB_API_TLS_CERT');
   const apiTlsKey = get('VMDB_API_TLS_KEY');
   return {
@@ -490,8 +491,8 @@ function build(values: Record<string, string>, origin: SettingsSource['origin'],
       host: get('VMDB_API_HOST') ?? DEFAULT_API_HOST,
       port: apiPort,
       publicUrl: get('VMDB_PUBLIC_API_URL') ?? `http://127.0.0.1:${apiPort}`,
-      tokenSecret: tokenSecretRing(get('VMDB_TOKEN_SECRET'), get('VMDB_TOKEN_SECRETS')).current,
-      previousTokenSecrets: tokenSecretRing(get('VMDB_TOKEN_SECRET'), get('VMDB_TOKEN_SECRETS')).previous,
+      tokenSecret: tokenRing.current,
+      previousTokenSecrets: tokenRing.previous,
       adminToken: get('VMDB_ADMIN_TOKEN'),
       operatorTokensFile: get('VMDB_OPERATOR_TOKENS_FILE'),
       temporalUiUrl: get('VMDB_TEMPORAL_UI_URL'),

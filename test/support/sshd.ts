@@ -1,9 +1,9 @@
-import { createHash } from 'node:crypto';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
+import { hostKeyFingerprint } from '../../src/net/host-keys';
 
 /**
  * A real OpenSSH sshd for tests: 127.0.0.1, a free port, a throw-away directory holding its host
@@ -68,10 +68,9 @@ export async function startSshd(): Promise<TestSshd> {
   }
 }
 
-/** OpenSSH's SHA256 fingerprint of a public key file, computed here (ssh-keygen -lf prints the same). */
+/** OpenSSH's SHA256 fingerprint of a public key file (ssh-keygen -lf prints the same). */
 export function fingerprintOf(publicKeyFile: string): string {
-  const blob = Buffer.from(readFileSync(publicKeyFile, 'utf8').trim().split(/\s+/)[1], 'base64');
-  return `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;
+  return hostKeyFingerprint(Buffer.from(readFileSync(publicKeyFile, 'utf8').trim().split(/\s+/)[1], 'base64'));
 }
 
 function keygen(file: string): void {
