@@ -385,6 +385,7 @@ describe('SSH contextualization through the workflow [mariadb]', function () {
     const attempts = (await handle.fetchHistory()).events!.filter((e) => e.activityTaskStartedEventAttributes && e.activityTaskStartedEventAttributes.attempt && e.activityTaskStartedEventAttributes.attempt > 1);
     assert.deepEqual(attempts, [], 'no retry: a wrong key stays wrong');
     assert.equal((await rig.drivers.get(ENDPOINT)!.getInstanceStatus(final.uniqueID)).status, 'stopped');
+    await maybeRecordHistory(handle, 'v2-ssh-host-key-mismatch');
   });
 });
 
